@@ -1,0 +1,26 @@
+"""The base of every API model: camelCase field names on the wire, unknown fields rejected.
+
+Unknown fields are errors (not silently dropped) so that a typo such as ``stratgey`` in a
+manifest is reported by ``rollout lint`` and by the models, rather than pruned away.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict
+from pydantic.alias_generators import to_camel
+
+
+class ApiModel(BaseModel):
+    """A frozen model whose wire names are camelCase and which forbids unknown fields."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        populate_by_name=True,
+        extra="forbid",
+        frozen=True,
+        validate_default=False,
+    )
+
+    def wire(self) -> dict[str, object]:
+        """This model as it appears in a manifest: camelCase, unset optionals omitted."""
+        return self.model_dump(by_alias=True, exclude_none=True, mode="json")

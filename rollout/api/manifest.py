@@ -1,0 +1,99 @@
+"""Parse manifests (plain dicts) into models, reporting every problem with its field path.
+
+``parse_manifest`` is the one entry point used by ``rollout lint`` and the controller: a problem
+is a ``Problem(path, message)`` such as ``spec.strategy.canary.steps[2].setWeight: must be
+<= 100``, never a traceback.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import ValidationError
+
+from rollout.api.rollout import API_VERSION, Rollout
+from rollout.api.semantics import spec_problems
+from rollout.api.template import AnalysisTemplate
+
+KINDS: dict[str, type[Rollout] | type[AnalysisTemplate]] = {
+    "Rollout": Rollout,
+    "AnalysisTemplate": AnalysisTemplate,
+}
+
+
+@dataclass(frozen=True, order=True)
+class Problem:
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.message}" if self.path else self.message
+
+
+class InvalidManifest(ValueError):
+    """A manifest that does not describe a valid resource; ``problems`` says where and why."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        self.problems = problems
+        super().__init__("; ".join(str(p) for p in problems))
+
+
+def format_path(loc: Iterable[int | str]) -> str:
+    """``("spec", "steps", 2, "setWeight")`` -> ``spec.steps[2].setWeight``."""
+    path = ""
+    for part in loc:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        else:
+            path += f".{part}" if path else str(part)
+    return path
+
+
+def _message(error: Mapping[str, Any]) -> str:
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        return "unknown field"
+    if kind == "missing":
+        return "required field is missing"
+    if kind == "literal_error":
+        return f"must be {error['ctx']['expected']}"
+    message = str(error["msg"])
+    return message.removeprefix("Value error, ").removeprefix("Assertion failed, ")
+
+
+def problems_from(error: ValidationError) -> list[Problem]:
+    return sorted({Problem(format_path(e["loc"]), _message(e)) for e in error.errors()})
+
+
+def parse_manifest(doc: Any) -> Rollout | AnalysisTemplate:
+    """Validate ``doc`` as a Rollout or an AnalysisTemplate; raise InvalidManifest."""
+    if not isinstance(doc, Mapping):
+        raise InvalidManifest([Problem("", "a manifest must be a mapping")])
+    kind = doc.get("kind")
+    model = KINDS.get(kind) if isinstance(kind, str) else None
+    if model is None:
+        known = " or ".join(KINDS)
+        raise InvalidManifest([Problem("kind", f"must be {known}, not {kind!r}")])
+    if doc.get("apiVersion") != API_VERSION:
+        raise InvalidManifest(
+            [Problem("apiVersion", f"must be {API_VERSION}, not {doc.get('apiVersion')!r}")]
+        )
+    try:
+        parsed = model.model_validate(doc)
+    except ValidationError as error:
+        raise InvalidManifest(problems_from(error)) from None
+    if isinstance(parsed, Rollout):
+        problems = [Problem(f"spec.{path}", msg) for path, msg in spec_problems(parsed.spec)]
+        if problems:
+            raise InvalidManifest(problems)
+    return parsed
+
+
+def parse_rollout(doc: Any) -> Rollout:
+    """Like ``parse_manifest`` but only a Rollout is acceptable."""
+    parsed = parse_manifest(doc)
+    if not isinstance(parsed, Rollout):
+        raise InvalidManifest([Problem("kind", "must be Rollout")])
+    return parsed

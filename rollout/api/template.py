@@ -1,0 +1,60 @@
+"""The ``AnalysisTemplate`` custom resource: a named PromQL check with bounds and arguments."""
+
+from __future__ import annotations
+
+from typing import Literal, Self
+
+from pydantic import ConfigDict, Field, model_validator
+
+from analysis.query import unknown_variables
+from rollout.api.base import ApiModel
+from rollout.api.cel import rules
+from rollout.api.meta import ObjectMeta
+
+NoData = Literal["fail", "pass", "inconclusive"]
+
+
+class TemplateArg(ApiModel):
+    name: str = Field(min_length=1, max_length=63, pattern=r"^[A-Za-z_][A-Za-z0-9_-]*$")
+    value: str | None = Field(default=None, max_length=1024)
+
+
+class AnalysisTemplateSpec(ApiModel):
+    model_config = ConfigDict(
+        json_schema_extra=rules(
+            ("has(self.min) || has(self.max)", "set min, max or both"),
+            ("!has(self.min) || !has(self.max) || self.min <= self.max", "min must be <= max"),
+            (
+                "!has(self.args) || self.args.all(a, self.args.exists_one(b, b.name == a.name))",
+                "arg names must be unique",
+            ),
+        )
+    )
+
+    args: list[TemplateArg] = Field(default_factory=list, max_length=32)
+    query: str = Field(min_length=1, max_length=16384)
+    min: float | None = None
+    max: float | None = None
+    no_data: NoData = "inconclusive"
+
+    @model_validator(mode="after")
+    def _check(self) -> Self:
+        if self.min is None and self.max is None:
+            raise ValueError("set min, max or both")
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError("min must be <= max")
+        names = [a.name for a in self.args]
+        if len(set(names)) != len(names):
+            raise ValueError("arg names must be unique")
+        unknown = unknown_variables(self.query, set(names))
+        if unknown:
+            listed = ", ".join("{{" + u + "}}" for u in unknown)
+            raise ValueError(f"query uses unknown template variables: {listed}")
+        return self
+
+
+class AnalysisTemplate(ApiModel):
+    api_version: Literal["rollout.dev/v1alpha1"]
+    kind: Literal["AnalysisTemplate"]
+    metadata: ObjectMeta
+    spec: AnalysisTemplateSpec
