@@ -14,7 +14,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from rollout.api.rollout import API_VERSION, Rollout
-from rollout.api.semantics import spec_problems
+from rollout.api.semantics import spec_problems, template_problems
 from rollout.api.template import AnalysisTemplate
 
 KINDS: dict[str, type[Rollout] | type[AnalysisTemplate]] = {
@@ -84,10 +84,13 @@ def parse_manifest(doc: Any) -> Rollout | AnalysisTemplate:
         parsed = model.model_validate(doc)
     except ValidationError as error:
         raise InvalidManifest(problems_from(error)) from None
-    if isinstance(parsed, Rollout):
-        problems = [Problem(f"spec.{path}", msg) for path, msg in spec_problems(parsed.spec)]
-        if problems:
-            raise InvalidManifest(problems)
+    found = (
+        spec_problems(parsed.spec)
+        if isinstance(parsed, Rollout)
+        else template_problems(parsed.spec)
+    )
+    if found:
+        raise InvalidManifest([Problem(f"spec.{path}", msg) for path, msg in found])
     return parsed
 
 

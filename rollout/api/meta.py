@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import ConfigDict, Field
 
@@ -10,6 +10,11 @@ from rollout.api.base import ApiModel
 
 DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+
+# A label value is at most 63 characters in Kubernetes. The bound also keeps the estimated cost of
+# the CEL rule comparing selector.matchLabels with the template's labels within the API server's
+# budget (an unbounded string is costed as a whole 3 MiB request).
+LabelValue = Annotated[str, Field(max_length=63)]
 
 
 class ObjectMeta(ApiModel):
@@ -35,7 +40,7 @@ class LabelSelectorRequirement(ApiModel):
 class LabelSelector(ApiModel):
     """A ``metav1.LabelSelector``."""
 
-    match_labels: dict[str, str] = Field(default_factory=dict, max_length=64)
+    match_labels: dict[str, LabelValue] = Field(default_factory=dict, max_length=64)
     match_expressions: list[LabelSelectorRequirement] = Field(default_factory=list, max_length=64)
 
     def matches(self, labels: dict[str, str]) -> bool:

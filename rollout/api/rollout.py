@@ -64,6 +64,7 @@ class RolloutSpec(ApiModel):
                 },
                 {
                     "rule": "has(self.analysis) || !has(self.strategy.canary)"
+                    " || !has(self.strategy.canary.steps)"
                     " || !self.strategy.canary.steps.exists(s, has(s.analysis))",
                     "message": "analysis steps need spec.analysis",
                 },

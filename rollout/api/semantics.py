@@ -7,7 +7,9 @@ condition. Rules that need other documents (templateRef resolution) live in ``ro
 
 from __future__ import annotations
 
+from analysis.query import unknown_variables
 from rollout.api.rollout import RolloutSpec
+from rollout.api.template import AnalysisTemplateSpec
 
 Problem = tuple[str, str]
 
@@ -42,3 +44,12 @@ def spec_problems(spec: RolloutSpec) -> list[Problem]:
                 ("strategy.mirror", "analyses the mirrored traffic, so it " + gate_needed)
             )
     return problems
+
+
+def template_problems(spec: AnalysisTemplateSpec) -> list[Problem]:
+    """Problems in an AnalysisTemplate's ``spec``: variables must be declared or built in."""
+    unknown = unknown_variables(spec.query, {a.name for a in spec.args})
+    if not unknown:
+        return []
+    listed = ", ".join("{{" + u + "}}" for u in unknown)
+    return [("query", f"unknown template variables {listed}: use declared args or built-ins")]

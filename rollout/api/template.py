@@ -6,7 +6,6 @@ from typing import Literal, Self
 
 from pydantic import ConfigDict, Field, model_validator
 
-from analysis.query import unknown_variables
 from rollout.api.base import ApiModel
 from rollout.api.cel import rules
 from rollout.api.meta import ObjectMeta
@@ -46,10 +45,6 @@ class AnalysisTemplateSpec(ApiModel):
         names = [a.name for a in self.args]
         if len(set(names)) != len(names):
             raise ValueError("arg names must be unique")
-        unknown = unknown_variables(self.query, set(names))
-        if unknown:
-            listed = ", ".join("{{" + u + "}}" for u in unknown)
-            raise ValueError(f"query uses unknown template variables: {listed}")
         return self
 
 

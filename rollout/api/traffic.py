@@ -33,6 +33,12 @@ class VirtualServiceRef(ApiModel):
 
 
 class DestinationRuleRef(ApiModel):
+    model_config = ConfigDict(
+        json_schema_extra=rules(
+            ("self.stableSubset != self.canarySubset", "stableSubset and canarySubset must differ")
+        )
+    )
+
     name: str = Field(min_length=1, max_length=253, pattern=DNS_LABEL)
     stable_subset: str = Field(min_length=1, max_length=63, pattern=DNS_LABEL)
     canary_subset: str = Field(min_length=1, max_length=63, pattern=DNS_LABEL)

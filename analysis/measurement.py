@@ -1,0 +1,153 @@
+"""The gate's measurement state machine. Pure: no I/O, ``now`` is always an argument.
+
+A *run* is one pass of the gate: the counted run of an analysis step (``count`` measurements
+per check) or the background run of a canary (no count, runs until promotion). Each check is
+measured every ``interval``, the first time one interval after the run starts, so the first
+rate window already covers the canary's traffic. A check's phase follows its counters:
+
+- more than ``failureLimit`` failed measurements: Failed;
+- more than ``consecutiveErrorLimit`` errors in a row: Error;
+- more than ``inconclusiveLimit`` inconclusive measurements: Inconclusive;
+- ``count`` measurements reached: Successful; otherwise Running (Pending before the first).
+
+The run takes its worst non-dry-run check. A Successful measurement without a finite value is
+recorded as Inconclusive: missing data is never a pass.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+
+from rollout.api.gate import Analysis
+from rollout.api.status import AnalysisPhase, AnalysisStatus, CheckStatus, Measurement
+
+# Worst first: the run takes the highest-ranked phase among its checks.
+_RANK: dict[AnalysisPhase, int] = {
+    "Failed": 6,
+    "Error": 5,
+    "Inconclusive": 4,
+    "Running": 3,
+    "Pending": 2,
+    "Successful": 1,
+}
+TERMINAL: frozenset[AnalysisPhase] = frozenset({"Successful", "Failed", "Error", "Inconclusive"})
+BLOCKING: frozenset[AnalysisPhase] = frozenset({"Failed", "Error", "Inconclusive"})
+
+
+def new_run(analysis: Analysis, now: datetime, count: int | None) -> AnalysisStatus:
+    """A fresh run of every check, started ``now``."""
+    checks = [CheckStatus(name=c.name, dry_run=c.dry_run) for c in analysis.checks]
+    return AnalysisStatus(phase="Pending", started_at=now, count=count, checks=checks)
+
+
+def check_phase(check: CheckStatus, analysis: Analysis, count: int | None) -> AnalysisPhase:
+    if check.failed > analysis.failure_limit:
+        return "Failed"
+    if check.consecutive_errors > analysis.consecutive_error_limit:
+        return "Error"
+    if check.inconclusive > analysis.inconclusive_limit:
+        return "Inconclusive"
+    measured = check.successful + check.failed + check.inconclusive
+    if count is not None and measured >= count:
+        return "Successful"
+    return "Running" if measured or check.errors else "Pending"
+
+
+def run_phase(checks: Iterable[CheckStatus]) -> AnalysisPhase:
+    phases: list[AnalysisPhase] = []
+    for check in checks:
+        phase = check.phase
+        if check.dry_run and phase in TERMINAL:
+            phase = "Successful"  # a dry-run check is reported, never decides
+        phases.append(phase)
+    return max(phases, key=_RANK.__getitem__) if phases else "Successful"
+
+
+def _sane(measurement: Measurement) -> Measurement:
+    value = measurement.value
+    if measurement.phase == "Successful" and (value is None or not math.isfinite(value)):
+        return measurement.model_copy(
+            update={"phase": "Inconclusive", "message": "no value: missing data is not a pass"}
+        )
+    return measurement
+
+
+def _record(check: CheckStatus, measurement: Measurement, keep: int) -> CheckStatus:
+    phase = measurement.phase
+    return check.model_copy(
+        update={
+            "successful": check.successful + (phase == "Successful"),
+            "failed": check.failed + (phase == "Failed"),
+            "inconclusive": check.inconclusive + (phase == "Inconclusive"),
+            "errors": check.errors + (phase == "Error"),
+            "consecutive_errors": check.consecutive_errors + 1 if phase == "Error" else 0,
+            "measurements": [*check.measurements, measurement][-keep:],
+        }
+    )
+
+
+def record(
+    run: AnalysisStatus, analysis: Analysis, measurements: Iterable[tuple[str, Measurement]]
+) -> AnalysisStatus:
+    """Fold new ``(check name, measurement)`` pairs into ``run`` and re-derive every phase.
+
+    Measurements older than the run, for unknown checks, or for checks already finished are
+    ignored: they belong to another run or arrived late.
+    """
+    by_name = {c.name: c for c in run.checks}
+    for name, measurement in measurements:
+        check = by_name.get(name)
+        if check is None or check.phase in TERMINAL:
+            continue
+        if run.started_at is not None and measurement.at < run.started_at:
+            continue
+        check = _record(check, _sane(measurement), analysis.measurements_kept)
+        by_name[name] = check.model_copy(update={"phase": check_phase(check, analysis, run.count)})
+    checks = [by_name[c.name] for c in run.checks]
+    phase = run_phase(checks)
+    return run.model_copy(update={"checks": checks, "phase": phase, "message": summary(checks)})
+
+
+def summary(checks: Iterable[CheckStatus]) -> str:
+    """``error-rate 3/5 passed, latency Failed`` style text for status messages."""
+    parts = []
+    for c in checks:
+        parts.append(f"{c.name} {c.phase}" if c.phase in BLOCKING else f"{c.name} {c.successful}")
+    return ", ".join(parts)
+
+
+def last_measured_at(run: AnalysisStatus, check: CheckStatus) -> datetime | None:
+    return check.measurements[-1].at if check.measurements else run.started_at
+
+
+def due_checks(run: AnalysisStatus, analysis: Analysis, now: datetime) -> list[str]:
+    """Names of the checks whose next measurement is due at ``now``."""
+    if run.phase in TERMINAL:
+        return []
+    interval = timedelta(seconds=analysis.interval)
+    due = []
+    for check in run.checks:
+        last = last_measured_at(run, check)
+        if check.phase not in TERMINAL and last is not None and now >= last + interval:
+            due.append(check.name)
+    return due
+
+
+def next_due_at(run: AnalysisStatus, analysis: Analysis) -> datetime | None:
+    """When the next measurement of this run falls due (None when the run is over)."""
+    if run.phase in TERMINAL:
+        return None
+    interval = timedelta(seconds=analysis.interval)
+    times = [
+        last + interval
+        for check in run.checks
+        if check.phase not in TERMINAL and (last := last_measured_at(run, check)) is not None
+    ]
+    return min(times, default=None)
+
+
+def passed_once(run: AnalysisStatus) -> bool:
+    """Every non-dry-run check has at least one successful measurement in this run."""
+    return all(c.successful > 0 for c in run.checks if not c.dry_run)

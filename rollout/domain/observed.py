@@ -1,0 +1,74 @@
+"""What one reconcile observed, as frozen data: the planner's only input besides ``now``.
+
+``observe`` (in the controller) fills it from the watch cache, the traffic router's read-back
+and the gate's due measurements. Nothing here does I/O.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from rollout.api.rollout import RolloutSpec
+from rollout.api.status import Measurement, RolloutStatus
+from rollout.api.strategy import SetHeaderRoute
+
+
+@dataclass(frozen=True)
+class ReplicaSetView:
+    """One revision's ReplicaSet: desired and available replicas, pending scale-down."""
+
+    revision: str
+    replicas: int
+    available: int
+    ready: int = 0
+    created_at: datetime | None = None
+    scale_down_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class RouteState:
+    """Traffic as the router applies it: which revision each side points at, and weights.
+
+    ``canary_weight`` goes to the canary, the rest (``100 - canary_weight``) to stable.
+    ``header_routes`` send matching requests to the canary whatever the weights say.
+    """
+
+    stable_revision: str | None
+    canary_revision: str | None
+    canary_weight: int = 0
+    mirror_percent: float = 0
+    header_routes: tuple[SetHeaderRoute, ...] = ()
+
+    @property
+    def stable_weight(self) -> int:
+        return 100 - self.canary_weight
+
+    @property
+    def sends_canary_traffic(self) -> bool:
+        return self.canary_weight > 0 or self.mirror_percent > 0 or bool(self.header_routes)
+
+
+@dataclass(frozen=True)
+class Observed:
+    """The Rollout and its world at one instant.
+
+    ``spec`` is None when the spec is invalid; ``problems`` then says why, as
+    ``field.path: reason`` lines. ``route_error`` is set when the router could not read the
+    traffic (a missing VirtualService or route): the planner then changes nothing.
+    """
+
+    name: str
+    namespace: str
+    generation: int
+    spec: RolloutSpec | None
+    status: RolloutStatus
+    revision: str | None
+    replica_sets: tuple[ReplicaSetView, ...] = ()
+    route: RouteState | None = None
+    measurements: tuple[tuple[str, Measurement], ...] = ()
+    problems: tuple[str, ...] = ()
+    route_error: str | None = None
+
+    def replica_set(self, revision: str | None) -> ReplicaSetView | None:
+        return next((rs for rs in self.replica_sets if rs.revision == revision), None)

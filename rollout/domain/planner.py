@@ -1,0 +1,626 @@
+"""The planner: ``plan(observed, now) -> Plan``. Pure; the whole behaviour of every strategy.
+
+One call decides one reconcile, reading like a checklist:
+
+1. an invalid spec or unreadable traffic routing changes nothing and says why;
+2. the revision decides the mode: first revision (deploy at once), template reverted to stable
+   (fast rollback, no steps), a new revision (start at step 0 against the current stable, even
+   mid-rollout), or the same revision as before;
+3. the mode decides the work: steady (all traffic on stable), aborted (traffic back to stable,
+   canary scaled down after a delay), retry, or progressing through the steps and promotion;
+4. retired ReplicaSets scale to zero after their delay and old ones are pruned;
+5. the status is derived once: weights as read back, phase, message, conditions.
+
+Invariants that the property tests check: canary weight in 0..100 (stable gets the rest); no
+canary traffic while the canary has no available replica; no promotion while the gate is
+Failed, Error or Inconclusive; the plan depends on its inputs only.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any, Literal
+
+from analysis import measurement as gate
+from rollout.api.rollout import RolloutSpec
+from rollout.api.status import (
+    PAUSE_BLUE_GREEN,
+    PAUSE_CANARY_STEP,
+    PAUSE_INCONCLUSIVE,
+    AnalysisStatus,
+    Condition,
+    PauseCondition,
+    Phase,
+    RolloutStatus,
+    Weights,
+)
+from rollout.domain.observed import Observed, RouteState
+from rollout.domain.plan import (
+    Action,
+    DeleteReplicaSet,
+    EmitEvent,
+    MarkScaleDown,
+    Plan,
+    ScaleReplicaSet,
+    SetRoute,
+)
+from rollout.domain.steps import (
+    Analyze,
+    Pause,
+    Step,
+    Traffic,
+    canary_replicas,
+    describe,
+    steps_of,
+    traffic_at,
+)
+
+STEP_PAUSES = frozenset({PAUSE_CANARY_STEP, PAUSE_BLUE_GREEN, PAUSE_INCONCLUSIVE})
+ABORT_OPERATOR = "RolloutAborted"
+ABORT_ANALYSIS = "AnalysisFailed"
+ABORT_DEADLINE = "ProgressDeadlineExceeded"
+NO_TRAFFIC = Traffic()
+
+
+def plan(observed: Observed, now: datetime) -> Plan:
+    """Decide one reconcile of ``observed`` at ``now``."""
+    if observed.spec is None:
+        return _blocked(observed, now, "InvalidSpec", "; ".join(observed.problems))
+    if observed.route_error is not None or observed.route is None:
+        message = observed.route_error or "traffic routing could not be read"
+        return _blocked(observed, now, "TrafficRoutingError", message)
+    return _Planner(observed, observed.spec, observed.route, now).run()
+
+
+def _blocked(observed: Observed, now: datetime, reason: str, message: str) -> Plan:
+    """Bad input: say why on the status and in an Event; change nothing else."""
+    old = observed.status
+    previous = old.condition("InvalidSpec" if reason == "InvalidSpec" else "Progressing")
+    actions: tuple[Action, ...] = ()
+    if previous is None or previous.reason != reason or previous.message != message:
+        actions = (EmitEvent("Warning", reason, message),)
+    conditions = _with_condition(
+        old.conditions,
+        _condition("InvalidSpec", reason == "InvalidSpec", reason, message, now, observed),
+    )
+    if reason != "InvalidSpec":
+        progressing = _condition("Progressing", False, reason, message, now, observed)
+        conditions = _with_condition(conditions, progressing)
+    status = old.model_copy(
+        update={
+            "observed_generation": observed.generation,
+            "phase": "Degraded",
+            "message": f"{reason}: {message}",
+            "conditions": conditions,
+        }
+    )
+    return Plan(actions, status, None)
+
+
+class _Planner:
+    """The mutable scratchpad of one ``plan`` call; nothing outlives it."""
+
+    def __init__(self, observed: Observed, spec: RolloutSpec, route: RouteState, now: datetime):
+        self.obs = observed
+        self.spec = spec
+        self.route = route
+        self.now = now
+        self.steps: list[Step] = steps_of(spec)
+        self.st: dict[str, Any] = dict(observed.status)  # field name -> value, rebuilt at end
+        self.actions: list[Action] = []
+        self.wake: list[float] = []
+        self.marked: set[str] = set()
+
+    # -- entry ---------------------------------------------------------------------------
+
+    def run(self) -> Plan:
+        revision = self.obs.revision
+        assert revision is not None
+        stable, canary = self.st["stable_revision"], self.st["canary_revision"]
+        if stable is None or (self.spec.replicas == 0 and revision != stable):
+            self._deploy_at_once(revision)
+        elif revision == stable and canary != stable:
+            self._fast_rollback(revision, canary)
+        elif revision != canary and revision != stable:
+            self._start(revision, canary)
+
+        if self.st["canary_revision"] == self.st["stable_revision"]:
+            self._steady()
+        elif self.st["abort"]:
+            self._aborted()
+        else:
+            if self.st["aborted_at"] is not None:
+                self._retry()
+            self._progress()
+        self._retire_and_prune()
+        return Plan(tuple(self.actions), self._status(), min(self.wake, default=None))
+
+    # -- revision changes ----------------------------------------------------------------
+
+    def _deploy_at_once(self, revision: str) -> None:
+        previous = self.st["stable_revision"]
+        self.st.update(stable_revision=revision, canary_revision=revision, analysis=None)
+        self._reset_progress()
+        why = "first revision" if previous is None else "no replicas to shift traffic between"
+        self._event("Normal", "Deployed", f"revision {revision} is stable ({why}: no steps)")
+
+    def _fast_rollback(self, stable: str, canary: str | None) -> None:
+        if canary is not None:
+            self._retire(canary, self.spec.strategy.scale_down_delay_seconds)
+        self.st.update(canary_revision=stable, analysis=None)
+        self._reset_progress()
+        self._event(
+            "Normal",
+            "FastRollback",
+            f"template is back to stable revision {stable}: all traffic to stable, no steps",
+        )
+
+    def _start(self, revision: str, previous_canary: str | None) -> None:
+        stable = self.st["stable_revision"]
+        if previous_canary is not None and previous_canary != stable:
+            self._retire(previous_canary, self.spec.strategy.scale_down_delay_seconds)
+            self._event(
+                "Normal",
+                "RolloutRestarted",
+                f"revision {revision} supersedes canary {previous_canary}: back to step 1",
+            )
+        self.st.update(canary_revision=revision, analysis=None)
+        self._reset_progress()
+        self.st["current_step_index"] = 0
+        self._event(
+            "Normal",
+            "RolloutStarted",
+            f"new revision {revision} against stable {stable}: {len(self.steps)} steps",
+        )
+        self._enter_step(0)
+
+    def _reset_progress(self) -> None:
+        self.st.update(
+            current_step_index=len(self.steps),
+            step_started_at=self.now,
+            abort=False,
+            promote_full=False,
+            aborted_at=None,
+            abort_reason=None,
+            pause_conditions=[
+                p for p in self.st["pause_conditions"] if p.reason not in STEP_PAUSES
+            ],
+        )
+
+    # -- modes ---------------------------------------------------------------------------
+
+    def _steady(self) -> None:
+        stable = self.st["stable_revision"]
+        self._scale(stable, self.spec.replicas)
+        self._set_route(RouteState(stable, stable))
+        if self.st["abort"] or self.st["promote_full"]:
+            self._event("Normal", "NothingToDo", "no update in progress: operator flag cleared")
+            self.st.update(abort=False, promote_full=False)
+        self.st["current_step_index"] = len(self.steps)
+
+    def _aborted(self) -> None:
+        if self.st["aborted_at"] is None:  # the operator set status.abort
+            self._abort(ABORT_OPERATOR, "aborted by the operator")
+        stable, canary = self.st["stable_revision"], self.st["canary_revision"]
+        self._scale(stable, self.spec.replicas)
+        self._set_route(RouteState(stable, canary))
+        delay = timedelta(seconds=self.spec.strategy.abort_scale_down_delay_seconds)
+        scale_down_at: datetime = self.st["aborted_at"] + delay
+        if self.now >= scale_down_at:
+            self._scale(canary, 0)
+        else:
+            self._wake_at(scale_down_at)
+
+    def _abort(self, reason: str, message: str) -> None:
+        self.st.update(
+            abort=True,
+            aborted_at=self.now,
+            abort_reason=reason,
+            promote_full=False,
+            pause_conditions=[
+                p for p in self.st["pause_conditions"] if p.reason not in STEP_PAUSES
+            ],
+        )
+        self._event("Warning", reason, f"rollback to stable: {message}")
+
+    def _retry(self) -> None:
+        self.st.update(aborted_at=None, abort_reason=None, current_step_index=0, analysis=None)
+        self.st["step_started_at"] = self.now
+        self._event("Normal", "RolloutRetried", "retrying the update from step 1")
+        self._enter_step(0)
+
+    # -- progressing ---------------------------------------------------------------------
+
+    def _progress(self) -> None:
+        if self.st["promote_full"] and self.st["current_step_index"] < len(self.steps):
+            self._event("Normal", "PromotedFull", "operator skipped the remaining steps and gates")
+            self.st.update(current_step_index=len(self.steps), step_started_at=self.now)
+            self.st["analysis"] = None
+            self._drop_pauses(STEP_PAUSES)
+        if not self._gate_allows() or self._has_pause_from_user():
+            return
+        index = self.st["current_step_index"]
+        if index < len(self.steps):
+            self._run_step(index)
+        else:
+            self._promote()
+
+    def _gate_allows(self) -> bool:
+        """Fold new measurements; abort on failure, pause on Inconclusive. False: stop here."""
+        run: AnalysisStatus | None = self.st["analysis"]
+        analysis = self.spec.analysis
+        if run is None or analysis is None:
+            return True
+        was = run.phase
+        run = gate.record(run, analysis, self.obs.measurements)
+        self.st["analysis"] = run
+        if run.phase in ("Failed", "Error"):
+            self._abort(ABORT_ANALYSIS, f"gate {run.phase}: {run.message}")
+            self._aborted()
+            return False
+        if run.phase != "Inconclusive":
+            return True
+        if self._has_pause(PAUSE_INCONCLUSIVE):
+            return False
+        if was == "Inconclusive":  # the operator promoted: measure again, do not advance
+            self.st["analysis"] = gate.new_run(analysis, self.now, run.count)
+            self._event("Normal", "AnalysisRestarted", "operator promoted: gate measures again")
+            return True
+        self._add_pause(PAUSE_INCONCLUSIVE)
+        self._event("Warning", "AnalysisInconclusive", f"gate inconclusive: {run.message}")
+        return False
+
+    def _run_step(self, index: int) -> None:
+        step = self.steps[index]
+        target = traffic_at(self.steps, index)
+        ready = self._ready_for(target)
+        traffic = target if ready else self._holding_traffic(index)
+        applied = self._set_route(self._route_for(traffic))
+        if not ready:
+            self._check_deadline()
+            return
+        if not applied:
+            return
+        if not isinstance(step, Analyze) and self.route.sends_canary_traffic:
+            self._ensure_background_run()
+        if isinstance(step, Pause):
+            if not self._pause_done(step):
+                return
+        elif isinstance(step, Analyze):
+            run: AnalysisStatus | None = self.st["analysis"]
+            if run is None or run.count is None:  # e.g. the step began before a restart
+                self._start_run(step.count)
+                return
+            if run.phase != "Successful":
+                self._wake_for_gate()
+                return
+        self._advance(index)
+
+    def _ready_for(self, traffic: Traffic) -> bool:
+        """Scale the canary for ``traffic``; True once enough of it is available."""
+        stable, canary = self.st["stable_revision"], self.st["canary_revision"]
+        self._scale(stable, self.spec.replicas)
+        wanted = canary_replicas(self.spec.replicas, traffic)
+        self._scale(canary, wanted)
+        view = self.obs.replica_set(canary)
+        return view is not None and wanted > 0 and view.available >= wanted
+
+    def _holding_traffic(self, index: int) -> Traffic:
+        """While the canary scales: the previous step's traffic, none without a ready pod."""
+        view = self.obs.replica_set(self.st["canary_revision"])
+        if view is None or view.available == 0:
+            return NO_TRAFFIC
+        return traffic_at(self.steps, index - 1)
+
+    def _route_for(self, traffic: Traffic) -> RouteState:
+        return RouteState(
+            self.st["stable_revision"],
+            self.st["canary_revision"],
+            traffic.weight,
+            traffic.mirror,
+            traffic.header_routes,
+        )
+
+    def _pause_done(self, step: Pause) -> bool:
+        pause = next((p for p in self.st["pause_conditions"] if p.reason == step.reason), None)
+        if pause is None:
+            return True  # `rollout promote` cleared it
+        if step.duration is None:
+            return False
+        end: datetime = pause.start_time + timedelta(seconds=step.duration)
+        if self.now >= end:
+            return True
+        self._wake_at(end)
+        return False
+
+    def _advance(self, index: int) -> None:
+        self._drop_pauses({PAUSE_CANARY_STEP, PAUSE_BLUE_GREEN})
+        nxt = index + 1
+        self.st.update(current_step_index=nxt, step_started_at=self.now)
+        total = len(self.steps)
+        self._event(
+            "Normal", "StepCompleted", f"step {nxt}/{total} done: {describe(self.steps[index])}"
+        )
+        self._enter_step(nxt)
+        self.wake.append(0)  # the next step starts at once
+
+    def _enter_step(self, index: int) -> None:
+        if index >= len(self.steps):
+            return
+        step = self.steps[index]
+        if isinstance(step, Pause):
+            self._add_pause(step.reason)
+        elif isinstance(step, Analyze):
+            self._start_run(step.count)
+
+    def _promote(self) -> None:
+        """All steps done: full size, 100% to the canary, then it becomes stable."""
+        stable, canary = self.st["stable_revision"], self.st["canary_revision"]
+        if not self.st["promote_full"] and not self._background_gate_passed():
+            return
+        self._scale(stable, self.spec.replicas)
+        self._scale(canary, self.spec.replicas)
+        view = self.obs.replica_set(canary)
+        if view is None or view.available < max(1, self.spec.replicas):
+            self._set_route(self._route_for(self._holding_traffic(len(self.steps))))
+            self._check_deadline()
+            return
+        if not self._set_route(RouteState(stable, canary, 100)):
+            return
+        self.st.update(stable_revision=canary, promote_full=False)
+        self._drop_pauses(STEP_PAUSES)
+        self._set_route(RouteState(canary, canary))
+        self._retire(stable, self.spec.strategy.scale_down_delay_seconds)
+        self._event("Normal", "Promoted", f"revision {canary} is stable and serves 100%")
+
+    # -- gate helpers ----------------------------------------------------------------------
+
+    def _background_gate(self) -> bool:
+        canary = self.spec.strategy.canary
+        return self.spec.analysis is not None and canary is not None and canary.background_analysis
+
+    def _ensure_background_run(self) -> None:
+        """Once the canary has traffic, the background gate runs (anew after a counted run)."""
+        run: AnalysisStatus | None = self.st["analysis"]
+        if self._background_gate() and (run is None or run.count is not None):
+            self._start_run(None)
+        else:
+            self._wake_for_gate()
+
+    def _background_gate_passed(self) -> bool:
+        """Before promotion the background gate must have passed every check at least once."""
+        if not self._background_gate():
+            return True
+        run: AnalysisStatus | None = self.st["analysis"]
+        if run is None or run.count is not None:
+            self._start_run(None)
+            return False
+        if gate.passed_once(run) and run.phase not in gate.BLOCKING:
+            return True
+        self._wake_for_gate()
+        return False
+
+    def _start_run(self, count: int | None) -> None:
+        assert self.spec.analysis is not None
+        self.st["analysis"] = gate.new_run(self.spec.analysis, self.now, count)
+        self._wake_for_gate()
+
+    def _wake_for_gate(self) -> None:
+        run: AnalysisStatus | None = self.st["analysis"]
+        if run is not None and self.spec.analysis is not None:
+            due = gate.next_due_at(run, self.spec.analysis)
+            if due is not None:
+                self._wake_at(due)
+
+    def _check_deadline(self) -> None:
+        started: datetime = self.st["step_started_at"] or self.now
+        deadline = started + timedelta(seconds=self.spec.progress_deadline_seconds)
+        if self.now >= deadline:
+            self._abort(ABORT_DEADLINE, f"no progress for {self.spec.progress_deadline_seconds}s")
+            self._aborted()
+        else:
+            self._wake_at(deadline)
+
+    # -- pauses ----------------------------------------------------------------------------
+
+    def _has_pause(self, reason: str) -> bool:
+        return any(p.reason == reason for p in self.st["pause_conditions"])
+
+    def _has_pause_from_user(self) -> bool:
+        return any(p.reason not in STEP_PAUSES for p in self.st["pause_conditions"])
+
+    def _add_pause(self, reason: str) -> None:
+        if not self._has_pause(reason):
+            pause = PauseCondition(reason=reason, start_time=self.now)
+            self.st["pause_conditions"] = [*self.st["pause_conditions"], pause]
+
+    def _drop_pauses(self, reasons: set[str] | frozenset[str]) -> None:
+        kept = [p for p in self.st["pause_conditions"] if p.reason not in reasons]
+        self.st["pause_conditions"] = kept
+
+    # -- actions ---------------------------------------------------------------------------
+
+    def _scale(self, revision: str | None, replicas: int) -> None:
+        if revision is None:
+            return
+        view = self.obs.replica_set(revision)
+        if view is None:
+            if revision == self.obs.revision:  # only the current template can be created
+                self._replace(ScaleReplicaSet(revision, replicas))
+            return
+        if view.replicas != replicas:
+            self._replace(ScaleReplicaSet(revision, replicas))
+        if view.scale_down_at is not None and revision not in self.marked:
+            self.actions.append(MarkScaleDown(revision, None))
+
+    def _replace(self, action: ScaleReplicaSet) -> None:
+        # A later decision about the same ReplicaSet in this plan wins.
+        self.actions = [
+            a
+            for a in self.actions
+            if not (isinstance(a, ScaleReplicaSet) and a.revision == action.revision)
+        ]
+        self.actions.append(action)
+
+    def _set_route(self, route: RouteState) -> bool:
+        """Ask for ``route``; True when it is already what the router reads back."""
+        self.actions = [a for a in self.actions if not isinstance(a, SetRoute)]
+        if route == self.route:
+            return True
+        self.actions.append(SetRoute(route))
+        return False
+
+    def _retire(self, revision: str, delay: int) -> None:
+        view = self.obs.replica_set(revision)
+        if view is None or view.replicas == 0 or revision in self.marked:
+            return
+        self.marked.add(revision)
+        self.actions = [
+            a for a in self.actions if not (isinstance(a, MarkScaleDown) and a.revision == revision)
+        ]
+        self.actions.append(MarkScaleDown(revision, self.now + timedelta(seconds=delay)))
+
+    def _retire_and_prune(self) -> None:
+        active = {self.st["stable_revision"], self.st["canary_revision"]}
+        idle = []
+        for view in self.obs.replica_sets:
+            if view.revision in active:
+                continue
+            if view.replicas == 0:
+                idle.append(view)
+            elif view.scale_down_at is None:
+                self._retire(view.revision, self.spec.strategy.scale_down_delay_seconds)
+            elif self.now >= view.scale_down_at:
+                self.actions.append(ScaleReplicaSet(view.revision, 0))
+                self.actions.append(MarkScaleDown(view.revision, None))
+            else:
+                self._wake_at(view.scale_down_at)
+        idle.sort(key=lambda v: (v.created_at or datetime.min, v.revision), reverse=True)
+        for view in idle[self.spec.revision_history_limit :]:
+            self.actions.append(DeleteReplicaSet(view.revision))
+
+    def _event(self, type_: Literal["Normal", "Warning"], reason: str, message: str) -> None:
+        self.actions.append(EmitEvent(type_, reason, message))
+
+    def _wake_at(self, when: datetime) -> None:
+        self.wake.append(max(0.0, (when - self.now).total_seconds()))
+
+    # -- status ----------------------------------------------------------------------------
+
+    def _status(self) -> RolloutStatus:
+        st = self.st
+        route = self.route
+        views = self.obs.replica_sets
+        stable_view = self.obs.replica_set(st["stable_revision"])
+        available = stable_view is not None and stable_view.available >= self.spec.replicas
+        phase: Phase
+        if st["abort"]:
+            phase = "Degraded"
+        elif st["pause_conditions"]:
+            phase = "Paused"
+        elif st["canary_revision"] != st["stable_revision"] or not available:
+            phase = "Progressing"
+        else:
+            phase = "Healthy"
+        st.update(
+            observed_generation=self.obs.generation,
+            phase=phase,
+            strategy=self.spec.strategy.name,
+            step_count=len(self.steps),
+            weights=Weights(
+                stable=route.stable_weight, canary=route.canary_weight, mirror=route.mirror_percent
+            ),
+            replicas=sum(v.replicas for v in views),
+            ready_replicas=sum(v.ready for v in views),
+            available_replicas=sum(v.available for v in views),
+            selector=self.spec.selector.as_query(),
+        )
+        st["message"] = self._message(phase)
+        st["conditions"] = self._conditions(phase, available)
+        return RolloutStatus.model_validate(st)
+
+    def _message(self, phase: Phase) -> str:
+        st = self.st
+        run: AnalysisStatus | None = st["analysis"]
+        gate_text = f", gate {run.phase}: {run.message}" if run is not None else ""
+        if phase == "Degraded":
+            return f"aborted ({st['abort_reason']}): all traffic on stable {st['stable_revision']}"
+        if phase == "Healthy":
+            return f"revision {st['stable_revision']} is stable and serves 100%"
+        index, total = st["current_step_index"], len(self.steps)
+        where = (
+            f"step {index + 1}/{total}: {describe(self.steps[index])}"
+            if index < total
+            else "promoting"
+        )
+        text = f"{where}, canary weight {self.route.canary_weight}%{gate_text}"
+        if phase == "Paused":
+            reasons = ", ".join(p.reason for p in st["pause_conditions"])
+            return f"paused ({reasons}) at {text}"
+        return text
+
+    def _conditions(self, phase: Phase, available: bool) -> list[Condition]:
+        st, obs, now = self.st, self.obs, self.now
+        reason = st["abort_reason"] or "RolloutAborted"
+        if phase == "Degraded":
+            progressing = _condition("Progressing", False, reason, st["message"], now, obs)
+        elif st["canary_revision"] != st["stable_revision"]:
+            progressing = _condition(
+                "Progressing", True, "RolloutProgressing", st["message"], now, obs
+            )
+        else:
+            progressing = _condition(
+                "Progressing", True, "RolloutCompleted", st["message"], now, obs
+            )
+        pauses = ", ".join(p.reason for p in st["pause_conditions"])
+        new = [
+            progressing,
+            _condition(
+                "Available",
+                available,
+                "StableAvailable" if available else "StableUnavailable",
+                "",
+                now,
+                obs,
+            ),
+            _condition("Healthy", phase == "Healthy", phase, "", now, obs),
+            _condition("Paused", bool(pauses), pauses or "NotPaused", "", now, obs),
+            _condition("InvalidSpec", False, "SpecValid", "", now, obs),
+        ]
+        conditions: list[Condition] = st["conditions"]
+        for condition in new:
+            conditions = _with_condition(conditions, condition)
+        return conditions
+
+
+def _condition(
+    type_: str, status: bool, reason: str, message: str, now: datetime, observed: Observed
+) -> Condition:
+    return Condition(
+        type=type_,
+        status="True" if status else "False",
+        reason=reason,
+        message=message,
+        last_transition_time=now,
+        observed_generation=observed.generation,
+    )
+
+
+def _with_condition(conditions: list[Condition], new: Condition) -> list[Condition]:
+    """Set ``new``; the transition time moves only when the status itself changes."""
+    out = []
+    found = False
+    for old in conditions:
+        if old.type != new.type:
+            out.append(old)
+            continue
+        found = True
+        keep_time = old.status == new.status
+        out.append(
+            new.model_copy(update={"last_transition_time": old.last_transition_time})
+            if keep_time
+            else new
+        )
+    if not found:
+        out.append(new)
+    return out

@@ -1,0 +1,109 @@
+"""The gate's measurement state machine: limits, counts, dry-run, missing data."""
+
+from __future__ import annotations
+
+import math
+from datetime import timedelta
+
+import pytest
+
+from analysis import measurement as gate
+from rollout.api.gate import Analysis
+from rollout.api.status import Measurement, MeasurementPhase
+from tests.unit.world import T0
+
+
+def analysis(**limits: int) -> Analysis:
+    return Analysis.model_validate(
+        {
+            "interval": "30s",
+            "prometheus": {"address": "http://prometheus:9090"},
+            "checks": [
+                {"name": "error-rate", "errorRate": {"max": 0.01}},
+                {"name": "shadow", "latencyP99": {"maxMs": 1}, "dryRun": True},
+            ],
+            **limits,
+        }
+    )
+
+
+def feed(spec: Analysis, phases: list[MeasurementPhase], count: int | None = 3) -> str:
+    run = gate.new_run(spec, T0, count)
+    for i, phase in enumerate(phases, start=1):
+        at = T0 + timedelta(seconds=30 * i)
+        value = 0.001 if phase in ("Successful", "Failed") else None
+        m = Measurement(at=at, phase=phase, value=value)
+        run = gate.record(run, spec, [("error-rate", m), ("shadow", m)])
+    return run.phase
+
+
+@pytest.mark.parametrize(
+    ("limits", "phases", "expected"),
+    [
+        ({}, [], "Pending"),
+        ({}, ["Successful"], "Running"),
+        ({}, ["Successful"] * 3, "Successful"),
+        ({}, ["Successful", "Failed"], "Failed"),
+        ({"failureLimit": 1}, ["Failed", "Successful", "Successful"], "Successful"),
+        ({"failureLimit": 1}, ["Failed", "Failed"], "Failed"),
+        ({}, ["Inconclusive"], "Inconclusive"),
+        ({"inconclusiveLimit": 1}, ["Inconclusive", "Successful", "Successful"], "Successful"),
+        ({"consecutiveErrorLimit": 1}, ["Error", "Error"], "Error"),
+        ({"consecutiveErrorLimit": 1}, ["Error", "Successful", "Error"], "Running"),
+    ],
+)
+def test_run_phase_follows_the_limits(
+    limits: dict[str, int], phases: list[MeasurementPhase], expected: str
+) -> None:
+    assert feed(analysis(**limits), phases) == expected
+
+
+def test_a_dry_run_check_is_reported_but_never_decides() -> None:
+    spec = analysis()
+    run = gate.new_run(spec, T0, 1)
+    ok = Measurement(at=T0 + timedelta(seconds=30), phase="Successful", value=0.0)
+    bad = Measurement(at=T0 + timedelta(seconds=30), phase="Failed", value=9.0)
+    run = gate.record(run, spec, [("error-rate", ok), ("shadow", bad)])
+    assert run.phase == "Successful"
+    assert run.checks[1].phase == "Failed" and run.checks[1].dry_run
+
+
+@pytest.mark.parametrize("value", [None, math.nan, math.inf])
+def test_a_pass_without_a_finite_value_is_inconclusive(value: float | None) -> None:
+    spec = analysis()
+    run = gate.new_run(spec, T0, 3)
+    m = Measurement(at=T0 + timedelta(seconds=30), phase="Successful", value=value)
+    run = gate.record(run, spec, [("error-rate", m)])
+    assert run.checks[0].phase == "Inconclusive" and run.phase == "Inconclusive"
+    assert run.checks[0].measurements[0].message is not None
+
+
+def test_measurements_from_before_the_run_or_unknown_checks_are_ignored() -> None:
+    spec = analysis()
+    run = gate.new_run(spec, T0, 3)
+    old = Measurement(at=T0 - timedelta(seconds=1), phase="Failed", value=1.0)
+    run = gate.record(run, spec, [("error-rate", old), ("nope", old)])
+    assert run.phase == "Pending" and run.checks[0].failed == 0
+
+
+def test_due_checks_one_interval_after_the_start_and_after_each_measurement() -> None:
+    spec = analysis()
+    run = gate.new_run(spec, T0, 3)
+    assert gate.due_checks(run, spec, T0 + timedelta(seconds=29)) == []
+    assert gate.next_due_at(run, spec) == T0 + timedelta(seconds=30)
+    later = T0 + timedelta(seconds=30)
+    assert gate.due_checks(run, spec, later) == ["error-rate", "shadow"]
+    m = Measurement(at=later, phase="Successful", value=0.0)
+    run = gate.record(run, spec, [("error-rate", m)])
+    assert gate.due_checks(run, spec, later) == ["shadow"]
+    assert gate.next_due_at(run, spec) == later
+
+
+def test_only_the_last_n_measurements_are_kept() -> None:
+    spec = analysis(measurementsKept=2)
+    run = gate.new_run(spec, T0, None)
+    for i in range(5):
+        m = Measurement(at=T0 + timedelta(seconds=i), phase="Successful", value=float(i))
+        run = gate.record(run, spec, [("error-rate", m)])
+    assert [m.value for m in run.checks[0].measurements] == [3.0, 4.0]
+    assert run.checks[0].successful == 5
