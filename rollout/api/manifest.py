@@ -59,6 +59,22 @@ def _message(error: Mapping[str, Any]) -> str:
         return "required field is missing"
     if kind == "literal_error":
         return f"must be {error['ctx']['expected']}"
+    ctx = error.get("ctx") or {}
+    bounds = {
+        "less_than_equal": ("<=", "le"),
+        "less_than": ("<", "lt"),
+        "greater_than_equal": (">=", "ge"),
+        "greater_than": (">", "gt"),
+    }
+    if kind in bounds:
+        symbol, key = bounds[kind]
+        return f"must be {symbol} {ctx[key]}, not {error['input']!r}"
+    if kind == "too_short":
+        return f"needs at least {ctx['min_length']} item(s)"
+    if kind == "too_long":
+        return f"allows at most {ctx['max_length']} item(s)"
+    if kind == "string_pattern_mismatch":
+        return f"{error['input']!r} does not match {ctx['pattern']}"
     message = str(error["msg"])
     return message.removeprefix("Value error, ").removeprefix("Assertion failed, ")
 

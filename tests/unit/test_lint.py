@@ -108,12 +108,12 @@ NO_ANALYSIS = {"spec.analysis": DELETE}
         ),
         pytest.param(
             {f"{CANARY_STEPS}[0].setWeight": 120},
-            f"{CANARY_STEPS}[0].setWeight: Input should be less than or equal to 100",
+            f"{CANARY_STEPS}[0].setWeight: must be <= 100, not 120",
             id="weight-over-100",
         ),
         pytest.param(
             {f"{CANARY_STEPS}[5].setWeight": -1},
-            f"{CANARY_STEPS}[5].setWeight: Input should be greater than or equal to 0",
+            f"{CANARY_STEPS}[5].setWeight: must be >= 0, not -1",
             id="weight-negative",
         ),
         pytest.param(
@@ -148,7 +148,7 @@ NO_ANALYSIS = {"spec.analysis": DELETE}
         ),
         pytest.param(
             {f"{CANARY_STEPS}[3].setHeaderRoute.match": []},
-            f"{CANARY_STEPS}[3].setHeaderRoute.match: List should have at least 1 item",
+            f"{CANARY_STEPS}[3].setHeaderRoute.match: needs at least 1 item(s)",
             id="header-route-empty-match",
         ),
         pytest.param(
@@ -158,12 +158,12 @@ NO_ANALYSIS = {"spec.analysis": DELETE}
         ),
         pytest.param(
             {"spec.trafficRouting.istio.virtualServices[0].name": "Reviews_1"},
-            "spec.trafficRouting.istio.virtualServices[0].name: String should match pattern",
+            "spec.trafficRouting.istio.virtualServices[0].name: 'Reviews_1' does not match",
             id="vs-name-invalid",
         ),
         pytest.param(
             {"spec.trafficRouting.istio.virtualServices[1].name": "a.b.c"},
-            "spec.trafficRouting.istio.virtualServices[1].name: String should match pattern",
+            "spec.trafficRouting.istio.virtualServices[1].name: 'a.b.c' does not match",
             id="vs-name-two-dots",
         ),
         pytest.param(
@@ -326,7 +326,7 @@ def test_directories_are_searched_recursively_in_sorted_order(tmp_path: Path) ->
     assert result.exit_code == 1, result.output
     assert result.stdout == (
         f"{deep}: Rollout/reviews: spec.stratgey: unknown field\n"
-        f"{shallow}: Rollout/ratings: spec.replicas: Input should be greater than or equal to 0\n"
+        f"{shallow}: Rollout/ratings: spec.replicas: must be >= 0, not -1\n"
     )
     assert result.stderr == "2 problems in 2 of 3 manifests\n"
 
