@@ -8,7 +8,8 @@ rate window already covers the canary's traffic. A check's phase follows its cou
 - more than ``failureLimit`` failed measurements: Failed;
 - more than ``consecutiveErrorLimit`` errors in a row: Error;
 - more than ``inconclusiveLimit`` inconclusive measurements: Inconclusive;
-- ``count`` measurements reached: Successful; otherwise Running (Pending before the first).
+- ``count`` measurements reached: Successful if at least one passed, else Inconclusive;
+  otherwise Running (Pending before the first).
 
 The run takes its worst non-dry-run check. A Successful measurement without a finite value is
 recorded as Inconclusive: missing data is never a pass.
@@ -51,7 +52,8 @@ def check_phase(check: CheckStatus, analysis: Analysis, count: int | None) -> An
         return "Inconclusive"
     measured = check.successful + check.failed + check.inconclusive
     if count is not None and measured >= count:
-        return "Successful"
+        # Tolerated inconclusive results are not a pass on their own: no data, no promotion.
+        return "Successful" if check.successful else "Inconclusive"
     return "Running" if measured or check.errors else "Pending"
 
 

@@ -97,6 +97,9 @@ class RolloutStatus(ApiModel):
     current_step_index: int | None = None
     step_count: int | None = None
     step_started_at: Timestamp | None = None
+    # Set while the canary is scaling up for a step or promotion: the progress deadline runs
+    # from here, so long pauses and gate waits never count against it.
+    waiting_for_replicas_since: Timestamp | None = None
     weights: Weights | None = None
     pause_conditions: list[PauseCondition] = Field(default_factory=list)
     abort: bool = False

@@ -59,7 +59,6 @@ STEP_PAUSES = frozenset({PAUSE_CANARY_STEP, PAUSE_BLUE_GREEN, PAUSE_INCONCLUSIVE
 ABORT_OPERATOR = "RolloutAborted"
 ABORT_ANALYSIS = "AnalysisFailed"
 ABORT_DEADLINE = "ProgressDeadlineExceeded"
-NO_TRAFFIC = Traffic()
 
 
 def plan(observed: Observed, now: datetime) -> Plan:
@@ -117,7 +116,8 @@ class _Planner:
         revision = self.obs.revision
         assert revision is not None
         stable, canary = self.st["stable_revision"], self.st["canary_revision"]
-        if stable is None or (self.spec.replicas == 0 and revision != stable):
+        idle = self.spec.replicas == 0 and not self._has_pause_from_user()
+        if stable is None or (idle and revision != stable):
             self._deploy_at_once(revision)
         elif revision == stable and canary != stable:
             self._fast_rollback(revision, canary)
@@ -132,6 +132,7 @@ class _Planner:
             if self.st["aborted_at"] is not None:
                 self._retry()
             self._progress()
+        self._guard_canary_traffic()
         self._retire_and_prune()
         return Plan(tuple(self.actions), self._status(), min(self.wake, default=None))
 
@@ -182,6 +183,7 @@ class _Planner:
             promote_full=False,
             aborted_at=None,
             abort_reason=None,
+            waiting_for_replicas_since=None,
             pause_conditions=[
                 p for p in self.st["pause_conditions"] if p.reason not in STEP_PAUSES
             ],
@@ -217,6 +219,7 @@ class _Planner:
             aborted_at=self.now,
             abort_reason=reason,
             promote_full=False,
+            waiting_for_replicas_since=None,
             pause_conditions=[
                 p for p in self.st["pause_conditions"] if p.reason not in STEP_PAUSES
             ],
@@ -225,6 +228,7 @@ class _Planner:
 
     def _retry(self) -> None:
         self.st.update(aborted_at=None, abort_reason=None, current_step_index=0, analysis=None)
+        self.st["waiting_for_replicas_since"] = None
         self.st["step_started_at"] = self.now
         self._event("Normal", "RolloutRetried", "retrying the update from step 1")
         self._enter_step(0)
@@ -237,6 +241,9 @@ class _Planner:
             self.st.update(current_step_index=len(self.steps), step_started_at=self.now)
             self.st["analysis"] = None
             self._drop_pauses(STEP_PAUSES)
+            # Promote on the next tick, from a state with no gate verdict at all.
+            self.wake.append(0)
+            return
         if not self._gate_allows() or self._has_pause_from_user():
             return
         index = self.st["current_step_index"]
@@ -274,11 +281,12 @@ class _Planner:
         step = self.steps[index]
         target = traffic_at(self.steps, index)
         ready = self._ready_for(target)
-        traffic = target if ready else self._holding_traffic(index)
+        traffic = target if ready else traffic_at(self.steps, index - 1)
         applied = self._set_route(self._route_for(traffic))
         if not ready:
             self._check_deadline()
             return
+        self.st["waiting_for_replicas_since"] = None
         if not applied:
             return
         if not isinstance(step, Analyze) and self.route.sends_canary_traffic:
@@ -304,13 +312,6 @@ class _Planner:
         self._scale(canary, wanted)
         view = self.obs.replica_set(canary)
         return view is not None and wanted > 0 and view.available >= wanted
-
-    def _holding_traffic(self, index: int) -> Traffic:
-        """While the canary scales: the previous step's traffic, none without a ready pod."""
-        view = self.obs.replica_set(self.st["canary_revision"])
-        if view is None or view.available == 0:
-            return NO_TRAFFIC
-        return traffic_at(self.steps, index - 1)
 
     def _route_for(self, traffic: Traffic) -> RouteState:
         return RouteState(
@@ -362,9 +363,10 @@ class _Planner:
         self._scale(canary, self.spec.replicas)
         view = self.obs.replica_set(canary)
         if view is None or view.available < max(1, self.spec.replicas):
-            self._set_route(self._route_for(self._holding_traffic(len(self.steps))))
+            self._set_route(self._route_for(traffic_at(self.steps, len(self.steps) - 1)))
             self._check_deadline()
             return
+        self.st["waiting_for_replicas_since"] = None
         if not self._set_route(RouteState(stable, canary, 100)):
             return
         self.st.update(stable_revision=canary, promote_full=False)
@@ -413,7 +415,9 @@ class _Planner:
                 self._wake_at(due)
 
     def _check_deadline(self) -> None:
-        started: datetime = self.st["step_started_at"] or self.now
+        """The canary must become available within progressDeadlineSeconds of being asked."""
+        started: datetime = self.st["waiting_for_replicas_since"] or self.now
+        self.st["waiting_for_replicas_since"] = started
         deadline = started + timedelta(seconds=self.spec.progress_deadline_seconds)
         if self.now >= deadline:
             self._abort(ABORT_DEADLINE, f"no progress for {self.spec.progress_deadline_seconds}s")
@@ -469,6 +473,18 @@ class _Planner:
             return True
         self.actions.append(SetRoute(route))
         return False
+
+    def _guard_canary_traffic(self) -> None:
+        """Whatever else was decided (or held, while paused): no traffic to a canary without
+        an available replica. The one place that enforces this invariant."""
+        routes = [a.route for a in self.actions if isinstance(a, SetRoute)]
+        route = routes[-1] if routes else self.route
+        canary = route.canary_revision
+        if canary == route.stable_revision or not route.sends_canary_traffic:
+            return
+        view = self.obs.replica_set(canary)
+        if view is None or view.available == 0:
+            self._set_route(RouteState(route.stable_revision, canary))
 
     def _retire(self, revision: str, delay: int) -> None:
         view = self.obs.replica_set(revision)

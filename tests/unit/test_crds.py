@@ -660,6 +660,7 @@ def test_status_schema_accepts_a_fully_populated_status() -> None:
         current_step_index=2,
         step_count=7,
         step_started_at=now,
+        waiting_for_replicas_since=now,
         weights=Weights(stable=90, canary=10, mirror=50.0),
         pause_conditions=[PauseCondition(reason=PAUSE_CANARY_STEP, start_time=now)],
         abort=True,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
@@ -345,3 +346,22 @@ def test_plan_is_a_function_of_its_inputs() -> None:
     from rollout.domain.planner import plan
 
     assert plan(observed, world.now) == plan(observed, world.now)
+
+
+def test_a_canary_that_dies_mid_pause_loses_its_traffic_and_gets_a_full_deadline() -> None:
+    world = canary([{"setWeight": 50}, {"pause": {"duration": "1h"}}], analysis=False)
+    world.doc["spec"]["progressDeadlineSeconds"] = 120
+    world.set_image("v2")
+    new = world.revision
+    world.settle()
+    world.run_for(1800)
+    assert world.route is not None and world.route.canary_weight == 50
+    world.broken.add(new)
+    world.replica_sets[new] = replace(world.replica_sets[new], available=0, ready=0)
+    world.tick()
+    assert world.route.canary_weight == 0
+    assert world.status.abort is False  # the deadline runs from now, not from the step start
+    world.run_for(119)
+    assert world.status.abort is False
+    world.run_for(2)
+    assert world.status.abort_reason == "ProgressDeadlineExceeded"
