@@ -167,15 +167,7 @@ def _resolve(node: Mapping[str, Any], defs: Mapping[str, Any]) -> dict[str, Any]
     prefix = "#/$defs/"
     if not isinstance(ref, str) or not ref.startswith(prefix) or ref[len(prefix) :] not in defs:
         raise CrdGenError(f"cannot resolve $ref {ref!r}")
-    merged = dict(defs[ref[len(prefix) :]])
-    for key, value in node.items():
-        if key == "$ref":
-            continue
-        if key == "x-kubernetes-validations":
-            merged[key] = [*merged.get(key, []), *value]
-        else:
-            merged[key] = value
-    return merged
+    return _overlay(defs[ref[len(prefix) :]], node, "$ref")
 
 
 def _unwrap_optional(node: Mapping[str, Any]) -> dict[str, Any]:
@@ -183,9 +175,14 @@ def _unwrap_optional(node: Mapping[str, Any]) -> dict[str, Any]:
     branches = [b for b in node["anyOf"] if b != _NULL]
     if len(branches) != 1 or len(node["anyOf"]) != 2:
         raise CrdGenError(f"a union other than Optional[X] has no structural schema: {node!r}")
-    merged = dict(branches[0])
+    return _overlay(branches[0], node, "anyOf")
+
+
+def _overlay(base: Mapping[str, Any], node: Mapping[str, Any], drop: str) -> dict[str, Any]:
+    """``base`` with ``node``'s keys (but ``drop``) on top; CEL rules of both are kept."""
+    merged = dict(base)
     for key, value in node.items():
-        if key == "anyOf":
+        if key == drop:
             continue
         if key == "x-kubernetes-validations":
             merged[key] = [*merged.get(key, []), *value]

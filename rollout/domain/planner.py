@@ -9,7 +9,8 @@ One call decides one reconcile, reading like a checklist:
 3. the mode decides the work: steady (all traffic on stable), aborted (traffic back to stable,
    canary scaled down after a delay), retry, or progressing through the steps and promotion;
 4. retired ReplicaSets scale to zero after their delay and old ones are pruned;
-5. the status is derived once: weights as read back, phase, message, conditions.
+5. the status is derived once (``domain/status.py``): weights as read back, phase, message,
+   conditions.
 
 Invariants that the property tests check: canary weight in 0..100 (stable gets the rest); no
 canary traffic while the canary has no available replica; no promotion while the gate is
@@ -28,11 +29,8 @@ from rollout.api.status import (
     PAUSE_CANARY_STEP,
     PAUSE_INCONCLUSIVE,
     AnalysisStatus,
-    Condition,
     PauseCondition,
-    Phase,
     RolloutStatus,
-    Weights,
 )
 from rollout.domain.observed import Observed, RouteState
 from rollout.domain.plan import (
@@ -44,6 +42,7 @@ from rollout.domain.plan import (
     ScaleReplicaSet,
     SetRoute,
 )
+from rollout.domain.status import blocked, derive_status
 from rollout.domain.steps import (
     Analyze,
     Pause,
@@ -64,36 +63,11 @@ ABORT_DEADLINE = "ProgressDeadlineExceeded"
 def plan(observed: Observed, now: datetime) -> Plan:
     """Decide one reconcile of ``observed`` at ``now``."""
     if observed.spec is None:
-        return _blocked(observed, now, "InvalidSpec", "; ".join(observed.problems))
+        return blocked(observed, now, "InvalidSpec", "; ".join(observed.problems))
     if observed.route_error is not None or observed.route is None:
         message = observed.route_error or "traffic routing could not be read"
-        return _blocked(observed, now, "TrafficRoutingError", message)
+        return blocked(observed, now, "TrafficRoutingError", message)
     return _Planner(observed, observed.spec, observed.route, now).run()
-
-
-def _blocked(observed: Observed, now: datetime, reason: str, message: str) -> Plan:
-    """Bad input: say why on the status and in an Event; change nothing else."""
-    old = observed.status
-    previous = old.condition("InvalidSpec" if reason == "InvalidSpec" else "Progressing")
-    actions: tuple[Action, ...] = ()
-    if previous is None or previous.reason != reason or previous.message != message:
-        actions = (EmitEvent("Warning", reason, message),)
-    conditions = _with_condition(
-        old.conditions,
-        _condition("InvalidSpec", reason == "InvalidSpec", reason, message, now, observed),
-    )
-    if reason != "InvalidSpec":
-        progressing = _condition("Progressing", False, reason, message, now, observed)
-        conditions = _with_condition(conditions, progressing)
-    status = old.model_copy(
-        update={
-            "observed_generation": observed.generation,
-            "phase": "Degraded",
-            "message": f"{reason}: {message}",
-            "conditions": conditions,
-        }
-    )
-    return Plan(actions, status, None)
 
 
 class _Planner:
@@ -524,119 +498,4 @@ class _Planner:
     # -- status ----------------------------------------------------------------------------
 
     def _status(self) -> RolloutStatus:
-        st = self.st
-        route = self.route
-        views = self.obs.replica_sets
-        stable_view = self.obs.replica_set(st["stable_revision"])
-        available = stable_view is not None and stable_view.available >= self.spec.replicas
-        phase: Phase
-        if st["abort"]:
-            phase = "Degraded"
-        elif st["pause_conditions"]:
-            phase = "Paused"
-        elif st["canary_revision"] != st["stable_revision"] or not available:
-            phase = "Progressing"
-        else:
-            phase = "Healthy"
-        st.update(
-            observed_generation=self.obs.generation,
-            phase=phase,
-            strategy=self.spec.strategy.name,
-            step_count=len(self.steps),
-            weights=Weights(
-                stable=route.stable_weight, canary=route.canary_weight, mirror=route.mirror_percent
-            ),
-            replicas=sum(v.replicas for v in views),
-            ready_replicas=sum(v.ready for v in views),
-            available_replicas=sum(v.available for v in views),
-            selector=self.spec.selector.as_query(),
-        )
-        st["message"] = self._message(phase)
-        st["conditions"] = self._conditions(phase, available)
-        return RolloutStatus.model_validate(st)
-
-    def _message(self, phase: Phase) -> str:
-        st = self.st
-        run: AnalysisStatus | None = st["analysis"]
-        gate_text = f", gate {run.phase}: {run.message}" if run is not None else ""
-        if phase == "Degraded":
-            return f"aborted ({st['abort_reason']}): all traffic on stable {st['stable_revision']}"
-        if phase == "Healthy":
-            return f"revision {st['stable_revision']} is stable and serves 100%"
-        index, total = st["current_step_index"], len(self.steps)
-        where = (
-            f"step {index + 1}/{total}: {describe(self.steps[index])}"
-            if index < total
-            else "promoting"
-        )
-        text = f"{where}, canary weight {self.route.canary_weight}%{gate_text}"
-        if phase == "Paused":
-            reasons = ", ".join(p.reason for p in st["pause_conditions"])
-            return f"paused ({reasons}) at {text}"
-        return text
-
-    def _conditions(self, phase: Phase, available: bool) -> list[Condition]:
-        st, obs, now = self.st, self.obs, self.now
-        reason = st["abort_reason"] or "RolloutAborted"
-        if phase == "Degraded":
-            progressing = _condition("Progressing", False, reason, st["message"], now, obs)
-        elif st["canary_revision"] != st["stable_revision"]:
-            progressing = _condition(
-                "Progressing", True, "RolloutProgressing", st["message"], now, obs
-            )
-        else:
-            progressing = _condition(
-                "Progressing", True, "RolloutCompleted", st["message"], now, obs
-            )
-        pauses = ", ".join(p.reason for p in st["pause_conditions"])
-        new = [
-            progressing,
-            _condition(
-                "Available",
-                available,
-                "StableAvailable" if available else "StableUnavailable",
-                "",
-                now,
-                obs,
-            ),
-            _condition("Healthy", phase == "Healthy", phase, "", now, obs),
-            _condition("Paused", bool(pauses), pauses or "NotPaused", "", now, obs),
-            _condition("InvalidSpec", False, "SpecValid", "", now, obs),
-        ]
-        conditions: list[Condition] = st["conditions"]
-        for condition in new:
-            conditions = _with_condition(conditions, condition)
-        return conditions
-
-
-def _condition(
-    type_: str, status: bool, reason: str, message: str, now: datetime, observed: Observed
-) -> Condition:
-    return Condition(
-        type=type_,
-        status="True" if status else "False",
-        reason=reason,
-        message=message,
-        last_transition_time=now,
-        observed_generation=observed.generation,
-    )
-
-
-def _with_condition(conditions: list[Condition], new: Condition) -> list[Condition]:
-    """Set ``new``; the transition time moves only when the status itself changes."""
-    out = []
-    found = False
-    for old in conditions:
-        if old.type != new.type:
-            out.append(old)
-            continue
-        found = True
-        keep_time = old.status == new.status
-        out.append(
-            new.model_copy(update={"last_transition_time": old.last_transition_time})
-            if keep_time
-            else new
-        )
-    if not found:
-        out.append(new)
-    return out
+        return derive_status(self.st, self.obs, self.spec, self.steps, self.route, self.now)

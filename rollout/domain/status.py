@@ -1,0 +1,157 @@
+"""Deriving ``Rollout.status`` from what the planner decided. Pure.
+
+Phase rules: Degraded after an abort (or for bad input); Paused while any pause condition
+holds; Progressing while a new revision is not promoted or stable is not fully available;
+otherwise Healthy. Weights are always the ones read back from the router, never the ones asked
+for. A condition's ``lastTransitionTime`` moves only when its status changes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+
+from rollout.api.rollout import RolloutSpec
+from rollout.api.status import AnalysisStatus, Condition, Phase, RolloutStatus, Weights
+from rollout.domain.observed import Observed, RouteState
+from rollout.domain.plan import Action, EmitEvent, Plan
+from rollout.domain.steps import Step, describe
+
+
+def derive_status(
+    st: dict[str, Any],
+    observed: Observed,
+    spec: RolloutSpec,
+    steps: list[Step],
+    route: RouteState,
+    now: datetime,
+) -> RolloutStatus:
+    """The new status from the planner's decided fields ``st`` (field name -> value)."""
+    views = observed.replica_sets
+    stable_view = observed.replica_set(st["stable_revision"])
+    available = stable_view is not None and stable_view.available >= spec.replicas
+    phase: Phase
+    if st["abort"]:
+        phase = "Degraded"
+    elif st["pause_conditions"]:
+        phase = "Paused"
+    elif st["canary_revision"] != st["stable_revision"] or not available:
+        phase = "Progressing"
+    else:
+        phase = "Healthy"
+    message = _message(st, phase, steps, route)
+    fields = {
+        **st,
+        "observed_generation": observed.generation,
+        "phase": phase,
+        "message": message,
+        "strategy": spec.strategy.name,
+        "step_count": len(steps),
+        "weights": Weights(
+            stable=route.stable_weight, canary=route.canary_weight, mirror=route.mirror_percent
+        ),
+        "replicas": sum(v.replicas for v in views),
+        "ready_replicas": sum(v.ready for v in views),
+        "available_replicas": sum(v.available for v in views),
+        "selector": spec.selector.as_query(),
+    }
+    if phase == "Degraded":
+        progressing = (False, st["abort_reason"] or "RolloutAborted")
+    elif st["canary_revision"] != st["stable_revision"]:
+        progressing = (True, "RolloutProgressing")
+    else:
+        progressing = (True, "RolloutCompleted")
+    pauses = ", ".join(p.reason for p in st["pause_conditions"])
+    gen = observed.generation
+    fields["conditions"] = with_conditions(
+        st["conditions"],
+        [
+            condition("Progressing", *progressing, message, now, gen),
+            condition(
+                "Available",
+                available,
+                "StableAvailable" if available else "StableUnavailable",
+                "",
+                now,
+                gen,
+            ),
+            condition("Healthy", phase == "Healthy", phase, "", now, gen),
+            condition("Paused", bool(pauses), pauses or "NotPaused", "", now, gen),
+            condition("InvalidSpec", False, "SpecValid", "", now, gen),
+        ],
+    )
+    return RolloutStatus.model_validate(fields)
+
+
+def _message(st: dict[str, Any], phase: Phase, steps: list[Step], route: RouteState) -> str:
+    run: AnalysisStatus | None = st["analysis"]
+    gate_text = f", gate {run.phase}: {run.message}" if run is not None else ""
+    if phase == "Degraded":
+        return f"aborted ({st['abort_reason']}): all traffic on stable {st['stable_revision']}"
+    if phase == "Healthy":
+        return f"revision {st['stable_revision']} is stable and serves 100%"
+    index, total = st["current_step_index"], len(steps)
+    where = f"step {index + 1}/{total}: {describe(steps[index])}" if index < total else "promoting"
+    text = f"{where}, canary weight {route.canary_weight}%{gate_text}"
+    if phase == "Paused":
+        reasons = ", ".join(p.reason for p in st["pause_conditions"])
+        return f"paused ({reasons}) at {text}"
+    return text
+
+
+def blocked(observed: Observed, now: datetime, reason: str, message: str) -> Plan:
+    """Bad input: say why on the status and, once, in an Event; change nothing else."""
+    old = observed.status
+    invalid = reason == "InvalidSpec"
+    previous = old.condition("InvalidSpec" if invalid else "Progressing")
+    actions: tuple[Action, ...] = ()
+    if previous is None or previous.reason != reason or previous.message != message:
+        actions = (EmitEvent("Warning", reason, message),)
+    gen = observed.generation
+    if invalid:
+        new = [condition("InvalidSpec", True, reason, message, now, gen)]
+    else:
+        new = [
+            condition("InvalidSpec", False, "SpecValid", "", now, gen),
+            condition("Progressing", False, reason, message, now, gen),
+        ]
+    status = old.model_copy(
+        update={
+            "observed_generation": gen,
+            "phase": "Degraded",
+            "message": f"{reason}: {message}",
+            "conditions": with_conditions(old.conditions, new),
+        }
+    )
+    return Plan(actions, status, None)
+
+
+def condition(
+    type_: str, status: bool, reason: str, message: str, now: datetime, generation: int
+) -> Condition:
+    return Condition(
+        type=type_,
+        status="True" if status else "False",
+        reason=reason,
+        message=message,
+        last_transition_time=now,
+        observed_generation=generation,
+    )
+
+
+def with_conditions(conditions: list[Condition], new: Iterable[Condition]) -> list[Condition]:
+    """Set each of ``new``, keeping the old transition time where the status is unchanged."""
+    out = list(conditions)
+    for cond in new:
+        for i, old in enumerate(out):
+            if old.type == cond.type:
+                if old.status == cond.status:
+                    cond = cond.model_copy(
+                        update={"last_transition_time": old.last_transition_time}
+                    )
+                out[i] = cond
+                break
+        else:
+            out.append(cond)
+    return out
