@@ -6,6 +6,8 @@ manifest is reported by ``rollout lint`` and by the models, rather than pruned a
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import BaseModel, ConfigDict
 from pydantic.alias_generators import to_camel
 
@@ -21,6 +23,6 @@ class ApiModel(BaseModel):
         validate_default=False,
     )
 
-    def wire(self) -> dict[str, object]:
+    def wire(self) -> dict[str, Any]:
         """This model as it appears in a manifest: camelCase, unset optionals omitted."""
         return self.model_dump(by_alias=True, exclude_none=True, mode="json")

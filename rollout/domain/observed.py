@@ -39,6 +39,9 @@ class RouteState:
     canary_weight: int = 0
     mirror_percent: float = 0
     header_routes: tuple[SetHeaderRoute, ...] = ()
+    # False when the managed routes disagree (a write that was half applied): never equal to
+    # a desired state, so the planner asks for the route again and the router repairs it.
+    consistent: bool = True
 
     @property
     def stable_weight(self) -> int:

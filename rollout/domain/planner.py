@@ -2,7 +2,7 @@
 
 One call decides one reconcile, reading like a checklist:
 
-1. an invalid spec or unreadable traffic routing changes nothing and says why;
+1. an invalid spec, or routing objects that do not fit it, change nothing and say why;
 2. the revision decides the mode: first revision (deploy at once), template reverted to stable
    (fast rollback, no steps), a new revision (start at step 0 against the current stable, even
    mid-rollout), or the same revision as before;
@@ -63,10 +63,10 @@ ABORT_DEADLINE = "ProgressDeadlineExceeded"
 def plan(observed: Observed, now: datetime) -> Plan:
     """Decide one reconcile of ``observed`` at ``now``."""
     if observed.spec is None:
-        return blocked(observed, now, "InvalidSpec", "; ".join(observed.problems))
+        return blocked(observed, now, "; ".join(observed.problems))
     if observed.route_error is not None or observed.route is None:
-        message = observed.route_error or "traffic routing could not be read"
-        return blocked(observed, now, "TrafficRoutingError", message)
+        # The routing objects do not fit the spec: as invalid as a bad field, and as inert.
+        return blocked(observed, now, observed.route_error or "traffic routing unreadable")
     return _Planner(observed, observed.spec, observed.route, now).run()
 
 

@@ -100,27 +100,23 @@ def _message(st: dict[str, Any], phase: Phase, steps: list[Step], route: RouteSt
     return text
 
 
-def blocked(observed: Observed, now: datetime, reason: str, message: str) -> Plan:
-    """Bad input: say why on the status and, once, in an Event; change nothing else."""
+def blocked(observed: Observed, now: datetime, message: str) -> Plan:
+    """Bad input: say why (InvalidSpec) on the status and, once, in an Event; change nothing."""
     old = observed.status
-    invalid = reason == "InvalidSpec"
-    previous = old.condition("InvalidSpec" if invalid else "Progressing")
+    previous = old.condition("InvalidSpec")
     actions: tuple[Action, ...] = ()
-    if previous is None or previous.reason != reason or previous.message != message:
-        actions = (EmitEvent("Warning", reason, message),)
+    if previous is None or previous.status != "True" or previous.message != message:
+        actions = (EmitEvent("Warning", "InvalidSpec", message),)
     gen = observed.generation
-    if invalid:
-        new = [condition("InvalidSpec", True, reason, message, now, gen)]
-    else:
-        new = [
-            condition("InvalidSpec", False, "SpecValid", "", now, gen),
-            condition("Progressing", False, reason, message, now, gen),
-        ]
+    new = [
+        condition("InvalidSpec", True, "InvalidSpec", message, now, gen),
+        condition("Progressing", False, "InvalidSpec", message, now, gen),
+    ]
     status = old.model_copy(
         update={
             "observed_generation": gen,
             "phase": "Degraded",
-            "message": f"{reason}: {message}",
+            "message": f"InvalidSpec: {message}",
             "conditions": with_conditions(old.conditions, new),
         }
     )

@@ -1,0 +1,139 @@
+"""The ClusterAccess seam: what the controller needs from the Kubernetes API, over plain dicts.
+
+One production implementation (``kube.py``, the only importer of ``kubernetes``), the sandbox
+behind it in tests. Errors are typed so that callers never parse HTTP codes: ``NotFound``,
+``Conflict`` (a stale resourceVersion or an existing name), ``Invalid`` (422, with the
+apiserver's causes), ``Gone`` (a watch too old to resume), ``Unavailable`` (retries spent).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+Obj = dict[str, Any]
+Objs = list[Obj]
+Ops = list[Obj]  # a JSON patch
+PatchType = Literal["merge", "json", "strategic"]
+
+
+@dataclass(frozen=True)
+class Resource:
+    """A resource type, as a REST path needs it."""
+
+    group: str
+    version: str
+    plural: str
+    kind: str
+    namespaced: bool = True
+
+    @property
+    def api_version(self) -> str:
+        return f"{self.group}/{self.version}" if self.group else self.version
+
+    def path(self, namespace: str | None = None, name: str | None = None) -> str:
+        base = f"/apis/{self.group}/{self.version}" if self.group else f"/api/{self.version}"
+        if self.namespaced and namespace is not None:
+            base += f"/namespaces/{namespace}"
+        base += f"/{self.plural}"
+        return base + (f"/{name}" if name is not None else "")
+
+
+ROLLOUTS = Resource("rollout.dev", "v1alpha1", "rollouts", "Rollout")
+ANALYSIS_TEMPLATES = Resource("rollout.dev", "v1alpha1", "analysistemplates", "AnalysisTemplate")
+REPLICA_SETS = Resource("apps", "v1", "replicasets", "ReplicaSet")
+VIRTUAL_SERVICES = Resource("networking.istio.io", "v1beta1", "virtualservices", "VirtualService")
+DESTINATION_RULES = Resource(
+    "networking.istio.io", "v1beta1", "destinationrules", "DestinationRule"
+)
+SERVICES = Resource("", "v1", "services", "Service")
+EVENTS = Resource("", "v1", "events", "Event")
+LEASES = Resource("coordination.k8s.io", "v1", "leases", "Lease")
+NAMESPACES = Resource("", "v1", "namespaces", "Namespace", namespaced=False)
+
+
+class ClusterError(Exception):
+    """A request the API refused; ``code`` and ``reason`` as in its Status body."""
+
+    def __init__(self, message: str, *, code: int = 0, reason: str = "") -> None:
+        super().__init__(message)
+        self.code = code
+        self.reason = reason
+
+
+class NotFound(ClusterError):
+    pass
+
+
+class Conflict(ClusterError):
+    pass
+
+
+class Invalid(ClusterError):
+    def __init__(self, message: str, *, causes: list[Mapping[str, Any]] | None = None) -> None:
+        super().__init__(message, code=422, reason="Invalid")
+        self.causes = list(causes or [])
+
+
+class Gone(ClusterError):
+    """The resourceVersion is too old: list again."""
+
+
+class Forbidden(ClusterError):
+    pass
+
+
+class Unavailable(ClusterError):
+    """The API could not be reached, or kept failing, within the retry budget."""
+
+
+@dataclass(frozen=True)
+class WatchEvent:
+    type: str  # ADDED | MODIFIED | DELETED | BOOKMARK
+    object: Obj = field(default_factory=dict)
+
+    @property
+    def resource_version(self) -> str:
+        return str(self.object.get("metadata", {}).get("resourceVersion", ""))
+
+
+class ClusterAccess(Protocol):
+    def get(self, res: Resource, namespace: str | None, name: str) -> Obj: ...
+
+    def list(
+        self, res: Resource, namespace: str | None = None, label_selector: str | None = None
+    ) -> tuple[Objs, str]: ...
+
+    def create(self, res: Resource, namespace: str | None, body: Obj) -> Obj: ...
+
+    def replace(self, res: Resource, namespace: str | None, name: str, body: Obj) -> Obj: ...
+
+    def patch(
+        self,
+        res: Resource,
+        namespace: str | None,
+        name: str,
+        patch: Obj | Ops,
+        *,
+        patch_type: PatchType = "merge",
+    ) -> Obj: ...
+
+    def patch_status(
+        self, res: Resource, namespace: str | None, name: str, patch: Obj | Ops
+    ) -> Obj: ...
+
+    def delete(self, res: Resource, namespace: str | None, name: str) -> None: ...
+
+    def watch(
+        self,
+        res: Resource,
+        namespace: str | None,
+        resource_version: str,
+        *,
+        timeout_seconds: int = 300,
+    ) -> Iterator[WatchEvent]: ...
+
+    def event(
+        self, involved: Obj, type_: str, reason: str, message: str, component: str
+    ) -> None: ...

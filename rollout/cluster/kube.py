@@ -1,0 +1,300 @@
+"""ClusterAccess over the official ``kubernetes`` client: the only module that imports it.
+
+Requests go through the client's own HTTP stack (configuration, auth, TLS from the
+kubeconfig or the in-cluster service account) as plain JSON: objects stay dicts, never the
+client's generated models, which would cost time and drop fields they do not know. Transient
+failures (429, 5xx, timeouts, connection errors) are retried with bounded exponential backoff
+(tenacity, here and nowhere else); anything else becomes a typed ``ClusterError`` at once.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import urllib3
+from kubernetes import client, config
+from kubernetes.client.exceptions import ApiException
+from kubernetes.watch.watch import iter_resp_lines
+from tenacity import (
+    RetryError,
+    retry_if_exception_type,
+    stop_after_attempt,
+    stop_after_delay,
+    wait_exponential_jitter,
+)
+from tenacity import Retrying as _Retrying
+
+from rollout.cluster.access import (
+    EVENTS,
+    ClusterError,
+    Conflict,
+    Forbidden,
+    Gone,
+    Invalid,
+    NotFound,
+    Obj,
+    Objs,
+    Ops,
+    PatchType,
+    Resource,
+    Unavailable,
+    WatchEvent,
+)
+
+PATCH_CONTENT_TYPES: dict[str, str] = {
+    "merge": "application/merge-patch+json",
+    "json": "application/json-patch+json",
+    "strategic": "application/strategic-merge-patch+json",
+}
+RETRY_CODES = frozenset({429, 500, 502, 503, 504})
+
+
+class _Transient(Exception):
+    """A failure worth another try."""
+
+    def __init__(self, error: ClusterError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+def load_api_client(kubeconfig: str | None = None, context: str | None = None) -> client.ApiClient:
+    """In-cluster config when running in a pod and no kubeconfig is named; else kubeconfig
+    (``--kubeconfig``, then ``KUBECONFIG``, then ``~/.kube/config``)."""
+    if kubeconfig is None and os.environ.get("KUBERNETES_SERVICE_HOST"):
+        configuration = client.Configuration()
+        config.load_incluster_config(client_configuration=configuration)
+        return client.ApiClient(configuration)
+    api_client: client.ApiClient = config.new_client_from_config(
+        config_file=kubeconfig, context=context
+    )
+    return api_client
+
+
+class KubeAccess:
+    def __init__(
+        self,
+        api_client: client.ApiClient,
+        *,
+        attempts: int = 5,
+        max_backoff: float = 2.0,
+        budget: float = 10.0,
+        request_timeout: float = 30.0,
+    ) -> None:
+        self.api = api_client
+        self.attempts = attempts
+        self.max_backoff = max_backoff
+        self.budget = budget
+        self.request_timeout = request_timeout
+
+    # -- HTTP -------------------------------------------------------------------------------
+
+    def _send(
+        self,
+        method: str,
+        path: str,
+        *,
+        query: dict[str, Any] | None = None,
+        body: Any = None,
+        content_type: str = "application/json",
+        timeout: Any = None,
+    ) -> Any:
+        """One request; its parsed JSON body. Raises _Transient or a ClusterError."""
+        headers = {"Accept": "application/json", "Content-Type": content_type}
+        _, url, headers, body, _ = self.api.param_serialize(
+            method,
+            path,
+            query_params=list((query or {}).items()),
+            header_params=headers,
+            body=body,
+            auth_settings=["BearerToken"],
+        )
+        try:
+            reply = self.api.call_api(
+                method,
+                url,
+                header_params=headers,
+                body=body,
+                _request_timeout=timeout or self.request_timeout,
+            )
+            data = reply.read()
+        except (urllib3.exceptions.HTTPError, OSError) as error:
+            raise _Transient(Unavailable(f"{method} {path}: {error}")) from error
+        except ApiException as error:
+            raise _Transient(Unavailable(f"{method} {path}: {error.reason}")) from error
+        if 200 <= reply.status < 300:
+            return json.loads(data) if data else {}
+        failure = _error(reply.status, data, f"{method} {path}")
+        if reply.status in RETRY_CODES:
+            raise _Transient(failure)
+        raise failure
+
+    def _request(self, method: str, path: str, **kwargs: Any) -> Any:
+        retrying = _Retrying(
+            retry=retry_if_exception_type(_Transient),
+            stop=stop_after_attempt(self.attempts) | stop_after_delay(self.budget),
+            wait=wait_exponential_jitter(initial=0.05, max=self.max_backoff),
+            reraise=False,
+        )
+        try:
+            return retrying(self._send, method, path, **kwargs)
+        except RetryError as error:
+            last = error.last_attempt.exception()
+            if isinstance(last, _Transient):
+                raise last.error from None
+            raise
+
+    # -- ClusterAccess ----------------------------------------------------------------------
+
+    def get(self, res: Resource, namespace: str | None, name: str) -> Obj:
+        result: Obj = self._request("GET", res.path(namespace, name))
+        return result
+
+    def list(
+        self, res: Resource, namespace: str | None = None, label_selector: str | None = None
+    ) -> tuple[Objs, str]:
+        query = {"labelSelector": label_selector} if label_selector else None
+        result = self._request("GET", res.path(namespace), query=query)
+        items = result.get("items") or []
+        for item in items:  # a list's items omit apiVersion/kind; restore them for callers
+            item.setdefault("apiVersion", res.api_version)
+            item.setdefault("kind", res.kind)
+        return items, str(result.get("metadata", {}).get("resourceVersion", ""))
+
+    def create(self, res: Resource, namespace: str | None, body: Obj) -> Obj:
+        result: Obj = self._request("POST", res.path(namespace), body=body)
+        return result
+
+    def replace(self, res: Resource, namespace: str | None, name: str, body: Obj) -> Obj:
+        result: Obj = self._request("PUT", res.path(namespace, name), body=body)
+        return result
+
+    def patch(
+        self,
+        res: Resource,
+        namespace: str | None,
+        name: str,
+        patch: Obj | Ops,
+        *,
+        patch_type: PatchType = "merge",
+    ) -> Obj:
+        result: Obj = self._request(
+            "PATCH",
+            res.path(namespace, name),
+            body=patch,
+            content_type=PATCH_CONTENT_TYPES[patch_type],
+        )
+        return result
+
+    def patch_status(
+        self, res: Resource, namespace: str | None, name: str, patch: Obj | Ops
+    ) -> Obj:
+        content_type = PATCH_CONTENT_TYPES["json" if isinstance(patch, list) else "merge"]
+        result: Obj = self._request(
+            "PATCH", res.path(namespace, name) + "/status", body=patch, content_type=content_type
+        )
+        return result
+
+    def delete(self, res: Resource, namespace: str | None, name: str) -> None:
+        self._request("DELETE", res.path(namespace, name))
+
+    def watch(
+        self,
+        res: Resource,
+        namespace: str | None,
+        resource_version: str,
+        *,
+        timeout_seconds: int = 300,
+    ) -> Iterator[WatchEvent]:
+        """Events after ``resource_version`` until the server ends the stream.
+
+        Raises ``Gone`` when the version is too old (list again), ``Unavailable`` when the
+        stream cannot be opened or breaks.
+        """
+        query = {
+            "watch": "true",
+            "resourceVersion": resource_version,
+            "allowWatchBookmarks": "true",
+            "timeoutSeconds": str(timeout_seconds),
+        }
+        method, url, headers, _, _ = self.api.param_serialize(
+            "GET",
+            res.path(namespace),
+            query_params=list(query.items()),
+            header_params={"Accept": "application/json"},
+            auth_settings=["BearerToken"],
+        )
+        try:
+            reply = self.api.call_api(
+                method, url, header_params=headers, _request_timeout=(10, timeout_seconds + 30)
+            )
+        except (urllib3.exceptions.HTTPError, OSError, ApiException) as error:
+            raise Unavailable(f"watch {res.plural}: {error}") from error
+        stream = reply.response
+        try:
+            if reply.status != 200:
+                raise _error(reply.status, stream.read(), f"watch {res.plural}")
+            for line in iter_resp_lines(stream):
+                if not line:
+                    continue
+                event = json.loads(line)
+                kind, obj = event.get("type", ""), event.get("object") or {}
+                if kind == "ERROR":
+                    raise _error(int(obj.get("code", 500)), json.dumps(obj).encode(), "watch")
+                yield WatchEvent(kind, obj)
+        except (urllib3.exceptions.HTTPError, OSError) as error:
+            raise Unavailable(f"watch {res.plural} broke: {error}") from error
+        finally:
+            stream.release_conn()
+
+    def event(self, involved: Obj, type_: str, reason: str, message: str, component: str) -> None:
+        meta = involved.get("metadata", {})
+        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        namespace = meta.get("namespace") or "default"
+        body = {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {"generateName": f"{meta.get('name', 'object')}.", "namespace": namespace},
+            "involvedObject": {
+                "apiVersion": involved.get("apiVersion"),
+                "kind": involved.get("kind"),
+                "name": meta.get("name"),
+                "namespace": namespace,
+                "uid": meta.get("uid"),
+                "resourceVersion": meta.get("resourceVersion"),
+            },
+            "type": type_,
+            "reason": reason,
+            "message": message[:1024],
+            "source": {"component": component},
+            "reportingComponent": component,
+            "firstTimestamp": now,
+            "lastTimestamp": now,
+            "count": 1,
+        }
+        self.create(EVENTS, namespace, body)
+
+
+def _error(status: int, data: bytes, what: str) -> ClusterError:
+    try:
+        body = json.loads(data) if data else {}
+    except ValueError:
+        body = {}
+    message = f"{what}: {body.get('message') or data[:200].decode(errors='replace') or status}"
+    reason = str(body.get("reason", ""))
+    if status == 404:
+        return NotFound(message, code=status, reason=reason)
+    if status == 409:
+        return Conflict(message, code=status, reason=reason)
+    if status == 410:
+        return Gone(message, code=status, reason=reason)
+    if status == 422:
+        return Invalid(message, causes=(body.get("details") or {}).get("causes"))
+    if status == 403:
+        return Forbidden(message, code=status, reason=reason)
+    if status in RETRY_CODES:
+        return Unavailable(message, code=status, reason=reason)
+    return ClusterError(message, code=status, reason=reason)

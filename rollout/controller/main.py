@@ -1,0 +1,152 @@
+"""``rollout controller``: the long-running process, with health, metrics and leader election.
+
+Start-up: connect (in-cluster, else kubeconfig), serve ``/healthz`` and ``/readyz`` and the
+metrics, fill the watch caches, then reconcile — at once, or once this replica holds the Lease.
+SIGTERM or Ctrl-C: stop taking work, let running reconciles finish, release the Lease, exit 0.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import sys
+import threading
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import FrameType
+from typing import Any
+
+log = logging.getLogger("rollout.controller")
+
+
+@dataclass
+class Options:
+    kubeconfig: str | None = None
+    context: str | None = None
+    namespace: str | None = None
+    workers: int = 4
+    metrics_port: int = 8080
+    health_port: int = 8081
+    bind_address: str = "127.0.0.1"
+    leader_elect: bool = True
+    lease_namespace: str = "default"
+    prometheus_url: str | None = None
+    log_format: str = "text"
+    log_level: str = "info"
+
+
+class _JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "time": self.formatTime(record),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if record.exc_info:
+            entry["error"] = self.formatException(record.exc_info)
+        return json.dumps(entry)
+
+
+def setup_logging(fmt: str, level: str) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    if fmt == "json":
+        handler.setFormatter(_JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=level.upper(), handlers=[handler], force=True)
+    # apscheduler logs every job it adds and runs at INFO: one per timer, not worth a line.
+    logging.getLogger("apscheduler").setLevel(max(logging.WARNING, logging.root.level))
+
+
+def serve_health(address: str, port: int, ready: threading.Event) -> ThreadingHTTPServer:
+    class Health(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            if self.path == "/healthz":
+                code = 200
+            elif self.path == "/readyz":
+                code = 200 if ready.is_set() else 503
+            else:
+                code = 404
+            body = (b"ok" if code == 200 else b"not ready") if code != 404 else b"not found"
+            self.send_response(code)
+            self.send_header("Content-Type", "text/plain")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+            pass
+
+    server = ThreadingHTTPServer((address, port), Health)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, name="health", daemon=True).start()
+    return server
+
+
+def run_controller(options: Options) -> int:
+    setup_logging(options.log_format, options.log_level)
+    from rollout.cluster.access import ClusterError
+    from rollout.cluster.kube import KubeAccess, load_api_client
+    from rollout.controller.leader import LeaderElector
+    from rollout.controller.metrics import Metrics
+    from rollout.controller.runtime import Controller
+
+    try:
+        access = KubeAccess(load_api_client(options.kubeconfig, options.context))
+    except Exception as error:  # a bad kubeconfig: one clear line, not a traceback
+        print(f"rollout controller: cannot load cluster configuration: {error}", file=sys.stderr)
+        return 1
+    metrics = Metrics()
+    controller = Controller(
+        access, namespace=options.namespace, workers=options.workers, metrics=metrics
+    )
+    try:
+        if options.metrics_port:
+            metrics.serve(options.metrics_port, options.bind_address)
+        health = (
+            serve_health(options.bind_address, options.health_port, controller.ready)
+            if options.health_port
+            else None
+        )
+    except OSError as error:
+        print(f"rollout controller: cannot listen: {error}", file=sys.stderr)
+        return 1
+    stop = threading.Event()
+    lost = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    log.info("starting: namespace=%s workers=%d", options.namespace or "(all)", options.workers)
+    if not controller.start_caches():
+        log.error("watch caches did not fill; is the API reachable and are the CRDs installed?")
+        return 1
+    elector = None
+    if options.leader_elect:
+        elector = LeaderElector(access, options.lease_namespace)
+
+        def on_lost() -> None:
+            lost.set()
+            stop.set()
+
+        thread = threading.Thread(
+            target=elector.run, args=(controller.start_workers, on_lost, stop), daemon=True
+        )
+        thread.start()
+    else:
+        controller.start_workers()
+    stop.wait()
+    log.info("stopping")
+    controller.stop()
+    if elector is not None:
+        try:
+            elector.release()
+        except ClusterError:
+            pass
+    if health is not None:
+        health.shutdown()
+    return 1 if lost.is_set() else 0

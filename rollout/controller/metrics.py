@@ -1,0 +1,57 @@
+"""The controller's own metrics, in Prometheus' format (``prometheus_client``, one registry)."""
+
+from __future__ import annotations
+
+from collections import Counter as Tally
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.reconcile_seconds = Histogram(
+            "rollout_reconcile_duration_seconds",
+            "Time to reconcile one Rollout.",
+            registry=r,
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+        )
+        self.errors = Counter(
+            "rollout_reconcile_errors_total", "Reconciles that failed.", registry=r
+        )
+        self.writes = Counter("rollout_api_writes_total", "Writes made to the API.", registry=r)
+        self.phase = Gauge("rollout_rollouts", "Rollouts by phase.", ["phase"], registry=r)
+        self.canary_weight = Gauge(
+            "rollout_canary_weight",
+            "Canary weight as read back from the router.",
+            ["namespace", "rollout"],
+            registry=r,
+        )
+        self.aborts = Counter(
+            "rollout_aborts_total", "Rollouts aborted, by reason.", ["reason"], registry=r
+        )
+        self.queue_depth = Gauge("rollout_queue_depth", "Keys waiting in the queue.", registry=r)
+        self._phases: dict[str, str] = {}
+
+    def observe_rollout(self, key: str, phase: str | None, weight: int) -> None:
+        namespace, _, name = key.partition("/")
+        self.canary_weight.labels(namespace, name).set(weight)
+        if phase is None:
+            self._phases.pop(key, None)
+        else:
+            self._phases[key] = phase
+        counts = Tally(self._phases.values())
+        for each in ("Healthy", "Progressing", "Paused", "Degraded"):
+            self.phase.labels(each).set(counts.get(each, 0))
+
+    def forget(self, key: str) -> None:
+        namespace, _, name = key.partition("/")
+        self._phases.pop(key, None)
+        try:
+            self.canary_weight.remove(namespace, name)
+        except KeyError:
+            pass
+
+    def serve(self, port: int, address: str = "127.0.0.1") -> None:
+        start_http_server(port, addr=address, registry=self.registry)

@@ -1,0 +1,106 @@
+"""Step 1 of a reconcile: turn a Rollout and its world into the planner's frozen ``Observed``.
+
+Everything is read from the watch caches (ReplicaSets owned by the Rollout, its routing objects)
+and from the router's read-back of the weights really applied; nothing here writes.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from typing import Any
+
+from pydantic import ValidationError
+
+from rollout.api.manifest import InvalidManifest, parse_rollout
+from rollout.api.rollout import Rollout
+from rollout.api.status import RolloutStatus
+from rollout.cluster.access import Obj
+from rollout.domain.observed import Observed, ReplicaSetView, RouteState
+from rollout.domain.revision import HASH_LABEL, pod_template_hash
+from rollout.routers.base import RouteConfigError, TrafficRouter
+
+log = logging.getLogger(__name__)
+
+SCALE_DOWN_AT = "rollout.dev/scale-down-at"
+
+
+def parse_time(text: Any) -> datetime | None:
+    if not isinstance(text, str) or not text:
+        return None
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+def status_of(obj: Obj) -> RolloutStatus:
+    """The stored status; an unreadable one (hand-edited) counts as empty, and says so."""
+    try:
+        return RolloutStatus.model_validate(obj.get("status") or {})
+    except ValidationError as error:
+        meta = obj.get("metadata", {})
+        log.warning(
+            "%s/%s: ignoring unreadable status: %s", meta.get("namespace"), meta.get("name"), error
+        )
+        return RolloutStatus()
+
+
+def replica_set_view(rs: Obj) -> ReplicaSetView | None:
+    meta = rs.get("metadata", {})
+    revision = (meta.get("labels") or {}).get(HASH_LABEL)
+    if not revision:
+        return None
+    status = rs.get("status") or {}
+    return ReplicaSetView(
+        revision=revision,
+        replicas=int((rs.get("spec") or {}).get("replicas", 0)),
+        available=int(status.get("availableReplicas", 0)),
+        ready=int(status.get("readyReplicas", 0)),
+        created_at=parse_time(meta.get("creationTimestamp")),
+        scale_down_at=parse_time((meta.get("annotations") or {}).get(SCALE_DOWN_AT)),
+    )
+
+
+def owned_by(obj: Obj, uid: str) -> bool:
+    refs = obj.get("metadata", {}).get("ownerReferences") or []
+    return any(r.get("uid") == uid and r.get("controller") for r in refs)
+
+
+def observe(
+    obj: Obj, replica_sets: list[Obj], router: TrafficRouter
+) -> tuple[Observed, Rollout | None]:
+    """The Observed for one Rollout object, and its parsed model (None when invalid)."""
+    meta = obj.get("metadata", {})
+    base: dict[str, Any] = {
+        "name": meta.get("name", ""),
+        "namespace": meta.get("namespace", "default"),
+        "generation": int(meta.get("generation", 1)),
+        "status": status_of(obj),
+    }
+    try:
+        rollout = parse_rollout(obj)
+    except InvalidManifest as invalid:
+        return Observed(
+            spec=None, revision=None, problems=tuple(map(str, invalid.problems)), **base
+        ), None
+    views = tuple(
+        view
+        for rs in replica_sets
+        if owned_by(rs, meta.get("uid", "")) and (view := replica_set_view(rs)) is not None
+    )
+    route: RouteState | None = None
+    route_error = None
+    try:
+        route = router.read(rollout)
+    except RouteConfigError as error:
+        route_error = str(error)
+    observed = Observed(
+        spec=rollout.spec,
+        revision=pod_template_hash(rollout.spec.template.wire()),
+        replica_sets=views,
+        route=route,
+        route_error=route_error,
+        **base,
+    )
+    return observed, rollout

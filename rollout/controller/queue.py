@@ -1,0 +1,72 @@
+"""The work queue: one key per Rollout, deduplicated, never on two workers at once.
+
+Semantics of client-go's workqueue: a key added while queued is not queued twice; a key added
+while a worker processes it is queued again once that worker is done; failures requeue with
+exponential backoff, capped; ``forget`` resets a key's backoff after a success.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+
+
+class WorkQueue:
+    def __init__(self, *, base_delay: float = 0.05, max_delay: float = 30.0) -> None:
+        self._cond = threading.Condition()
+        self._queue: deque[str] = deque()
+        self._dirty: set[str] = set()
+        self._processing: set[str] = set()
+        self._failures: dict[str, int] = {}
+        self._shutdown = False
+        self.base_delay = base_delay
+        self.max_delay = max_delay
+
+    def add(self, key: str) -> None:
+        with self._cond:
+            if self._shutdown or key in self._dirty:
+                return
+            self._dirty.add(key)
+            if key not in self._processing:
+                self._queue.append(key)
+                self._cond.notify()
+
+    def get(self, timeout: float | None = None) -> str | None:
+        """The next key (now being processed), or None on shutdown or timeout."""
+        with self._cond:
+            while not self._queue and not self._shutdown:
+                if not self._cond.wait(timeout):
+                    return None
+            if self._shutdown:
+                return None
+            key = self._queue.popleft()
+            self._dirty.discard(key)
+            self._processing.add(key)
+            return key
+
+    def done(self, key: str) -> None:
+        with self._cond:
+            self._processing.discard(key)
+            if key in self._dirty:
+                self._queue.append(key)
+                self._cond.notify()
+
+    def backoff(self, key: str) -> float:
+        """Record a failure of ``key``; the delay before its next attempt."""
+        with self._cond:
+            failures = self._failures.get(key, 0)
+            self._failures[key] = failures + 1
+        return float(min(self.base_delay * (2**failures), self.max_delay))
+
+    def forget(self, key: str) -> None:
+        with self._cond:
+            self._failures.pop(key, None)
+
+    def __len__(self) -> int:
+        with self._cond:
+            return len(self._queue)
+
+    def shut_down(self) -> None:
+        with self._cond:
+            self._shutdown = True
+            self._cond.notify_all()

@@ -1,0 +1,97 @@
+"""One reconcile of one Rollout: observe, plan, execute, persist, then say when to come back.
+
+The plan is pure (``rollout.domain.planner``); this module only moves data between it and
+the seams. Events are sent after the status is written, so a reconcile that loses a race (its
+status patch is a Conflict) and runs again does not report the same transition twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from rollout.cluster.access import ClusterAccess, Conflict, NotFound, Obj
+from rollout.controller.execute import Executor
+from rollout.controller.metrics import Metrics
+from rollout.controller.observe import observe
+from rollout.controller.persist import persist
+from rollout.domain import planner
+from rollout.domain.plan import EmitEvent
+from rollout.routers.base import TrafficRouter
+
+log = logging.getLogger(__name__)
+
+Clock = Callable[[], datetime]
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class Outcome:
+    requeue_after: float | None
+    writes: int
+    wrote_status: bool
+
+
+class Reconciler:
+    def __init__(
+        self,
+        access: ClusterAccess,
+        router: TrafficRouter,
+        rollouts: Callable[[str, str], Obj | None],
+        replica_sets: Callable[[str], list[Obj]],
+        metrics: Metrics,
+        clock: Clock = utc_now,
+    ) -> None:
+        self.access = access
+        self.router = router
+        self.rollouts = rollouts
+        self.replica_sets = replica_sets
+        self.metrics = metrics
+        self.clock = clock
+        self.executor = Executor(access, router)
+
+    def reconcile(self, key: str) -> Outcome:
+        namespace, _, name = key.partition("/")
+        obj = self.rollouts(namespace, name)
+        if obj is None:
+            self.metrics.forget(key)
+            return Outcome(None, 0, False)
+        started = time.perf_counter()
+        observed, rollout = observe(obj, self.replica_sets(namespace), self.router)
+        plan = planner.plan(observed, self.clock())
+        writes = 0
+        if rollout is not None:
+            existing = {rs.revision for rs in observed.replica_sets}
+            writes += self.executor.run(obj, rollout, plan.actions, existing)
+        try:
+            wrote = persist(self.access, obj, plan.status) is not None
+        except Conflict:
+            # Someone (an operator flag, or our own previous write still in flight in the
+            # cache) changed the Rollout: plan again on fresh data, sending nothing twice.
+            log.debug("%s: status conflict, reconciling again", key)
+            self.metrics.reconcile_seconds.observe(time.perf_counter() - started)
+            return Outcome(0.0, writes, False)
+        except NotFound:
+            return Outcome(None, writes, False)
+        writes += int(wrote)
+        events = plan.of_type(EmitEvent)
+        writes += self.executor.emit(obj, events)
+        for event in events:
+            if event.type == "Warning" and event.reason in (
+                planner.ABORT_ANALYSIS,
+                planner.ABORT_DEADLINE,
+                planner.ABORT_OPERATOR,
+            ):
+                self.metrics.aborts.labels(event.reason).inc()
+            log.info("%s: %s: %s", key, event.reason, event.message)
+        weights = plan.status.weights
+        self.metrics.observe_rollout(key, plan.status.phase, weights.canary if weights else 0)
+        self.metrics.writes.inc(writes)
+        self.metrics.reconcile_seconds.observe(time.perf_counter() - started)
+        return Outcome(plan.requeue_after, writes, wrote)

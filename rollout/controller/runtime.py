@@ -1,0 +1,191 @@
+"""The controller process: watch caches, the queue, workers and timers around the Reconciler.
+
+Watch events enqueue the key of the Rollout they concern: a Rollout itself, the owner of a
+ReplicaSet, or every Rollout whose traffic routing names a changed VirtualService,
+DestinationRule or Service. Workers take keys from the queue (never one key on two workers),
+reconcile, and schedule the next look through the timers when the plan asks for one. A failed
+reconcile is retried with capped exponential backoff.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+
+from rollout.cluster.access import (
+    DESTINATION_RULES,
+    REPLICA_SETS,
+    ROLLOUTS,
+    SERVICES,
+    VIRTUAL_SERVICES,
+    ClusterAccess,
+    ClusterError,
+    Obj,
+    Resource,
+)
+from rollout.cluster.cache import Informer
+from rollout.controller.metrics import Metrics
+from rollout.controller.queue import WorkQueue
+from rollout.controller.reconcile import Clock, Reconciler, utc_now
+from rollout.controller.timers import Timers
+from rollout.routers.base import RouteConfigError
+from rollout.routers.istio import IstioRouter
+
+log = logging.getLogger(__name__)
+
+
+def rollout_key(obj: Obj) -> str:
+    meta = obj.get("metadata", {})
+    return f"{meta.get('namespace', '')}/{meta.get('name', '')}"
+
+
+def routing_refs(rollout: Obj) -> set[tuple[str, str, str]]:
+    """``(plural, namespace, name)`` of the routing objects a raw Rollout names."""
+    namespace = rollout.get("metadata", {}).get("namespace", "")
+    istio = ((rollout.get("spec") or {}).get("trafficRouting") or {}).get("istio") or {}
+    refs: set[tuple[str, str, str]] = set()
+    for vs in istio.get("virtualServices") or []:
+        name = str((vs or {}).get("name", ""))
+        vs_name, _, vs_namespace = name.partition(".")
+        refs.add(("virtualservices", vs_namespace or namespace, vs_name))
+    dr = istio.get("destinationRule") or {}
+    if dr.get("name"):
+        refs.add(("destinationrules", namespace, dr["name"]))
+    for field in ("stableService", "canaryService"):
+        if istio.get(field):
+            refs.add(("services", namespace, istio[field]))
+    return refs
+
+
+class CacheReader:
+    """The router's reads, served from the watch caches."""
+
+    def __init__(self, informers: dict[str, Informer], access: ClusterAccess) -> None:
+        self.informers = informers
+        self.access = access
+
+    def get(self, res: Resource, namespace: str | None, name: str) -> Obj | None:
+        informer = self.informers.get(res.plural)
+        if informer is None:
+            return None
+        return informer.get(namespace, name)
+
+
+class Controller:
+    def __init__(
+        self,
+        access: ClusterAccess,
+        *,
+        namespace: str | None = None,
+        workers: int = 4,
+        metrics: Metrics | None = None,
+        clock: Clock = utc_now,
+    ) -> None:
+        self.access = access
+        self.namespace = namespace
+        self.workers = workers
+        self.metrics = metrics or Metrics()
+        self.queue = WorkQueue()
+        self.timers = Timers(self.queue.add)
+        self.informers: dict[str, Informer] = {
+            res.plural: Informer(access, res, namespace)
+            for res in (ROLLOUTS, REPLICA_SETS, VIRTUAL_SERVICES, DESTINATION_RULES, SERVICES)
+        }
+        self.router = IstioRouter(access, CacheReader(self.informers, access))
+        self.reconciler = Reconciler(
+            access,
+            self.router,
+            self.informers["rollouts"].get,
+            self.informers["replicasets"].list,
+            self.metrics,
+            clock,
+        )
+        self.informers["rollouts"].add_handler(self._on_rollout)
+        self.informers["replicasets"].add_handler(self._on_replica_set)
+        for plural in ("virtualservices", "destinationrules", "services"):
+            self.informers[plural].add_handler(self._routing_handler(plural))
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self.ready = threading.Event()
+
+    # -- event handlers (run on informer threads: quick) --------------------------------------
+
+    def _on_rollout(self, type_: str, obj: Obj) -> None:
+        key = rollout_key(obj)
+        if type_ == "DELETED":
+            self.timers.cancel(key)
+        self.queue.add(key)
+
+    def _on_replica_set(self, type_: str, obj: Obj) -> None:
+        meta = obj.get("metadata", {})
+        for ref in meta.get("ownerReferences") or []:
+            if ref.get("kind") == "Rollout" and ref.get("controller"):
+                self.queue.add(f"{meta.get('namespace', '')}/{ref.get('name', '')}")
+
+    def _routing_handler(self, plural: str) -> Callable[[str, Obj], None]:
+        def handler(type_: str, obj: Obj) -> None:
+            meta = obj.get("metadata", {})
+            changed = (plural, meta.get("namespace", ""), meta.get("name", ""))
+            for rollout in self.informers["rollouts"].list():
+                if changed in routing_refs(rollout):
+                    self.queue.add(rollout_key(rollout))
+
+        return handler
+
+    # -- running --------------------------------------------------------------------------
+
+    def start_caches(self, timeout: float = 60.0) -> bool:
+        for informer in self.informers.values():
+            informer.start()
+        synced = all(i.synced.wait(timeout) for i in self.informers.values())
+        if synced:
+            self.ready.set()
+        return synced
+
+    def start_workers(self) -> None:
+        self.timers.start()
+        for i in range(self.workers):
+            thread = threading.Thread(target=self._work, name=f"worker-{i}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+        for rollout in self.informers["rollouts"].list():
+            self.queue.add(rollout_key(rollout))
+
+    def _work(self) -> None:
+        while not self._stop.is_set():
+            key = self.queue.get(timeout=1.0)
+            if key is None:
+                continue
+            try:
+                outcome = self.reconciler.reconcile(key)
+            except (ClusterError, RouteConfigError) as error:
+                delay = self.queue.backoff(key)
+                self.metrics.errors.inc()
+                log.warning("%s: reconcile failed (%s); retrying in %.2fs", key, error, delay)
+                self.timers.after(key, delay)
+            except Exception:
+                delay = self.queue.backoff(key)
+                self.metrics.errors.inc()
+                log.exception("%s: reconcile crashed; retrying in %.2fs", key, delay)
+                self.timers.after(key, delay)
+            else:
+                self.queue.forget(key)
+                after = outcome.requeue_after
+                # A status write comes back as a watch event, which brings the key back with a
+                # fresh cache; an immediate requeue is only needed when nothing was written.
+                if after is not None and not (after == 0 and outcome.wrote_status):
+                    self.timers.after(key, after)
+            finally:
+                self.queue.done(key)
+                self.metrics.queue_depth.set(len(self.queue))
+
+    def stop(self) -> None:
+        """Stop taking keys, let running reconciles finish, stop timers and caches."""
+        self._stop.set()
+        self.queue.shut_down()
+        for thread in self._threads:
+            thread.join(timeout=30)
+        self.timers.stop()
+        for informer in self.informers.values():
+            informer.stop()

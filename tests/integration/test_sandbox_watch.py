@@ -1,0 +1,287 @@
+"""Sandbox conformance: label and field selectors on list and watch, and watch semantics.
+
+References:
+- https://kubernetes.io/docs/concepts/overview/working-with-objects/labels/#label-selectors
+- https://kubernetes.io/docs/reference/using-api/api-concepts/#efficient-detection-of-changes
+  (watch from a resourceVersion, 410 Gone, bookmarks)
+- https://kubernetes.io/docs/reference/using-api/api-concepts/#semantics-for-watch: with a
+  label selector, an object whose labels stop matching is delivered as DELETED (the watch
+  cache's filtering), one that starts matching as ADDED.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+from rollout.sandbox.cluster import Sandbox
+from tests.integration.sandbox_helpers import (
+    client_from,
+    core_v1,
+    expect_status,
+    labelled_configmap,
+    names,
+    stream,
+)
+
+pytestmark = pytest.mark.integration
+
+OBJECTS = {
+    "c-prod": {"env": "prod", "tier": "web"},
+    "c-dev": {"env": "dev", "tier": "web"},
+    "c-qa": {"env": "qa"},
+    "c-none": {},
+    "c-db": {"env": "prod", "tier": "db"},
+}
+
+SELECTIONS = {
+    "env=prod": {"c-prod", "c-db"},
+    "env==dev": {"c-dev"},
+    "env!=prod": {"c-dev", "c-qa", "c-none"},
+    "env in (dev,qa)": {"c-dev", "c-qa"},
+    "env notin (prod)": {"c-dev", "c-qa", "c-none"},
+    "tier": {"c-prod", "c-dev", "c-db"},
+    "!tier": {"c-qa", "c-none"},
+    "env=prod,tier=web": {"c-prod"},
+    "env in (prod),!tier": set(),
+}
+
+
+@pytest.fixture
+def labelled(api_client: client.ApiClient, namespace: str) -> tuple[str, str]:
+    """The OBJECTS in a fresh namespace; the resourceVersion before, for watches."""
+    core = core_v1(api_client)
+    before = core.list_namespaced_config_map(namespace).metadata.resource_version
+    for name, labels in OBJECTS.items():
+        core.create_namespaced_config_map(namespace, labelled_configmap(name, labels))
+    # Touch each object, in order: for any selection, the touch of its last member is the last
+    # event the watch will deliver, so a watch can stop there knowing it missed nothing.
+    for name in OBJECTS:
+        core.patch_namespaced_config_map(name, namespace, {"data": {"touched": "1"}})
+    return namespace, before
+
+
+@pytest.mark.parametrize("selector", list(SELECTIONS))
+def test_label_selector_on_list(
+    api_client: client.ApiClient, labelled: tuple[str, str], selector: str
+) -> None:
+    namespace, _ = labelled
+    core = core_v1(api_client)
+    items = core.list_namespaced_config_map(namespace, label_selector=selector)
+    assert {i.metadata.name for i in items.items} == SELECTIONS[selector]
+    everywhere = core.list_config_map_for_all_namespaces(
+        label_selector=selector, field_selector=f"metadata.namespace={namespace}"
+    )
+    assert {i.metadata.name for i in everywhere.items} == SELECTIONS[selector]
+
+
+@pytest.mark.parametrize("selector", [s for s, chosen in SELECTIONS.items() if chosen])
+def test_label_selector_on_watch(
+    api_client: client.ApiClient, labelled: tuple[str, str], selector: str
+) -> None:
+    namespace, before = labelled
+    chosen = SELECTIONS[selector]
+    last = [n for n in OBJECTS if n in chosen][-1]
+    events = stream(
+        core_v1(api_client).list_namespaced_config_map,
+        namespace,
+        label_selector=selector,
+        resource_version=before,
+        until=lambda evs: evs[-1][0] == "MODIFIED" and evs[-1][1]["metadata"]["name"] == last,
+    )
+    order = [n for n in OBJECTS if n in chosen]
+    assert names(events, "ADDED") == order
+    assert names(events, "MODIFIED") == order
+    assert len(events) == 2 * len(order)
+
+
+def test_field_selector_on_list_and_watch(
+    api_client: client.ApiClient, labelled: tuple[str, str]
+) -> None:
+    namespace, before = labelled
+    core = core_v1(api_client)
+    items = core.list_namespaced_config_map(namespace, field_selector="metadata.name=c-qa").items
+    assert [i.metadata.name for i in items] == ["c-qa"]
+    items = core.list_namespaced_config_map(
+        namespace, field_selector="metadata.name!=c-qa,metadata.namespace=" + namespace
+    ).items
+    assert {i.metadata.name for i in items} == set(OBJECTS) - {"c-qa"}
+    events = stream(
+        core.list_namespaced_config_map,
+        namespace,
+        field_selector="metadata.name=c-qa",
+        resource_version=before,
+        until=lambda evs: evs[-1][0] == "MODIFIED",
+    )
+    assert [(t, o["metadata"]["name"]) for t, o in events] == [
+        ("ADDED", "c-qa"),
+        ("MODIFIED", "c-qa"),
+    ]
+
+
+def test_bad_selectors_are_400(api_client: client.ApiClient, namespace: str) -> None:
+    core = core_v1(api_client)
+    body = expect_status(
+        lambda: core.list_namespaced_config_map(namespace, field_selector="data.k=v"),
+        400,
+        "BadRequest",
+    )
+    assert "field label not supported" in body["message"]
+    expect_status(
+        lambda: stream(
+            core.list_namespaced_config_map,
+            namespace,
+            field_selector="spec.foo=bar",
+            until=lambda evs: True,
+        ),
+        400,
+        "BadRequest",
+    )
+    expect_status(
+        lambda: core.list_namespaced_config_map(namespace, label_selector="a in (x"),
+        400,
+        "BadRequest",
+    )
+
+
+def test_watch_from_a_resource_version_sends_only_newer_events(
+    api_client: client.ApiClient, namespace: str
+) -> None:
+    core = core_v1(api_client)
+    created = [
+        core.create_namespaced_config_map(namespace, {"metadata": {"name": n}})
+        for n in ("w1", "w2", "w3")
+    ]
+    after_second = created[1].metadata.resource_version
+    core.create_namespaced_config_map(namespace, {"metadata": {"name": "w4"}})
+    events = stream(
+        core.list_namespaced_config_map,
+        namespace,
+        resource_version=after_second,
+        until=lambda evs: names(evs)[-1] == "w4",
+    )
+    assert [(t, o["metadata"]["name"]) for t, o in events] == [("ADDED", "w3"), ("ADDED", "w4")]
+    assert events[0][1]["metadata"]["resourceVersion"] == created[2].metadata.resource_version
+
+
+def test_watch_without_resource_version_starts_with_the_current_state(
+    api_client: client.ApiClient, namespace: str
+) -> None:
+    core = core_v1(api_client)
+    for n in ("s1", "s2"):
+        core.create_namespaced_config_map(namespace, {"metadata": {"name": n}})
+    core.delete_namespaced_config_map("s1", namespace)
+    events = stream(core.list_namespaced_config_map, namespace, until=lambda evs: True)
+    assert [(t, o["metadata"]["name"]) for t, o in events] == [("ADDED", "s2")]
+
+
+def test_watch_honours_timeout_seconds(api_client: client.ApiClient, namespace: str) -> None:
+    core = core_v1(api_client)
+    started = time.monotonic()
+    events = stream(core.list_namespaced_config_map, namespace, timeout=1, until=lambda e: False)
+    elapsed = time.monotonic() - started
+    assert events == []
+    assert 0.9 <= elapsed < 3.0, elapsed
+
+
+def test_watch_sends_bookmarks(api_client: client.ApiClient, namespace: str) -> None:
+    core = core_v1(api_client)
+    cm = core.create_namespaced_config_map(namespace, {"metadata": {"name": "b"}})
+    events = stream(
+        core.list_namespaced_config_map,
+        namespace,
+        resource_version=cm.metadata.resource_version,
+        allow_watch_bookmarks=True,
+        timeout=4,
+        until=lambda evs: evs[-1][0] == "BOOKMARK",
+    )
+    assert events and events[-1][0] == "BOOKMARK", events
+    bookmark = events[-1][1]
+    assert bookmark["kind"] == "ConfigMap" and bookmark["apiVersion"] == "v1"
+    assert int(bookmark["metadata"]["resourceVersion"]) >= int(cm.metadata.resource_version)
+    # Without allowWatchBookmarks, none are sent.
+    quiet = stream(
+        core.list_namespaced_config_map,
+        namespace,
+        resource_version=cm.metadata.resource_version,
+        timeout=2,
+        until=lambda evs: False,
+    )
+    assert quiet == []
+
+
+def test_selection_changes_during_a_watch(api_client: client.ApiClient, namespace: str) -> None:
+    core = core_v1(api_client)
+    start = core.list_namespaced_config_map(namespace).metadata.resource_version
+    core.create_namespaced_config_map(namespace, labelled_configmap("m", {"pick": "yes"}))
+    core.create_namespaced_config_map(namespace, labelled_configmap("n", {"pick": "no"}))
+    core.patch_namespaced_config_map("m", namespace, {"metadata": {"labels": {"pick": "no"}}})
+    core.patch_namespaced_config_map("n", namespace, {"metadata": {"labels": {"pick": "yes"}}})
+    core.patch_namespaced_config_map("n", namespace, {"data": {"more": "1"}})
+    core.delete_namespaced_config_map("m", namespace)  # no longer selected: not seen
+    core.delete_namespaced_config_map("n", namespace)
+    events = stream(
+        core.list_namespaced_config_map,
+        namespace,
+        label_selector="pick=yes",
+        resource_version=start,
+        until=lambda evs: evs[-1][0] == "DELETED" and names(evs)[-1] == "n",
+    )
+    assert [(t, o["metadata"]["name"]) for t, o in events] == [
+        ("ADDED", "m"),
+        ("DELETED", "m"),  # relabelled out of the selection
+        ("ADDED", "n"),  # relabelled into it
+        ("MODIFIED", "n"),
+        ("DELETED", "n"),
+    ]
+    # The DELETED for a relabelled object carries its new state.
+    assert events[1][1]["metadata"]["labels"] == {"pick": "no"}
+
+
+# -- 410 Gone: a sandbox with a short history ----------------------------------------------
+
+
+@pytest.fixture
+def short_history(tmp_path: Path) -> Iterator[client.ApiClient]:
+    """A second sandbox, in this process, keeping only 10 events; still reached over HTTP."""
+    sandbox = Sandbox(history=10, crds=tmp_path)  # no CRDs: fast start
+    sandbox.start()
+    kubeconfig = tmp_path / "kubeconfig"
+    sandbox.write_kubeconfig(kubeconfig)
+    try:
+        yield client_from(str(kubeconfig))
+    finally:
+        sandbox.stop()
+
+
+def test_watch_from_a_compacted_version_is_410_gone(short_history: client.ApiClient) -> None:
+    core = core_v1(short_history)
+    first = core.create_namespaced_config_map("default", {"metadata": {"name": "old"}})
+    for i in range(20):
+        core.patch_namespaced_config_map("old", "default", {"data": {"i": str(i)}})
+    with pytest.raises(ApiException) as info:
+        stream(
+            core.list_namespaced_config_map,
+            "default",
+            resource_version=first.metadata.resource_version,
+            until=lambda evs: True,
+        )
+    assert info.value.status == 410
+    assert "Expired" in str(info.value.reason) and "too old resource version" in str(
+        info.value.reason
+    )
+    # A recent version is still served.
+    latest = core.read_namespaced_config_map("old", "default").metadata.resource_version
+    core.patch_namespaced_config_map("old", "default", {"data": {"i": "last"}})
+    events = stream(
+        core.list_namespaced_config_map,
+        "default",
+        resource_version=latest,
+        until=lambda evs: True,
+    )
+    assert [(t, o["data"]["i"]) for t, o in events] == [("MODIFIED", "last")]
