@@ -11,8 +11,8 @@ rate window already covers the canary's traffic. A check's phase follows its cou
 - ``count`` measurements reached: Successful if at least one passed, else Inconclusive;
   otherwise Running (Pending before the first).
 
-The run takes its worst non-dry-run check. A Successful measurement without a finite value is
-recorded as Inconclusive: missing data is never a pass.
+The run takes its worst non-dry-run check. A Successful measurement whose value is NaN or ±Inf
+is recorded as Inconclusive: a broken number is never a pass.
 """
 
 from __future__ import annotations
@@ -68,8 +68,10 @@ def run_phase(checks: Iterable[CheckStatus]) -> AnalysisPhase:
 
 
 def _sane(measurement: Measurement) -> Measurement:
+    # None is "no value", which only an AnalysisTemplate's explicit `noData: pass` produces;
+    # NaN or ±Inf is a broken number, and never a pass.
     value = measurement.value
-    if measurement.phase == "Successful" and (value is None or not math.isfinite(value)):
+    if measurement.phase == "Successful" and value is not None and not math.isfinite(value):
         return measurement.model_copy(
             update={"phase": "Inconclusive", "message": "no value: missing data is not a pass"}
         )

@@ -19,9 +19,66 @@ from rollout.api.meta import DNS_LABEL, DNS_SUBDOMAIN
 DEFAULT_MIN_REQUESTS = 20
 
 
+class SecretKeyRef(ApiModel):
+    """A key of a Secret in the Rollout's namespace."""
+
+    name: str = Field(min_length=1, max_length=253, pattern=DNS_SUBDOMAIN)
+    key: str = Field(min_length=1, max_length=253)
+
+
 class PrometheusConfig(ApiModel):
-    address: str = Field(min_length=1, max_length=2048, pattern=r"^https?://")
-    timeout: Duration = 10
+    """Where the gate queries, and how it authenticates.
+
+    Without ``address`` the controller's ``--prometheus-url`` is used. At most one of the
+    bearer token (from a Secret or a file, read at every query so it may rotate) and basic
+    auth (a Secret with ``username`` and ``password``); a CA bundle or ``insecureSkipVerify``.
+    """
+
+    model_config = ConfigDict(
+        json_schema_extra=rules(
+            (
+                "(has(self.bearerTokenSecret) ? 1 : 0) + (has(self.bearerTokenFile) ? 1 : 0)"
+                " + (has(self.basicAuthSecret) ? 1 : 0) <= 1",
+                "set at most one of bearerTokenSecret, bearerTokenFile, basicAuthSecret",
+            ),
+            (
+                "!(has(self.caFile) && has(self.caSecret))",
+                "set caFile or caSecret, not both",
+            ),
+            (
+                "!has(self.insecureSkipVerify) || !self.insecureSkipVerify"
+                " || !(has(self.caFile) || has(self.caSecret))",
+                "insecureSkipVerify contradicts a CA bundle",
+            ),
+        )
+    )
+
+    address: str | None = Field(default=None, min_length=1, max_length=2048, pattern=r"^https?://")
+    timeout: Duration = Field(default=10, ge=1)
+    # Rate windows are never shorter than two scrape intervals of the Prometheus that is read.
+    scrape_interval: Duration = Field(default=15, ge=1)
+    headers: dict[str, str] = Field(default_factory=dict, max_length=32)
+    bearer_token_secret: SecretKeyRef | None = None
+    bearer_token_file: str | None = Field(default=None, min_length=1, max_length=4096)
+    basic_auth_secret: str | None = Field(
+        default=None, min_length=1, max_length=253, pattern=DNS_SUBDOMAIN
+    )
+    ca_file: str | None = Field(default=None, min_length=1, max_length=4096)
+    ca_secret: SecretKeyRef | None = None
+    insecure_skip_verify: bool = False
+
+    @model_validator(mode="after")
+    def _auth(self) -> Self:
+        auth = (self.bearer_token_secret, self.bearer_token_file, self.basic_auth_secret)
+        if count_set(*auth) > 1:
+            raise ValueError(
+                "set at most one of bearerTokenSecret, bearerTokenFile, basicAuthSecret"
+            )
+        if self.ca_file is not None and self.ca_secret is not None:
+            raise ValueError("set caFile or caSecret, not both")
+        if self.insecure_skip_verify and (self.ca_file or self.ca_secret):
+            raise ValueError("insecureSkipVerify contradicts a CA bundle")
+        return self
 
 
 class ErrorRateCheck(ApiModel):
@@ -119,7 +176,7 @@ class Analysis(ApiModel):
     inconclusive_limit: int = Field(default=0, ge=0)
     consecutive_error_limit: int = Field(default=4, ge=0)
     measurements_kept: int = Field(default=10, ge=1, le=100)
-    prometheus: PrometheusConfig
+    prometheus: PrometheusConfig = Field(default_factory=PrometheusConfig)
     checks: list[Check] = Field(min_length=1, max_length=20)
 
     @model_validator(mode="after")

@@ -27,6 +27,13 @@ def spec_problems(spec: RolloutSpec) -> list[Problem]:
                 f"does not match template.metadata.labels {spec.template.metadata.labels}",
             )
         )
+    if spec.analysis is not None and spec.analysis.prometheus.timeout > spec.analysis.interval:
+        problems.append(
+            (
+                "analysis.prometheus.timeout",
+                "must not be longer than analysis.interval: a query never overlaps the next",
+            )
+        )
     gate_needed = "needs spec.analysis (the gate it runs)"
     strategy = spec.strategy
     if spec.analysis is None:

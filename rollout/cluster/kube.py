@@ -24,7 +24,8 @@ from tenacity import (
     retry_if_exception_type,
     stop_after_attempt,
     stop_after_delay,
-    wait_exponential_jitter,
+    wait_exponential,
+    wait_random,
 )
 from tenacity import Retrying as _Retrying
 
@@ -136,7 +137,7 @@ class KubeAccess:
         retrying = _Retrying(
             retry=retry_if_exception_type(_Transient),
             stop=stop_after_attempt(self.attempts) | stop_after_delay(self.budget),
-            wait=wait_exponential_jitter(initial=0.05, max=self.max_backoff),
+            wait=wait_exponential(multiplier=0.05, max=self.max_backoff) + wait_random(0, 0.05),
             reraise=False,
         )
         try:

@@ -20,7 +20,10 @@ class Metrics:
         self.errors = Counter(
             "rollout_reconcile_errors_total", "Reconciles that failed.", registry=r
         )
-        self.writes = Counter("rollout_api_writes_total", "Writes made to the API.", registry=r)
+        self.writes = Counter(
+            "rollout_api_writes_total", "Writes made to the API, events included.", registry=r
+        )
+        self.events = Counter("rollout_events_total", "Kubernetes Events sent.", registry=r)
         self.phase = Gauge("rollout_rollouts", "Rollouts by phase.", ["phase"], registry=r)
         self.canary_weight = Gauge(
             "rollout_canary_weight",

@@ -3,11 +3,19 @@
 The plan is pure (``rollout.domain.planner``); this module only moves data between it and
 the seams. Events are sent after the status is written, so a reconcile that loses a race (its
 status patch is a Conflict) and runs again does not report the same transition twice.
+
+The Rollout comes from the watch cache, which can be one write behind: another watch event
+(a ReplicaSet, the VirtualService this reconcile just changed) can bring the key back before
+our own status write has come back through the watch. Planning from that stale status would
+repeat decisions already taken (after a promotion: point the stable subset back at the old
+revision, for one reconcile). So the object our last status write returned replaces the
+cached one for as long as the cache still holds the version that write replaced.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -55,10 +63,32 @@ class Reconciler:
         self.metrics = metrics
         self.clock = clock
         self.executor = Executor(access, router)
+        # key -> (the resourceVersion our last status write replaced, the object it returned)
+        self._written: dict[str, tuple[str, Obj]] = {}
+        self._lock = threading.Lock()
+
+    def _freshest(self, key: str, cached: Obj | None) -> Obj | None:
+        """The cached Rollout, or the one our own last write returned if the cache lags."""
+        with self._lock:
+            written = self._written.get(key)
+            if written is None:
+                return cached
+            replaced, obj = written
+            if cached is not None and _version(cached) == replaced:
+                return obj
+            del self._written[key]  # the cache caught up (or moved on, or the Rollout is gone)
+            return cached
+
+    def _remember(self, key: str, replaced: Obj, updated: Obj | None) -> None:
+        with self._lock:
+            if updated is None:
+                self._written.pop(key, None)
+            else:
+                self._written[key] = (_version(replaced), updated)
 
     def reconcile(self, key: str) -> Outcome:
         namespace, _, name = key.partition("/")
-        obj = self.rollouts(namespace, name)
+        obj = self._freshest(key, self.rollouts(namespace, name))
         if obj is None:
             self.metrics.forget(key)
             return Outcome(None, 0, False)
@@ -70,7 +100,10 @@ class Reconciler:
             existing = {rs.revision for rs in observed.replica_sets}
             writes += self.executor.run(obj, rollout, plan.actions, existing)
         try:
-            wrote = persist(self.access, obj, plan.status) is not None
+            updated = persist(self.access, obj, plan.status)
+            wrote = updated is not None
+            if wrote:
+                self._remember(key, obj, updated)
         except Conflict:
             # Someone (an operator flag, or our own previous write still in flight in the
             # cache) changed the Rollout: plan again on fresh data, sending nothing twice.
@@ -82,6 +115,7 @@ class Reconciler:
         writes += int(wrote)
         events = plan.of_type(EmitEvent)
         writes += self.executor.emit(obj, events)
+        self.metrics.events.inc(len(events))
         for event in events:
             if event.type == "Warning" and event.reason in (
                 planner.ABORT_ANALYSIS,
@@ -95,3 +129,7 @@ class Reconciler:
         self.metrics.writes.inc(writes)
         self.metrics.reconcile_seconds.observe(time.perf_counter() - started)
         return Outcome(plan.requeue_after, writes, wrote)
+
+
+def _version(obj: Obj) -> str:
+    return str(obj.get("metadata", {}).get("resourceVersion", ""))

@@ -21,6 +21,7 @@ from rollout.cluster.access import (
     VIRTUAL_SERVICES,
     ClusterAccess,
     ClusterError,
+    NotFound,
     Obj,
     Resource,
 )
@@ -59,7 +60,13 @@ def routing_refs(rollout: Obj) -> set[tuple[str, str, str]]:
 
 
 class CacheReader:
-    """The router's reads, served from the watch caches."""
+    """The router's reads, served from the watch caches.
+
+    A controller limited to one namespace (``--namespace``) has no cache of the others, yet a
+    Rollout may name a VirtualService there (``name.namespace``, e.g. a gateway's in
+    istio-system): those reads go to the API. Such an object is not watched, so an edit of it
+    is seen at the Rollout's next reconcile rather than at once.
+    """
 
     def __init__(self, informers: dict[str, Informer], access: ClusterAccess) -> None:
         self.informers = informers
@@ -67,8 +74,11 @@ class CacheReader:
 
     def get(self, res: Resource, namespace: str | None, name: str) -> Obj | None:
         informer = self.informers.get(res.plural)
-        if informer is None:
-            return None
+        if informer is None or informer.namespace not in (None, namespace):
+            try:
+                return self.access.get(res, namespace, name)
+            except NotFound:
+                return None
         return informer.get(namespace, name)
 
 

@@ -60,6 +60,19 @@ ABORT_ANALYSIS = "AnalysisFailed"
 ABORT_DEADLINE = "ProgressDeadlineExceeded"
 
 
+def whole_second_after(now: datetime) -> datetime:
+    """``now`` rounded up to a whole second: the time to store for a start or a deadline.
+
+    The status and the scale-down annotation keep seconds only (metav1.Time), so a start
+    stored as ``now`` would be read back up to a second early, and a 1 s pause could end at
+    once. Rounded up, what the next reconcile reads is what this one decided, and every wait
+    lasts at least as long as asked.
+    """
+    if now.microsecond == 0:
+        return now
+    return now.replace(microsecond=0) + timedelta(seconds=1)
+
+
 def plan(observed: Observed, now: datetime) -> Plan:
     """Decide one reconcile of ``observed`` at ``now``."""
     if observed.spec is None:
@@ -78,6 +91,7 @@ class _Planner:
         self.spec = spec
         self.route = route
         self.now = now
+        self.stamp = whole_second_after(now)
         self.steps: list[Step] = steps_of(spec)
         self.st: dict[str, Any] = dict(observed.status)  # field name -> value, rebuilt at end
         self.actions: list[Action] = []
@@ -152,7 +166,7 @@ class _Planner:
     def _reset_progress(self) -> None:
         self.st.update(
             current_step_index=len(self.steps),
-            step_started_at=self.now,
+            step_started_at=self.stamp,
             abort=False,
             promote_full=False,
             aborted_at=None,
@@ -190,7 +204,7 @@ class _Planner:
     def _abort(self, reason: str, message: str) -> None:
         self.st.update(
             abort=True,
-            aborted_at=self.now,
+            aborted_at=self.stamp,
             abort_reason=reason,
             promote_full=False,
             waiting_for_replicas_since=None,
@@ -203,7 +217,7 @@ class _Planner:
     def _retry(self) -> None:
         self.st.update(aborted_at=None, abort_reason=None, current_step_index=0, analysis=None)
         self.st["waiting_for_replicas_since"] = None
-        self.st["step_started_at"] = self.now
+        self.st["step_started_at"] = self.stamp
         self._event("Normal", "RolloutRetried", "retrying the update from step 1")
         self._enter_step(0)
 
@@ -212,7 +226,7 @@ class _Planner:
     def _progress(self) -> None:
         if self.st["promote_full"] and self.st["current_step_index"] < len(self.steps):
             self._event("Normal", "PromotedFull", "operator skipped the remaining steps and gates")
-            self.st.update(current_step_index=len(self.steps), step_started_at=self.now)
+            self.st.update(current_step_index=len(self.steps), step_started_at=self.stamp)
             self.st["analysis"] = None
             self._drop_pauses(STEP_PAUSES)
             # Promote on the next tick, from a state with no gate verdict at all.
@@ -311,7 +325,7 @@ class _Planner:
     def _advance(self, index: int) -> None:
         self._drop_pauses({PAUSE_CANARY_STEP, PAUSE_BLUE_GREEN})
         nxt = index + 1
-        self.st.update(current_step_index=nxt, step_started_at=self.now)
+        self.st.update(current_step_index=nxt, step_started_at=self.stamp)
         total = len(self.steps)
         self._event(
             "Normal", "StepCompleted", f"step {nxt}/{total} done: {describe(self.steps[index])}"
@@ -337,7 +351,7 @@ class _Planner:
         self._scale(canary, self.spec.replicas)
         view = self.obs.replica_set(canary)
         if view is None or view.available < max(1, self.spec.replicas):
-            self._set_route(self._route_for(traffic_at(self.steps, len(self.steps) - 1)))
+            self._set_route(self._route_while_scaling_up(stable, canary))
             self._check_deadline()
             return
         self.st["waiting_for_replicas_since"] = None
@@ -348,6 +362,23 @@ class _Planner:
         self._set_route(RouteState(canary, canary))
         self._retire(stable, self.spec.strategy.scale_down_delay_seconds)
         self._event("Normal", "Promoted", f"revision {canary} is stable and serves 100%")
+
+    def _route_while_scaling_up(self, stable: str, canary: str) -> RouteState:
+        """The traffic to hold while the canary scales to full size before the switch.
+
+        After the last step, that step's traffic: the canary is sized for it. After
+        ``promote --full`` the steps in between were skipped, and the canary is sized only for
+        the traffic it has: that is held (never the last step's, which could send a preview
+        of one pod all the traffic) until every replica is available.
+        """
+        if not self.st["promote_full"]:
+            return self._route_for(traffic_at(self.steps, len(self.steps) - 1))
+        route = self.route
+        if route.canary_revision != canary:
+            return RouteState(stable, canary)
+        return RouteState(
+            stable, canary, route.canary_weight, route.mirror_percent, route.header_routes
+        )
 
     # -- gate helpers ----------------------------------------------------------------------
 
@@ -390,7 +421,7 @@ class _Planner:
 
     def _check_deadline(self) -> None:
         """The canary must become available within progressDeadlineSeconds of being asked."""
-        started: datetime = self.st["waiting_for_replicas_since"] or self.now
+        started: datetime = self.st["waiting_for_replicas_since"] or self.stamp
         self.st["waiting_for_replicas_since"] = started
         deadline = started + timedelta(seconds=self.spec.progress_deadline_seconds)
         if self.now >= deadline:
@@ -409,7 +440,7 @@ class _Planner:
 
     def _add_pause(self, reason: str) -> None:
         if not self._has_pause(reason):
-            pause = PauseCondition(reason=reason, start_time=self.now)
+            pause = PauseCondition(reason=reason, start_time=self.stamp)
             self.st["pause_conditions"] = [*self.st["pause_conditions"], pause]
 
     def _drop_pauses(self, reasons: set[str] | frozenset[str]) -> None:
@@ -468,7 +499,7 @@ class _Planner:
         self.actions = [
             a for a in self.actions if not (isinstance(a, MarkScaleDown) and a.revision == revision)
         ]
-        self.actions.append(MarkScaleDown(revision, self.now + timedelta(seconds=delay)))
+        self.actions.append(MarkScaleDown(revision, self.stamp + timedelta(seconds=delay)))
 
     def _retire_and_prune(self) -> None:
         active = {self.st["stable_revision"], self.st["canary_revision"]}

@@ -11,12 +11,13 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from kubernetes import client
 
+from tests.integration.controller_helpers import Cluster, ControllerHandle, Recorder
 from tests.integration.sandbox_helpers import client_from, core_v1
 
 STARTUP_TIMEOUT = 30.0
@@ -64,3 +65,40 @@ def namespace(api_client: client.ApiClient) -> str:
     name = f"t-{uuid.uuid4().hex[:8]}"
     core_v1(api_client).create_namespace({"metadata": {"name": name}})
     return name
+
+
+# -- the controller tests ----------------------------------------------------------------------
+
+
+@pytest.fixture
+def cluster(api_client: client.ApiClient, namespace: str) -> Cluster:
+    """The test namespace's objects, through the official client."""
+    return Cluster(api_client, namespace)
+
+
+@pytest.fixture
+def controller(sandbox_kubeconfig: Path, namespace: str) -> Iterator[ControllerHandle]:
+    """A ``Controller`` running in-process on the test namespace (2 workers)."""
+    handle = ControllerHandle(sandbox_kubeconfig, namespace)
+    handle.start()
+    try:
+        yield handle
+    finally:
+        handle.stop()
+
+
+@pytest.fixture
+def recorder(api_client: client.ApiClient, namespace: str) -> Iterator[Callable[..., Recorder]]:
+    """Start a ``Recorder`` on the test namespace (and any others named); stopped at teardown."""
+    started: list[Recorder] = []
+
+    def start(*others: str) -> Recorder:
+        rec = Recorder(api_client, [namespace, *others]).start()
+        started.append(rec)
+        return rec
+
+    try:
+        yield start
+    finally:
+        for rec in started:
+            rec.stop()

@@ -402,7 +402,12 @@ VALID_VARIANTS = [
         },
         id="blue-green-without-gate",
     ),
-    pytest.param("canary.yaml", "Rollout", {"spec.analysis.interval": 1}, id="interval-one-second"),
+    pytest.param(
+        "canary.yaml",
+        "Rollout",
+        {"spec.analysis.interval": 1, "spec.analysis.prometheus.timeout": 1},
+        id="interval-one-second",
+    ),
     pytest.param("canary.yaml", "AnalysisTemplate", {"spec.min": 0.5}, id="min-equals-max"),
 ]
 

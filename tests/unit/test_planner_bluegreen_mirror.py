@@ -53,6 +53,24 @@ def test_without_auto_promotion_the_switch_waits_for_promote() -> None:
     assert world.status.stable_revision == world.revision
 
 
+def test_promote_full_switches_only_once_the_preview_is_full_size() -> None:
+    world = blue_green(previewReplicaCount=1)  # 3 replicas
+    world.set_image("v2")
+    world.settle()
+    new = world.revision
+    assert world.replica_sets[new].replicas == 1 and world.status.phase == "Paused"
+    before = len(world.plans)
+    world.promote_full()
+    world.settle()
+    for observed, plan in zip(world.observations[before:], world.plans[before:], strict=True):
+        for action in plan.of_type(SetRoute):
+            if action.route.canary_weight > 0:  # the switch: never to a preview of one pod
+                view = observed.replica_set(new)
+                assert view is not None and view.available == 3, view
+    assert weights(world)[-2:] == [100, 0]
+    assert world.status.phase == "Healthy" and world.status.stable_revision == new
+
+
 def test_pre_promotion_gate_must_pass_before_the_switch() -> None:
     world = blue_green(prePromotionAnalysis={"count": 2}, autoPromotionSeconds=0)
     world.set_image("v2")

@@ -6,7 +6,7 @@ from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
-from rollout.api.status import MeasurementPhase
+from rollout.api.status import MeasurementPhase, RolloutStatus
 from rollout.domain.plan import MarkScaleDown, ScaleReplicaSet, SetRoute
 from tests.unit.world import World, example
 
@@ -365,3 +365,30 @@ def test_a_canary_that_dies_mid_pause_loses_its_traffic_and_gets_a_full_deadline
     assert world.status.abort is False
     world.run_for(2)
     assert world.status.abort_reason == "ProgressDeadlineExceeded"
+
+
+def test_a_timed_pause_lasts_its_duration_though_the_status_keeps_whole_seconds() -> None:
+    steps: list[dict[str, Any]] = [
+        {"setWeight": 20},
+        {"pause": {"duration": 1}},
+        {"setWeight": 60},
+        {"pause": {}},
+    ]
+    world = canary(steps, analysis=False)
+    world.advance(0.9)  # mid-second, as a real clock is
+    world.set_image("v2")
+    world.settle()
+    assert world.route is not None and world.route.canary_weight == 20
+
+    def stored() -> None:  # the status as the API keeps it: times to the second
+        wire = world.status.model_dump(by_alias=True, exclude_none=True, mode="json")
+        world.status = RolloutStatus.model_validate(wire)
+
+    stored()
+    world.advance(0.99)
+    world.settle()
+    assert world.route.canary_weight == 20  # 0.99 s into a 1 s pause
+    stored()
+    world.advance(0.2)
+    world.settle()
+    assert world.route.canary_weight == 60

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+from rollout.domain.plan import SetRoute
 from tests.unit.test_planner_canary import canary, inconclusive
 
 
@@ -55,6 +58,31 @@ def test_promote_full_skips_remaining_steps_and_gates() -> None:
     assert world.status.stable_revision == world.revision
     assert world.status.promote_full is False
     assert "PromotedFull" in world.reasons()
+
+
+def test_promote_full_holds_the_traffic_until_the_canary_is_full_size() -> None:
+    steps: list[dict[str, Any]] = [
+        {"setWeight": 10},
+        {"pause": {}},
+        {"setWeight": 80},
+        {"pause": {}},
+    ]
+    world = canary(steps, analysis=False)  # 4 replicas
+    world.set_image("v2")
+    world.settle()
+    assert world.replica_sets[world.revision].replicas == 1
+    before = len(world.plans)
+    world.promote_full()
+    world.settle()
+    sent = [
+        (action.route.canary_weight, observed.replica_set(world.revision))
+        for observed, plan in zip(world.observations[before:], world.plans[before:], strict=True)
+        for action in plan.of_type(SetRoute)
+    ]
+    # Not the skipped 80% to a canary of one pod: 100% once all 4 are available, then stable.
+    assert [weight for weight, _ in sent] == [100, 0]
+    assert sent[0][1] is not None and sent[0][1].available == 4
+    assert world.status.phase == "Healthy" and world.status.stable_revision == world.revision
 
 
 def test_promote_full_overrides_an_inconclusive_gate_only_through_a_fresh_state() -> None:

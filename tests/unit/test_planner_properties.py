@@ -6,7 +6,8 @@ promote --full, abort, retry, pause, resume), new images, reverts to the stable 
 break or heal and gate outcomes that change. After every tick the invariants below hold:
 
 1. routes and weights stay within 0..100, stable + canary == 100;
-2. no route sends traffic to a canary without an available pod;
+2. no route sends traffic to a canary without an available pod, nor more traffic than its
+   available pods are sized for;
 3. no promotion while the gate is Failed, Error or Inconclusive;
 4. no promotion on missing data (every measurement Inconclusive or Error);
 5. the plan is a function of (observed, now);
@@ -36,7 +37,7 @@ from rollout.api.status import PAUSE_USER, MeasurementPhase, RolloutStatus
 from rollout.domain import planner
 from rollout.domain.observed import Observed, RouteState
 from rollout.domain.plan import EmitEvent, Plan, SetRoute
-from rollout.domain.steps import steps_of
+from rollout.domain.steps import Traffic, canary_replicas, steps_of
 from tests.unit.world import World, example
 
 # PLANNER_EXAMPLES_FACTOR=10 for a deeper (slower) search than CI's; derandomized either way.
@@ -286,6 +287,25 @@ def check_tick(observed: Observed, plan: Plan, now: datetime) -> None:
         if in_effect.canary_revision != in_effect.stable_revision:
             view = observed.replica_set(in_effect.canary_revision)
             assert view is not None and view.available > 0, (in_effect, observed.replica_sets)
+
+    # 2, sized: traffic to a canary only grows once enough of it is available for the new
+    # share (ceil(replicas x share), all of them for the 100% of a promotion), whatever
+    # skipped the steps (promote --full) or how the canary got there.
+    before = observed.route
+    for route in routes:
+        if route.canary_revision == route.stable_revision:
+            continue
+        share = max(route.canary_weight, route.mirror_percent)
+        held = 0.0
+        if before is not None and before.canary_revision == route.canary_revision:
+            held = max(before.canary_weight, before.mirror_percent)
+        if share > held:
+            needed = canary_replicas(
+                observed.spec.replicas, Traffic(route.canary_weight, route.mirror_percent)
+            )
+            view = observed.replica_set(route.canary_revision)
+            assert view is not None and view.available >= needed, (route, before, view)
+        before = route
 
     # 3: no promotion on a blocking gate, not even through promote --full (which first
     # discards the verdict, then promotes on a later tick).

@@ -1,0 +1,164 @@
+"""Taking measurements: each due check of a Rollout queried once, the checks concurrently.
+
+A check's measurement is one query through the MetricProvider seam and a pure verdict
+(``analysis.checks``). Whatever goes wrong — Prometheus unreachable, a refused query (its own
+message is kept), a missing AnalysisTemplate or argument — is an ``Error`` measurement with a
+message, never an exception, and never a pass.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime
+
+from analysis.checks import (
+    Target,
+    Verdict,
+    error_rate_query,
+    judge_error_rate,
+    judge_latency,
+    judge_template,
+    latency_query,
+    parts_of,
+)
+from analysis.provider import MetricError, MetricProvider
+from analysis.query import UnknownVariable, render
+from rollout.api.duration import format_duration
+from rollout.api.gate import Analysis, Check
+from rollout.api.status import Measurement
+from rollout.api.template import AnalysisTemplateSpec
+
+TemplateLookup = Callable[[str, str], AnalysisTemplateSpec | None]  # (namespace, name)
+
+
+@dataclass(frozen=True)
+class GateContext:
+    """Whose gate: the Rollout, its service as Istio names it, and the two revisions."""
+
+    rollout: str
+    namespace: str
+    service: str
+    canary_revision: str
+    stable_revision: str
+
+
+@dataclass(frozen=True)
+class Taken:
+    """One measurement, with the query that produced it and how long Prometheus took."""
+
+    check: str
+    measurement: Measurement
+    query: str
+    seconds: float
+
+
+def window_of(check: Check, analysis: Analysis) -> int:
+    """The rate window: the check's own, else the interval; never under two scrapes."""
+    own = None
+    if check.error_rate is not None:
+        own = check.error_rate.window
+    elif check.latency_p99 is not None:
+        own = check.latency_p99.window
+    return max(own or analysis.interval, 2 * analysis.prometheus.scrape_interval)
+
+
+def template_query(
+    spec: AnalysisTemplateSpec, check: Check, context: GateContext, window: int
+) -> str:
+    assert check.template_ref is not None
+    values = {f"args.{a.name}": a.value for a in spec.args if a.value is not None}
+    declared = {a.name for a in spec.args}
+    for name, value in check.template_ref.args.items():
+        if name not in declared:
+            raise UnknownVariable(f"templateRef passes arg {name!r}, which the template lacks")
+        values[f"args.{name}"] = value
+    missing = [a.name for a in spec.args if f"args.{a.name}" not in values]
+    if missing:
+        raise UnknownVariable(f"templateRef gives no value for arg(s) {', '.join(missing)}")
+    values.update(
+        {
+            "namespace": context.namespace,
+            "rollout": context.rollout,
+            "canary.revision": context.canary_revision,
+            "stable.revision": context.stable_revision,
+            "interval": format_duration(window),
+        }
+    )
+    return render(spec.query, values)
+
+
+class GateRunner:
+    def __init__(self, templates: TemplateLookup, workers: int = 8) -> None:
+        self.templates = templates
+        self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="gate")
+
+    def measure(
+        self,
+        analysis: Analysis,
+        context: GateContext,
+        provider: MetricProvider,
+        names: list[str],
+        now: datetime,
+    ) -> list[Taken]:
+        """Measure the named checks at ``now``, concurrently; one query each."""
+        checks: Mapping[str, Check] = {c.name: c for c in analysis.checks}
+        due = [checks[n] for n in names if n in checks]
+        futures = [
+            self.pool.submit(self.measure_one, analysis, check, context, provider, now)
+            for check in due
+        ]
+        return [future.result() for future in futures]
+
+    def measure_one(
+        self,
+        analysis: Analysis,
+        check: Check,
+        context: GateContext,
+        provider: MetricProvider,
+        now: datetime,
+    ) -> Taken:
+        window = window_of(check, analysis)
+        target = Target(
+            context.namespace,
+            context.service,
+            context.canary_revision,
+            context.stable_revision,
+            window,
+        )
+        query = ""
+        started = time.perf_counter()
+        try:
+            if check.error_rate is not None:
+                query = error_rate_query(check.error_rate, target)
+                parts = parts_of(provider.query(query, at=now))
+                verdict = judge_error_rate(check.error_rate, parts, target)
+            elif check.latency_p99 is not None:
+                query = latency_query(check.latency_p99, target)
+                parts = parts_of(provider.query(query, at=now))
+                verdict = judge_latency(check.latency_p99, parts, target)
+            else:
+                ref = check.template_ref
+                assert ref is not None
+                spec = self.templates(context.namespace, ref.name)
+                if spec is None:
+                    missing = f"AnalysisTemplate {context.namespace}/{ref.name} not found"
+                    verdict = Verdict("Error", None, missing)
+                else:
+                    query = template_query(spec, check, context, window)
+                    samples = provider.query(query, at=now)
+                    verdict = judge_template(spec.min, spec.max, spec.no_data, samples)
+        except (MetricError, UnknownVariable) as error:
+            verdict = Verdict("Error", None, str(error))
+        except Exception as error:  # a provider's bug is still a measurement, never a crash
+            verdict = Verdict("Error", None, f"{type(error).__name__}: {error}")
+        seconds = time.perf_counter() - started
+        measurement = Measurement(
+            at=now, phase=verdict.phase, value=verdict.value, message=verdict.message
+        )
+        return Taken(check.name, measurement, query, seconds)
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=False)

@@ -1,0 +1,170 @@
+"""Istio's standard metrics, as a sidecar would export them, for simulated traffic.
+
+``istio_requests_total`` (counter) and ``istio_request_duration_milliseconds`` (histogram
+with Istio's default buckets), with Istio's label names, served on /metrics by
+``prometheus_client`` for a real Prometheus to scrape. ``Traffic`` generates requests for
+workloads whose behaviour (rate, error share, latency) a test or the traffic simulator sets,
+in fixed ticks driven by one thread that stops by itself.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import threading
+import time
+from dataclasses import dataclass, replace
+from wsgiref.simple_server import WSGIServer
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
+
+# Istio's default buckets for istio_request_duration_milliseconds.
+ISTIO_BUCKETS = (
+    0.5, 1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000, 300000,
+    600000, 1800000, 3600000,
+)  # fmt: skip
+LABELS = (
+    "reporter",
+    "source_workload",
+    "source_workload_namespace",
+    "destination_workload",
+    "destination_workload_namespace",
+    "destination_service",
+    "destination_service_name",
+    "destination_service_namespace",
+    "destination_canonical_service",
+    "destination_canonical_revision",
+    "destination_version",
+    "response_code",
+    "request_protocol",
+)
+
+
+@dataclass(frozen=True)
+class Workload:
+    """One revision of one service, and how it behaves."""
+
+    namespace: str
+    service: str
+    revision: str
+    rps: float = 50.0
+    error_rate: float = 0.0
+    latency_ms: float = 20.0  # median, log-normal
+    latency_p99_ms: float | None = None  # default: 3x the median
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        return (self.namespace, self.service, self.revision)
+
+
+class IstioMetrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "istio_requests_total",
+            "Requests, as Istio counts them.",
+            LABELS,
+            registry=self.registry,
+        )
+        self.duration = Histogram(
+            "istio_request_duration_milliseconds",
+            "Request duration in milliseconds.",
+            LABELS,
+            buckets=ISTIO_BUCKETS,
+            registry=self.registry,
+        )
+        self._servers: list[WSGIServer] = []
+
+    def record(self, workload: Workload, code: int, millis: float) -> None:
+        host = f"{workload.service}.{workload.namespace}.svc.cluster.local"
+        labels = {
+            "reporter": "destination",
+            "source_workload": "loadgen",
+            "source_workload_namespace": workload.namespace,
+            "destination_workload": f"{workload.service}-{workload.revision}",
+            "destination_workload_namespace": workload.namespace,
+            "destination_service": host,
+            "destination_service_name": workload.service,
+            "destination_service_namespace": workload.namespace,
+            "destination_canonical_service": workload.service,
+            "destination_canonical_revision": workload.revision,
+            "destination_version": workload.revision,
+            "response_code": str(code),
+            "request_protocol": "http",
+        }
+        self.requests.labels(**labels).inc()
+        self.duration.labels(**labels).observe(millis)
+
+    def serve(self, port: int = 0) -> int:
+        """Serve /metrics on 127.0.0.1 in a thread; return the port (0: any free one)."""
+        server, _ = start_http_server(port, addr="127.0.0.1", registry=self.registry)
+        self._servers.append(server)
+        return int(server.server_address[1])
+
+    def close(self) -> None:
+        """Stop serving /metrics."""
+        while self._servers:
+            server = self._servers.pop()
+            server.shutdown()
+            server.server_close()
+
+
+class Traffic:
+    """Requests for a set of workloads, ``tick`` seconds at a time, until ``stop`` or ``until``."""
+
+    def __init__(self, metrics: IstioMetrics, *, tick: float = 0.1, seed: int = 7) -> None:
+        self.metrics = metrics
+        self.tick = tick
+        self._random = random.Random(seed)
+        self._workloads: dict[tuple[str, str, str], Workload] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._carry: dict[tuple[str, str, str], float] = {}
+
+    def set(self, workload: Workload) -> None:
+        with self._lock:
+            self._workloads[workload.key] = workload
+
+    def update(self, namespace: str, service: str, revision: str, **changes: float) -> None:
+        with self._lock:
+            key = (namespace, service, revision)
+            self._workloads[key] = replace(self._workloads[key], **changes)  # type: ignore[arg-type]
+
+    def remove(self, namespace: str, service: str, revision: str) -> None:
+        with self._lock:
+            self._workloads.pop((namespace, service, revision), None)
+
+    def step(self, seconds: float) -> None:
+        """Generate ``seconds`` worth of requests for every workload."""
+        with self._lock:
+            workloads = list(self._workloads.values())
+        for workload in workloads:
+            due = workload.rps * seconds + self._carry.get(workload.key, 0.0)
+            count = int(due)
+            self._carry[workload.key] = due - count
+            sigma = (
+                math.log((workload.latency_p99_ms or 3 * workload.latency_ms) / workload.latency_ms)
+                / 2.326
+            )
+            for _ in range(count):
+                code = 503 if self._random.random() < workload.error_rate else 200
+                millis = workload.latency_ms * math.exp(self._random.gauss(0, max(sigma, 1e-6)))
+                self.metrics.record(workload, code, millis)
+
+    def run(self, until: float) -> threading.Thread:
+        """Generate traffic in a thread until ``stop()`` or ``until`` (a monotonic deadline)."""
+
+        def loop() -> None:
+            last = time.monotonic()
+            while not self._stop.is_set() and time.monotonic() < until:
+                self._stop.wait(self.tick)
+                now = time.monotonic()
+                self.step(now - last)
+                last = now
+
+        thread = threading.Thread(target=loop, name="istio-traffic", daemon=True)
+        thread.start()
+        return thread
+
+    def stop(self) -> None:
+        self._stop.set()
