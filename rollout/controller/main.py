@@ -100,7 +100,11 @@ def run_controller(options: Options) -> int:
         return 1
     metrics = Metrics()
     controller = Controller(
-        access, namespace=options.namespace, workers=options.workers, metrics=metrics
+        access,
+        namespace=options.namespace,
+        workers=options.workers,
+        metrics=metrics,
+        prometheus_url=options.prometheus_url,
     )
     try:
         if options.metrics_port:

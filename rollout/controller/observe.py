@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from pydantic import ValidationError
 
 from rollout.api.manifest import InvalidManifest, parse_rollout
 from rollout.api.rollout import Rollout
-from rollout.api.status import RolloutStatus
+from rollout.api.status import Measurement, RolloutStatus
 from rollout.cluster.access import Obj
 from rollout.domain.observed import Observed, ReplicaSetView, RouteState
 from rollout.domain.revision import HASH_LABEL, pod_template_hash
@@ -57,6 +57,7 @@ def replica_set_view(rs: Obj) -> ReplicaSetView | None:
         replicas=int((rs.get("spec") or {}).get("replicas", 0)),
         available=int(status.get("availableReplicas", 0)),
         ready=int(status.get("readyReplicas", 0)),
+        pods=int(status.get("replicas", 0)),
         created_at=parse_time(meta.get("creationTimestamp")),
         scale_down_at=parse_time((meta.get("annotations") or {}).get(SCALE_DOWN_AT)),
     )
@@ -67,10 +68,25 @@ def owned_by(obj: Obj, uid: str) -> bool:
     return any(r.get("uid") == uid and r.get("controller") for r in refs)
 
 
+class Measurer(Protocol):
+    """Takes the gate measurements that are due (``rollout.controller.gates``)."""
+
+    def measure(
+        self, rollout: Rollout, status: RolloutStatus, replica_sets: list[Obj], now: datetime
+    ) -> tuple[tuple[str, Measurement], ...]: ...
+
+
 def observe(
-    obj: Obj, replica_sets: list[Obj], router: TrafficRouter
+    obj: Obj,
+    replica_sets: list[Obj],
+    router: TrafficRouter,
+    measurer: Measurer | None = None,
+    now: datetime | None = None,
 ) -> tuple[Observed, Rollout | None]:
-    """The Observed for one Rollout object, and its parsed model (None when invalid)."""
+    """The Observed for one Rollout object, and its parsed model (None when invalid).
+
+    With a ``measurer``, the gate measurements due at ``now`` are taken here.
+    """
     meta = obj.get("metadata", {})
     base: dict[str, Any] = {
         "name": meta.get("name", ""),
@@ -95,7 +111,12 @@ def observe(
         route = router.read(rollout)
     except RouteConfigError as error:
         route_error = str(error)
+    owned = [rs for rs in replica_sets if owned_by(rs, meta.get("uid", ""))]
+    measurements: tuple[tuple[str, Measurement], ...] = ()
+    if measurer is not None and now is not None and route_error is None:
+        measurements = measurer.measure(rollout, base["status"], owned, now)
     observed = Observed(
+        measurements=measurements,
         spec=rollout.spec,
         revision=pod_template_hash(rollout.spec.template.wire()),
         replica_sets=views,

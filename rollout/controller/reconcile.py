@@ -21,13 +21,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from rollout.api.status import RolloutStatus, Weights
 from rollout.cluster.access import ClusterAccess, Conflict, NotFound, Obj
 from rollout.controller.execute import Executor
 from rollout.controller.metrics import Metrics
-from rollout.controller.observe import observe
+from rollout.controller.observe import Measurer, observe
 from rollout.controller.persist import persist
 from rollout.domain import planner
-from rollout.domain.plan import EmitEvent
+from rollout.domain.plan import EmitEvent, SetRoute
 from rollout.routers.base import TrafficRouter
 
 log = logging.getLogger(__name__)
@@ -55,8 +56,10 @@ class Reconciler:
         replica_sets: Callable[[str], list[Obj]],
         metrics: Metrics,
         clock: Clock = utc_now,
+        measurer: Measurer | None = None,
     ) -> None:
         self.access = access
+        self.measurer = measurer
         self.router = router
         self.rollouts = rollouts
         self.replica_sets = replica_sets
@@ -93,14 +96,19 @@ class Reconciler:
             self.metrics.forget(key)
             return Outcome(None, 0, False)
         started = time.perf_counter()
-        observed, rollout = observe(obj, self.replica_sets(namespace), self.router)
-        plan = planner.plan(observed, self.clock())
+        now = self.clock()
+        observed, rollout = observe(
+            obj, self.replica_sets(namespace), self.router, self.measurer, now
+        )
+        plan = planner.plan(observed, now)
         writes = 0
+        status = plan.status
         if rollout is not None:
             existing = {rs.revision for rs in observed.replica_sets}
             writes += self.executor.run(obj, rollout, plan.actions, existing)
+            status = _with_applied_weights(status, plan.of_type(SetRoute))
         try:
-            updated = persist(self.access, obj, plan.status)
+            updated = persist(self.access, obj, status)
             wrote = updated is not None
             if wrote:
                 self._remember(key, obj, updated)
@@ -129,6 +137,18 @@ class Reconciler:
         self.metrics.writes.inc(writes)
         self.metrics.reconcile_seconds.observe(time.perf_counter() - started)
         return Outcome(plan.requeue_after, writes, wrote)
+
+
+def _with_applied_weights(status: RolloutStatus, routes: list[SetRoute]) -> RolloutStatus:
+    """The weights the router has just written (the API accepted exactly these), so the
+    status shows them now rather than one reconcile later, saving a status write per step."""
+    if not routes:
+        return status
+    route = routes[-1].route
+    weights = Weights(
+        stable=route.stable_weight, canary=route.canary_weight, mirror=route.mirror_percent
+    )
+    return status.model_copy(update={"weights": weights})
 
 
 def _version(obj: Obj) -> str:

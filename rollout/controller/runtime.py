@@ -14,6 +14,7 @@ import threading
 from collections.abc import Callable
 
 from rollout.cluster.access import (
+    ANALYSIS_TEMPLATES,
     DESTINATION_RULES,
     REPLICA_SETS,
     ROLLOUTS,
@@ -26,6 +27,7 @@ from rollout.cluster.access import (
     Resource,
 )
 from rollout.cluster.cache import Informer
+from rollout.controller.gates import GateMeasurer
 from rollout.controller.metrics import Metrics
 from rollout.controller.queue import WorkQueue
 from rollout.controller.reconcile import Clock, Reconciler, utc_now
@@ -91,6 +93,7 @@ class Controller:
         workers: int = 4,
         metrics: Metrics | None = None,
         clock: Clock = utc_now,
+        prometheus_url: str | None = None,
     ) -> None:
         self.access = access
         self.namespace = namespace
@@ -100,9 +103,17 @@ class Controller:
         self.timers = Timers(self.queue.add)
         self.informers: dict[str, Informer] = {
             res.plural: Informer(access, res, namespace)
-            for res in (ROLLOUTS, REPLICA_SETS, VIRTUAL_SERVICES, DESTINATION_RULES, SERVICES)
+            for res in (
+                ROLLOUTS,
+                REPLICA_SETS,
+                VIRTUAL_SERVICES,
+                DESTINATION_RULES,
+                SERVICES,
+                ANALYSIS_TEMPLATES,
+            )
         }
         self.router = IstioRouter(access, CacheReader(self.informers, access))
+        self.gates = GateMeasurer(access, self.informers["analysistemplates"].get, prometheus_url)
         self.reconciler = Reconciler(
             access,
             self.router,
@@ -110,6 +121,7 @@ class Controller:
             self.informers["replicasets"].list,
             self.metrics,
             clock,
+            self.gates,
         )
         self.informers["rollouts"].add_handler(self._on_rollout)
         self.informers["replicasets"].add_handler(self._on_replica_set)
@@ -197,5 +209,6 @@ class Controller:
         for thread in self._threads:
             thread.join(timeout=30)
         self.timers.stop()
+        self.gates.close()
         for informer in self.informers.values():
             informer.stop()

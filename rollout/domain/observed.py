@@ -23,6 +23,7 @@ class ReplicaSetView:
     available: int
     ready: int = 0
     created_at: datetime | None = None
+    pods: int | None = None  # status.replicas, the pods that exist (None: as many as asked)
     scale_down_at: datetime | None = None
 
 

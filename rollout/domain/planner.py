@@ -97,6 +97,7 @@ class _Planner:
         self.actions: list[Action] = []
         self.wake: list[float] = []
         self.marked: set[str] = set()
+        self.advanced = False
 
     # -- entry ---------------------------------------------------------------------------
 
@@ -331,7 +332,17 @@ class _Planner:
             "Normal", "StepCompleted", f"step {nxt}/{total} done: {describe(self.steps[index])}"
         )
         self._enter_step(nxt)
-        self.wake.append(0)  # the next step starts at once
+        if self.advanced:
+            self.wake.append(0)  # one step per reconcile at most: the next one comes at once
+            return
+        # Begin the next step in this same plan (scale for it, ask for its traffic), so a
+        # step costs one status write, not two. It completes on a later reconcile at the
+        # earliest: its traffic is applied only once read back.
+        self.advanced = True
+        if nxt < total:
+            self._run_step(nxt)
+        else:
+            self._promote()
 
     def _enter_step(self, index: int) -> None:
         if index >= len(self.steps):

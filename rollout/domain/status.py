@@ -40,7 +40,7 @@ def derive_status(
         phase = "Progressing"
     else:
         phase = "Healthy"
-    message = _message(st, phase, steps, route)
+    message = _message(st, phase, steps)
     fields = {
         **st,
         "observed_generation": observed.generation,
@@ -51,7 +51,8 @@ def derive_status(
         "weights": Weights(
             stable=route.stable_weight, canary=route.canary_weight, mirror=route.mirror_percent
         ),
-        "replicas": sum(v.replicas for v in views),
+        # The pods that exist, as the scale subresource (and an HPA) expects, not the asked.
+        "replicas": sum(v.replicas if v.pods is None else v.pods for v in views),
         "ready_replicas": sum(v.ready for v in views),
         "available_replicas": sum(v.available for v in views),
         "selector": spec.selector.as_query(),
@@ -84,7 +85,7 @@ def derive_status(
     return RolloutStatus.model_validate(fields)
 
 
-def _message(st: dict[str, Any], phase: Phase, steps: list[Step], route: RouteState) -> str:
+def _message(st: dict[str, Any], phase: Phase, steps: list[Step]) -> str:
     run: AnalysisStatus | None = st["analysis"]
     gate_text = f", gate {run.phase}: {run.message}" if run is not None else ""
     if phase == "Degraded":
@@ -93,7 +94,9 @@ def _message(st: dict[str, Any], phase: Phase, steps: list[Step], route: RouteSt
         return f"revision {st['stable_revision']} is stable and serves 100%"
     index, total = st["current_step_index"], len(steps)
     where = f"step {index + 1}/{total}: {describe(steps[index])}" if index < total else "promoting"
-    text = f"{where}, canary weight {route.canary_weight}%{gate_text}"
+    # The weights are status.weights; repeating them here would make every read-back of a
+    # route change the message, and cost a status write per step.
+    text = f"{where}{gate_text}"
     if phase == "Paused":
         reasons = ", ".join(p.reason for p in st["pause_conditions"])
         return f"paused ({reasons}) at {text}"
