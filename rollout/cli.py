@@ -7,8 +7,10 @@ need them, so ``rollout --help`` and ``rollout lint`` start fast.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
+from typer.core import TyperCommand
 
 from rollout import __version__
 
@@ -44,6 +46,113 @@ def lint(
     from rollout.lint import run_lint
 
     raise typer.Exit(run_lint(paths, allow_missing_templates=allow_missing_templates))
+
+
+class _BadInputIsExit4(TyperCommand):
+    """A command whose usage errors (missing or malformed options) exit 4, not click's 2.
+
+    ``rollout analyze`` gives exit 2 the meaning Inconclusive.
+    """
+
+    def make_context(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return super().make_context(*args, **kwargs)
+        except Exception as error:
+            # click's UsageError (typer may vendor its own click, so matched by its exit code)
+            if getattr(error, "exit_code", None) == 2:
+                setattr(error, "exit_code", EXIT_BAD_INPUT)  # noqa: B010 - not a declared attr
+            raise
+
+
+ANALYZE_HELP = "\n\n".join(
+    [
+        "Run a Rollout's analysis gate against Prometheus, from manifests on disk.",
+        "Measures every check --count times, --interval apart, with the spec's limits; prints "
+        "each check's name, phase, value, message and query, then the run's phase. Stops "
+        "early once the run is decided.",
+        "Authentication comes from spec.analysis.prometheus where it is local: headers, "
+        "bearerTokenFile, caFile, insecureSkipVerify. Secrets (bearerTokenSecret, "
+        "basicAuthSecret, caSecret) are in the cluster and cannot be read here: the query "
+        "goes without them.",
+        "Exit status: 0 Successful, 1 Failed, 2 Inconclusive, 3 Error (Prometheus unreachable "
+        "or refusing a query, or a run undecided because measurements failed), 4 bad input "
+        "(unreadable or invalid manifests, no such Rollout, no spec.analysis, bad options).",
+    ]
+)
+EXIT_BAD_INPUT = 4
+
+
+@app.command(cls=_BadInputIsExit4, help=ANALYZE_HELP)
+def analyze(
+    files: list[str] = typer.Option(
+        ...,
+        "--filename",
+        "-f",
+        metavar="FILE",
+        help="Manifests holding the Rollout and its AnalysisTemplates: a file, a directory, "
+        "or - for standard input. Repeatable.",
+    ),
+    prometheus_url: str = typer.Option(
+        ...,
+        "--prometheus-url",
+        metavar="URL",
+        help="The Prometheus to query; replaces spec.analysis.prometheus.address.",
+    ),
+    canary_revision: str = typer.Option(
+        ..., "--canary-revision", metavar="REV", help="The canary's destination_canonical_revision."
+    ),
+    stable_revision: str = typer.Option(
+        ...,
+        "--stable-revision",
+        metavar="REV",
+        help="The stable revision's destination_canonical_revision.",
+    ),
+    rollout: str | None = typer.Option(
+        None,
+        "--rollout",
+        metavar="NAME",
+        help="The Rollout to analyse (needed when the files hold several).",
+    ),
+    namespace: str | None = typer.Option(
+        None,
+        "--namespace",
+        "-n",
+        metavar="NS",
+        help="The namespace of manifests that set none (default: default); only Rollouts "
+        "in it are considered.",
+    ),
+    service: str | None = typer.Option(
+        None,
+        "--service",
+        metavar="NAME",
+        help="Istio's destination_canonical_service (default: the pod template's "
+        "service.istio.io/canonical-name label, else the Rollout's name).",
+    ),
+    count: int = typer.Option(1, "--count", min=1, metavar="N", help="Measurements per check."),
+    interval: str | None = typer.Option(
+        None,
+        "--interval",
+        metavar="DURATION",
+        help="Time between measurements, e.g. 30s (default: the spec's).",
+    ),
+    json_output: bool = typer.Option(False, "--json", help="Print one JSON document."),
+) -> None:
+    """Run a Rollout's analysis gate against Prometheus (help: ANALYZE_HELP)."""
+    from rollout.analyze import Options, run_analyze
+
+    options = Options(
+        files=files,
+        prometheus_url=prometheus_url,
+        canary_revision=canary_revision,
+        stable_revision=stable_revision,
+        rollout=rollout,
+        namespace=namespace,
+        service=service,
+        count=count,
+        interval=interval,
+        json=json_output,
+    )
+    raise typer.Exit(run_analyze(options))
 
 
 @app.command()

@@ -28,6 +28,13 @@ from rollout.api.gate import Analysis, Check, ErrorRateCheck, LatencyP99Check
 from rollout.api.template import AnalysisTemplateSpec
 from tests.unit.world import T0
 
+# canary 0.8% errors, stable 0.1%
+REGRESSION: dict[str, float] = {
+    "canary_requests": 1000,
+    "canary_errors": 8,
+    "stable_requests": 1000,
+    "stable_errors": 1,
+}
 TARGET = Target("shop", "reviews", "c4n4ry", "st4b1e", 30)
 CONTEXT = GateContext("reviews", "shop", "reviews", "c4n4ry", "st4b1e")
 METRIC_SELECTOR = re.compile(r"(istio_[a-z_]+)\{([^}]*)\}")
@@ -119,9 +126,7 @@ def test_the_range_is_spelled_as_promql_durations() -> None:
     assert "[1m30s]" in latency_query(latency_check(max_ms=1), target)
 
 
-def gate(
-    interval: str, scrape: str, check: dict[str, Any], *, templates: bool = False
-) -> Analysis:
+def gate(interval: str, scrape: str, check: dict[str, Any], *, templates: bool = False) -> Analysis:
     return Analysis.model_validate(
         {
             "interval": interval,
@@ -152,7 +157,11 @@ def test_the_window_is_the_checks_or_the_interval_never_under_two_scrapes(
 
 
 def test_parts_of_keys_samples_by_their_part_label() -> None:
-    samples = [Sample(3.0, {"part": "canary_requests"}), Sample(1.0, {}), Sample(0.5, {"part": "x"})]
+    samples = [
+        Sample(3.0, {"part": "canary_requests"}),
+        Sample(1.0, {}),
+        Sample(0.5, {"part": "x"}),
+    ]
     assert parts_of(samples) == {"canary_requests": 3.0, "x": 0.5}
 
 
@@ -169,19 +178,34 @@ def test_parts_of_keys_samples_by_their_part_label() -> None:
         ({"max": 0.0}, {"canary_requests": 100, "canary_errors": 1}, "Failed", 0.01),
         (
             {"maxIncreaseOverStable": 0.005},
-            {"canary_requests": 1000, "canary_errors": 8, "stable_requests": 1000, "stable_errors": 1},
+            {
+                "canary_requests": 1000,
+                "canary_errors": 8,
+                "stable_requests": 1000,
+                "stable_errors": 1,
+            },
             "Failed",
             0.008,
         ),
         (
             {"maxIncreaseOverStable": 0.005},
-            {"canary_requests": 1000, "canary_errors": 4, "stable_requests": 1000, "stable_errors": 1},
+            {
+                "canary_requests": 1000,
+                "canary_errors": 4,
+                "stable_requests": 1000,
+                "stable_errors": 1,
+            },
             "Successful",
             0.004,
         ),
         (  # the absolute threshold passes, the relative one catches the regression
             {"max": 0.01, "maxIncreaseOverStable": 0.005},
-            {"canary_requests": 1000, "canary_errors": 8, "stable_requests": 1000, "stable_errors": 1},
+            {
+                "canary_requests": 1000,
+                "canary_errors": 8,
+                "stable_requests": 1000,
+                "stable_errors": 1,
+            },
             "Failed",
             0.008,
         ),
@@ -241,7 +265,7 @@ def test_failure_messages_name_value_and_threshold() -> None:
     assert absolute.message == "error rate 0.0500 above max 0.01"
     relative = judge_error_rate(
         error_check(max_increase_over_stable=0.005),
-        {"canary_requests": 1000, "canary_errors": 8, "stable_requests": 1000, "stable_errors": 1},
+        REGRESSION,
         TARGET,
     )
     assert "stable's 0.0010" in relative.message
@@ -352,7 +376,7 @@ TEMPLATE_QUERY = (
     'destination_canonical_revision="{{canary.revision}}",response_code=~"{{ args.code }}"}'
     "[{{interval}}])) / on() group_left() "
     'sum(rate(istio_requests_total{destination_canonical_revision="{{stable.revision}}"}'
-    '[{{interval}}])) # {{rollout}}'
+    "[{{interval}}])) # {{rollout}}"
 )
 
 
@@ -398,8 +422,8 @@ def test_template_values_are_substituted_never_evaluated() -> None:
     [
         ({}, TEMPLATE_QUERY, "gives no value for arg(s) service"),
         ({"service": "s", "colour": "red"}, TEMPLATE_QUERY, "passes arg 'colour'"),
-        ({"service": "s"}, "sum(x{a=\"{{args.nope}}\"})", "{{args.nope}}"),
-        ({"service": "s"}, "sum(x{a=\"{{canary.hash}}\"})", "{{canary.hash}}"),
+        ({"service": "s"}, 'sum(x{a="{{args.nope}}"})', "{{args.nope}}"),
+        ({"service": "s"}, 'sum(x{a="{{canary.hash}}"})', "{{canary.hash}}"),
     ],
 )
 def test_template_mistakes_are_unknown_variables(

@@ -89,7 +89,7 @@ def fake() -> Iterator[Callable[[Callable[[Seen], Reply]], FakePrometheus]]:
         prometheus = FakePrometheus(reply)
         server = ThreadingHTTPServer(("127.0.0.1", 0), prometheus.handler())
         prometheus.server = server
-        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
         thread.start()
         started.append((server, thread))
         return prometheus
@@ -107,7 +107,9 @@ def success(result_type: str, result: Any) -> Reply:
 
 
 def vector(*values: str) -> Reply:
-    series = [{"metric": {"pod": f"p{i}"}, "value": [1700000000.0, v]} for i, v in enumerate(values)]
+    series = [
+        {"metric": {"pod": f"p{i}"}, "value": [1700000000.0, v]} for i, v in enumerate(values)
+    ]
     return success("vector", series)
 
 
@@ -310,9 +312,7 @@ def test_no_authorization_header_without_auth(fake: Any) -> None:
 
 
 @pytest.fixture
-def tls_fake(
-    fake: Any, tmp_path: Path
-) -> Iterator[tuple[FakePrometheus, Path]]:
+def tls_fake(fake: Any, tmp_path: Path) -> Iterator[tuple[FakePrometheus, Path]]:
     """A fake on HTTPS with a self-signed certificate for 127.0.0.1 (made by openssl)."""
     openssl = shutil.which("openssl")
     if openssl is None:
@@ -333,6 +333,7 @@ def tls_fake(
     yield prometheus, cert
 
 
+@pytest.mark.filterwarnings("ignore::urllib3.exceptions.InsecureRequestWarning")
 def test_tls_needs_the_ca_bundle_or_the_insecure_flag(
     tls_fake: tuple[FakePrometheus, Path],
 ) -> None:
