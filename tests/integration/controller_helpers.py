@@ -464,15 +464,27 @@ def condition(status: Obj, type_: str) -> Obj:
 class ControllerHandle:
     """An in-process ``Controller`` on one namespace, over its own HTTP client."""
 
-    def __init__(self, kubeconfig: Path, namespace: str, workers: int = 2) -> None:
+    def __init__(
+        self,
+        kubeconfig: Path,
+        namespace: str,
+        workers: int = 2,
+        prometheus_url: str | None = None,
+    ) -> None:
         self.kubeconfig = kubeconfig
         self.namespace = namespace
         self.workers = workers
+        self.prometheus_url = prometheus_url
         self.controller: Controller | None = None
 
     def start(self) -> Controller:
         access = KubeAccess(load_api_client(str(self.kubeconfig)))
-        controller = Controller(access, namespace=self.namespace, workers=self.workers)
+        controller = Controller(
+            access,
+            namespace=self.namespace,
+            workers=self.workers,
+            prometheus_url=self.prometheus_url,
+        )
         assert controller.start_caches(timeout=10), "watch caches did not fill"
         controller.start_workers()
         self.controller = controller

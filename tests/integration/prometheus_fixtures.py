@@ -104,11 +104,11 @@ def instant(url: str, promql: str) -> dict[str, Any]:
     return body
 
 
-def requests_in_window(url: str) -> dict[tuple[str, str], float]:
+def requests_in_window(url: str, namespace: str = NAMESPACE) -> dict[tuple[str, str], float]:
     """Requests each (service, revision) served in the last WINDOW seconds, per Prometheus."""
     promql = (
         "sum by (destination_canonical_service, destination_canonical_revision) "
-        f'(increase(istio_request_duration_milliseconds_count{{destination_workload_namespace="{NAMESPACE}"}}'
+        f'(increase(istio_request_duration_milliseconds_count{{destination_workload_namespace="{namespace}"}}'
         f"[{WINDOW}s]))"
     )
     body = instant(url, promql)
@@ -120,12 +120,17 @@ def requests_in_window(url: str) -> dict[tuple[str, str], float]:
     return found
 
 
-def wait_for_data(url: str, workloads: list[Workload], deadline: float = DATA_DEADLINE) -> None:
+def wait_for_data(
+    url: str,
+    workloads: list[Workload],
+    deadline: float = DATA_DEADLINE,
+    namespace: str = NAMESPACE,
+) -> None:
     """Poll until Prometheus holds (nearly) a full window of every workload's traffic."""
     give_up = time.monotonic() + deadline
     missing: list[str] = []
     while time.monotonic() < give_up:
-        seen = requests_in_window(url)
+        seen = requests_in_window(url, namespace)
         missing = [
             f"{w.service}/{w.revision}"
             for w in workloads
