@@ -2,7 +2,9 @@
 
 Semantics of client-go's workqueue: a key added while queued is not queued twice; a key added
 while a worker processes it is queued again once that worker is done; failures requeue with
-exponential backoff, capped; ``forget`` resets a key's backoff after a success.
+exponential backoff, capped; ``forget`` resets a key's backoff after a success. One addition:
+an urgent key (an operator's abort, promote, pause, or a new spec) jumps the queue, so a busy
+controller still answers an abort at once.
 """
 
 from __future__ import annotations
@@ -22,13 +24,22 @@ class WorkQueue:
         self.base_delay = base_delay
         self.max_delay = max_delay
 
-    def add(self, key: str) -> None:
+    def add(self, key: str, *, urgent: bool = False) -> None:
+        """Queue ``key``; an ``urgent`` one (an operator's action) goes to the front."""
         with self._cond:
-            if self._shutdown or key in self._dirty:
+            if self._shutdown:
+                return
+            if key in self._dirty:
+                if urgent and key in self._queue and self._queue[0] != key:
+                    self._queue.remove(key)
+                    self._queue.appendleft(key)
                 return
             self._dirty.add(key)
             if key not in self._processing:
-                self._queue.append(key)
+                if urgent:
+                    self._queue.appendleft(key)
+                else:
+                    self._queue.append(key)
                 self._cond.notify()
 
     def get(self, timeout: float | None = None) -> str | None:

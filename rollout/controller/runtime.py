@@ -61,6 +61,30 @@ def routing_refs(rollout: Obj) -> set[tuple[str, str, str]]:
     return refs
 
 
+Intent = tuple[object, bool, bool, frozenset[str]]
+
+
+def operator_intent(rollout: Obj) -> Intent:
+    """What users set: the spec's generation, the abort and promoteFull flags, the pauses."""
+    status = rollout.get("status") or {}
+    pauses = frozenset(str(p.get("reason")) for p in status.get("pauseConditions") or [])
+    return (
+        rollout.get("metadata", {}).get("generation"),
+        bool(status.get("abort")),
+        bool(status.get("promoteFull")),
+        pauses,
+    )
+
+
+def is_operator_action(before: Intent, after: Intent) -> bool:
+    """A new spec, a flag flipped, a pause lifted (promote, resume) or a user's pause added.
+    The controller's own step pauses appearing are not urgent."""
+    if before[:3] != after[:3]:
+        return True
+    lifted = bool(before[3] - after[3])
+    return lifted or ("PausedByUser" in after[3] and "PausedByUser" not in before[3])
+
+
 class CacheReader:
     """The router's reads, served from the watch caches.
 
@@ -129,6 +153,8 @@ class Controller:
             self.informers[plural].add_handler(self._routing_handler(plural))
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
+        # key -> what the user last asked for; a change of it is served before anything else
+        self._intent: dict[str, Intent] = {}
         self.ready = threading.Event()
 
     # -- event handlers (run on informer threads: quick) --------------------------------------
@@ -137,7 +163,13 @@ class Controller:
         key = rollout_key(obj)
         if type_ == "DELETED":
             self.timers.cancel(key)
-        self.queue.add(key)
+            self._intent.pop(key, None)
+            self.queue.add(key)
+            return
+        intent = operator_intent(obj)
+        previous = self._intent.get(key)
+        self._intent[key] = intent
+        self.queue.add(key, urgent=previous is not None and is_operator_action(previous, intent))
 
     def _on_replica_set(self, type_: str, obj: Obj) -> None:
         meta = obj.get("metadata", {})

@@ -1,0 +1,49 @@
+"""The work queue: dedupe, one key on one worker, urgent keys first, capped backoff."""
+
+from __future__ import annotations
+
+from rollout.controller.queue import WorkQueue
+from rollout.controller.runtime import is_operator_action, operator_intent
+
+
+def test_a_key_is_queued_once_and_requeued_after_processing() -> None:
+    queue = WorkQueue()
+    queue.add("a")
+    queue.add("a")
+    assert len(queue) == 1
+    assert queue.get(timeout=0) == "a"
+    queue.add("a")  # while processing: not handed to a second worker
+    assert queue.get(timeout=0) is None
+    queue.done("a")
+    assert queue.get(timeout=0) == "a"
+
+
+def test_an_urgent_key_jumps_the_queue() -> None:
+    queue = WorkQueue()
+    for key in ("a", "b", "c"):
+        queue.add(key)
+    queue.add("c", urgent=True)
+    queue.add("d", urgent=True)
+    assert [queue.get(timeout=0) for _ in range(4)] == ["d", "c", "a", "b"]
+
+
+def test_backoff_doubles_and_is_capped() -> None:
+    queue = WorkQueue(base_delay=0.1, max_delay=0.5)
+    assert [queue.backoff("a") for _ in range(5)] == [0.1, 0.2, 0.4, 0.5, 0.5]
+    queue.forget("a")
+    assert queue.backoff("a") == 0.1
+
+
+def rollout(generation: int, **status: object) -> dict[str, object]:
+    return {"metadata": {"generation": generation}, "status": status}
+
+
+def test_operator_actions_are_urgent_and_the_controllers_own_pauses_are_not() -> None:
+    paused = operator_intent(rollout(1, pauseConditions=[{"reason": "CanaryPauseStep"}]))
+    running = operator_intent(rollout(1))
+    assert not is_operator_action(running, paused)  # the controller entered a pause step
+    assert is_operator_action(paused, running)  # promote lifted it
+    assert is_operator_action(running, operator_intent(rollout(1, abort=True)))
+    assert is_operator_action(running, operator_intent(rollout(2)))
+    user = operator_intent(rollout(1, pauseConditions=[{"reason": "PausedByUser"}]))
+    assert is_operator_action(running, user)
