@@ -392,3 +392,18 @@ def test_a_timed_pause_lasts_its_duration_though_the_status_keeps_whole_seconds(
     world.advance(0.2)
     world.settle()
     assert world.route.canary_weight == 60
+
+
+def test_gate_errors_past_the_consecutive_limit_roll_back() -> None:
+    """Prometheus unreachable: Error measurements are tolerated up to the limit, then abort."""
+    world = canary([{"setWeight": 30}, {"pause": {}}])
+    world.doc["spec"]["analysis"]["consecutiveErrorLimit"] = 2
+    world.set_image("v2")
+    world.settle()
+    world.outcome = lambda check, revision: "Error"
+    world.run_for(61)  # two Error measurements: within the limit
+    assert world.status.abort is False
+    world.run_for(30)  # the third in a row
+    assert world.status.abort_reason == "AnalysisFailed"
+    assert world.status.analysis is not None and world.status.analysis.phase == "Error"
+    assert world.route is not None and world.route.canary_weight == 0
