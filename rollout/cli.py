@@ -6,13 +6,17 @@ need them, so ``rollout --help`` and ``rollout lint`` start fast.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from typer.core import TyperCommand
 
 from rollout import __version__
+
+if TYPE_CHECKING:
+    from rollout.ops import Target
 
 app = typer.Typer(
     name="rollout",
@@ -216,11 +220,303 @@ def sandbox_up(
     ),
     port: int = typer.Option(0, "--port", help="Port on 127.0.0.1 (0: any free port)."),
     verbose: bool = typer.Option(False, "--verbose", help="Log every request."),
+    rps: float = typer.Option(
+        50.0, "--rps", help="Simulated requests/s per VirtualService host (0: no traffic)."
+    ),
+    prometheus_port: int = typer.Option(
+        19090, "--prometheus-port", help="Port of the sandbox's Prometheus (0: any free port)."
+    ),
+    no_prometheus: bool = typer.Option(
+        False, "--no-prometheus", help="Start no Prometheus (and no metrics exporter)."
+    ),
 ) -> None:
     """Run the sandbox cluster in the foreground until SIGTERM or Ctrl-C."""
     from rollout.sandbox.up import run_up
 
-    raise typer.Exit(run_up(kubeconfig, port, verbose=verbose))
+    raise typer.Exit(
+        run_up(
+            kubeconfig,
+            port,
+            verbose=verbose,
+            rps=rps,
+            prometheus_port=prometheus_port,
+            prometheus=not no_prometheus,
+        )
+    )
+
+
+# -- operator commands -------------------------------------------------------------------------
+
+Namespace = Annotated[
+    str | None,
+    typer.Option(
+        "--namespace",
+        "-n",
+        metavar="NS",
+        help="Default: the kubeconfig context's namespace, else default.",
+    ),
+]
+Context = Annotated[str | None, typer.Option("--context", help="The kubeconfig context.")]
+Kubeconfig = Annotated[
+    str | None,
+    typer.Option(
+        "--kubeconfig",
+        metavar="FILE",
+        help="Default: KUBECONFIG, then ~/.kube/config, then in-cluster.",
+    ),
+]
+Name = Annotated[str, typer.Argument(help="The Rollout's name.")]
+
+
+def _duration(value: str | None, option: str) -> float | None:
+    if value is None:
+        return None
+    from rollout.api.duration import parse_duration
+
+    try:
+        return float(parse_duration(int(value) if value.isdigit() else value))
+    except ValueError as error:
+        raise typer.BadParameter(str(error), param_hint=option) from None
+
+
+def _run(
+    kubeconfig: str | None,
+    context: str | None,
+    namespace: str | None,
+    command: Callable[[Target], int],
+) -> None:
+    """Connect, run, exit with the command's status; an API error is one line and exit 1."""
+    from rollout.cluster.access import ClusterError, Forbidden, Unavailable
+    from rollout.ops import connect
+
+    try:
+        code = command(connect(kubeconfig, context, namespace))
+    except KeyboardInterrupt:
+        raise typer.Exit(130) from None
+    except ClusterError as error:
+        text = " ".join(str(error).split())
+        if isinstance(error, Unavailable):
+            text = f"cannot reach the Kubernetes API: {text}"
+        elif isinstance(error, Forbidden):
+            text = f"forbidden: {text}"
+        typer.echo(f"error: {text}", err=True)
+        raise typer.Exit(1) from None
+    raise typer.Exit(code)
+
+
+@app.command()
+def get(
+    name: Name,
+    watch: bool = typer.Option(
+        False, "--watch", "-w", help="Print again on every change (watch events) until Ctrl-C."
+    ),
+    output: str | None = typer.Option(
+        None, "--output", "-o", metavar="FORMAT", help="json or yaml: the whole object."
+    ),
+    timeout: str | None = typer.Option(
+        None, "--timeout", metavar="DURATION", help="With --watch: stop after this long."
+    ),
+    namespace: Namespace = None,
+    context: Context = None,
+    kubeconfig: Kubeconfig = None,
+) -> None:
+    """Show a Rollout: phase, step, weights, revisions, gate checks, pauses, conditions."""
+    if output not in (None, "json", "yaml"):
+        raise typer.BadParameter("must be json or yaml", param_hint="--output")
+    seconds = _duration(timeout, "--timeout")
+    from rollout import ops
+
+    _run(
+        kubeconfig,
+        context,
+        namespace,
+        lambda t: ops.cmd_get(t, name, output=output, watch=watch, timeout=seconds),
+    )
+
+
+@app.command("list")
+def list_(
+    all_namespaces: bool = typer.Option(
+        False, "--all-namespaces", "-A", help="Rollouts of every namespace."
+    ),
+    namespace: Namespace = None,
+    context: Context = None,
+    kubeconfig: Kubeconfig = None,
+) -> None:
+    """List Rollouts: name, strategy, phase, step, canary weight, age."""
+    from rollout import ops
+
+    _run(kubeconfig, context, namespace, lambda t: ops.cmd_list(t, all_namespaces=all_namespaces))
+
+
+@app.command()
+def status(
+    name: Name,
+    timeout: str | None = typer.Option(
+        None, "--timeout", "-t", metavar="DURATION", help="Give up after this long, e.g. 5m."
+    ),
+    namespace: Namespace = None,
+    context: Context = None,
+    kubeconfig: Kubeconfig = None,
+) -> None:
+    """Wait for a Rollout to finish, printing each phase or step change: for CI.
+
+    Exit 0 once Healthy with the current generation observed; 1 at once when Degraded (aborted,
+    failed gate, invalid spec, missed deadline) or on an error; 2 on --timeout (for instance
+    while Paused, waiting for `rollout promote`). Watches; never polls.
+    """
+    seconds = _duration(timeout, "--timeout")
+    from rollout import ops
+
+    _run(kubeconfig, context, namespace, lambda t: ops.cmd_status(t, name, timeout=seconds))
+
+
+@app.command()
+def promote(
+    name: Name,
+    full: bool = typer.Option(
+        False, "--full", help="Skip all remaining steps and gates (status.promoteFull)."
+    ),
+    namespace: Namespace = None,
+    context: Context = None,
+    kubeconfig: Kubeconfig = None,
+) -> None:
+    """Move a paused Rollout on: clears its pause conditions (status subresource).
+
+    Not paused and mid-rollout: nothing happens unless --full. Healthy: "nothing to promote",
+    exit 0. Aborted: use `rollout retry`. Exit 1 only on errors.
+    """
+    from rollout import ops
+
+    _run(kubeconfig, context, namespace, lambda t: ops.cmd_promote(t, name, full=full))
+
+
+@app.command()
+def abort(
+    name: Name,
+    namespace: Namespace = None,
+    context: Context = None,
+    kubeconfig: Kubeconfig = None,
+) -> None:
+    """Abort the update in progress: traffic back to stable (status.abort: true).
+
+    Nothing in progress, or already aborted: a message and exit 0.
+    """
+    from rollout import ops
+
+    _run(kubeconfig, context, namespace, lambda t: ops.cmd_abort(t, name))
+
+
+@app.command()
+def retry(
+    name: Name,
+    namespace: Namespace = None,
+    context: Context = None,
+    kubeconfig: Kubeconfig = None,
+) -> None:
+    """Start an aborted update again from step 0 (status.abort: false).
+
+    Not aborted: a message and exit 0.
+    """
+    from rollout import ops
+
+    _run(kubeconfig, context, namespace, lambda t: ops.cmd_retry(t, name))
+
+
+@app.command()
+def pause(
+    name: Name,
+    namespace: Namespace = None,
+    context: Context = None,
+    kubeconfig: Kubeconfig = None,
+) -> None:
+    """Hold a Rollout where it is: adds the PausedByUser pause condition.
+
+    Already paused by `rollout pause`: a message and exit 0.
+    """
+    from rollout import ops
+
+    _run(kubeconfig, context, namespace, lambda t: ops.cmd_pause(t, name))
+
+
+@app.command()
+def resume(
+    name: Name,
+    namespace: Namespace = None,
+    context: Context = None,
+    kubeconfig: Kubeconfig = None,
+) -> None:
+    """Remove the PausedByUser pause condition (a step pause needs `rollout promote`).
+
+    Not paused by `rollout pause`: a message and exit 0.
+    """
+    from rollout import ops
+
+    _run(kubeconfig, context, namespace, lambda t: ops.cmd_resume(t, name))
+
+
+@app.command()
+def undo(
+    name: Name,
+    to_revision: int = typer.Option(
+        1,
+        "--to-revision",
+        min=1,
+        metavar="N",
+        help="1: the newest previous revision, 2: the one before...",
+    ),
+    namespace: Namespace = None,
+    context: Context = None,
+    kubeconfig: Kubeconfig = None,
+) -> None:
+    """Set the pod template back to a previous revision's (its ReplicaSet's, newest first).
+
+    Changes spec: a GitOps tool will revert it unless Git changes too.
+    """
+    from rollout import ops
+
+    _run(kubeconfig, context, namespace, lambda t: ops.cmd_undo(t, name, to_revision=to_revision))
+
+
+@app.command()
+def restart(
+    name: Name,
+    namespace: Namespace = None,
+    context: Context = None,
+    kubeconfig: Kubeconfig = None,
+) -> None:
+    """Roll out new pods: sets the rollout.dev/restartedAt pod template annotation.
+
+    Changes spec: a GitOps tool will revert it unless Git changes too.
+    """
+    from rollout import ops
+
+    _run(kubeconfig, context, namespace, lambda t: ops.cmd_restart(t, name))
+
+
+set_app = typer.Typer(help="Change a Rollout's spec.", no_args_is_help=True)
+app.add_typer(set_app, name="set")
+
+
+@set_app.command("image")
+def set_image(
+    name: Name,
+    images: list[str] = typer.Argument(..., metavar="CONTAINER=IMAGE...", help="New images."),
+    namespace: Namespace = None,
+    context: Context = None,
+    kubeconfig: Kubeconfig = None,
+) -> None:
+    """Set container images in the pod template: starts a rollout.
+
+    Changes spec: a GitOps tool will revert it unless Git changes too.
+    """
+    from rollout import ops
+
+    try:
+        parsed = ops.parse_images(images)
+    except ValueError as error:
+        raise typer.BadParameter(str(error), param_hint="CONTAINER=IMAGE") from None
+    _run(kubeconfig, context, namespace, lambda t: ops.cmd_set_image(t, name, parsed))
 
 
 def main() -> None:

@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import urllib3
+import yaml
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 from kubernetes.watch.watch import iter_resp_lines
@@ -299,3 +300,55 @@ def _error(status: int, data: bytes, what: str) -> ClusterError:
     if status in RETRY_CODES:
         return Unavailable(message, code=status, reason=reason)
     return ClusterError(message, code=status, reason=reason)
+
+
+SERVICE_ACCOUNT_NAMESPACE = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
+
+
+def connect_cli(
+    kubeconfig: str | None = None,
+    context: str | None = None,
+    namespace: str | None = None,
+    *,
+    attempts: int = 3,
+    budget: float = 5.0,
+) -> tuple[KubeAccess, str]:
+    """A ``KubeAccess`` for a command-line tool, and the namespace to use, as kubectl picks
+    them: ``--kubeconfig``, else ``KUBECONFIG`` (a list of paths), else ``~/.kube/config``, else
+    in-cluster; ``--context`` else the current context; ``-n`` else the context's namespace,
+    else ``default``. A kubeconfig that cannot be read or used is a ``ClusterError``.
+    """
+    kubeconfig = kubeconfig or os.environ.get("KUBECONFIG") or None
+    try:
+        if kubeconfig is None and os.environ.get("KUBERNETES_SERVICE_HOST"):
+            api_client = load_api_client(None, context)
+            if namespace is None:
+                try:
+                    with open(SERVICE_ACCOUNT_NAMESPACE) as file:
+                        namespace = file.read().strip() or None
+                except OSError:
+                    namespace = None
+        else:
+            api_client = load_api_client(kubeconfig, context)
+            if namespace is None:
+                namespace = context_namespace(kubeconfig, context)
+    except ClusterError:
+        raise
+    except config.ConfigException as error:
+        raise ClusterError(f"bad kubeconfig: {error}") from error
+    except (OSError, ValueError, TypeError, KeyError, AttributeError, yaml.YAMLError) as error:
+        raise ClusterError(f"bad kubeconfig {kubeconfig or '~/.kube/config'}: {error}") from error
+    access = KubeAccess(api_client, attempts=attempts, budget=budget, max_backoff=0.5)
+    return access, namespace or "default"
+
+
+def context_namespace(kubeconfig: str | None, context: str | None) -> str | None:
+    """The namespace of the kubeconfig's ``context`` (default: its current context)."""
+    contexts, current = config.list_kube_config_contexts(config_file=kubeconfig)
+    chosen = current
+    if context is not None:
+        chosen = next((c for c in contexts or [] if c.get("name") == context), None)
+        if chosen is None:
+            raise ClusterError(f"context {context!r} not found in the kubeconfig")
+    namespace = ((chosen or {}).get("context") or {}).get("namespace")
+    return str(namespace) if namespace else None

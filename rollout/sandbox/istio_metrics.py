@@ -51,6 +51,8 @@ class Workload:
     error_rate: float = 0.0
     latency_ms: float = 20.0  # median, log-normal
     latency_p99_ms: float | None = None  # default: 3x the median
+    workload: str | None = None  # destination_workload; default: ``<service>-<revision>``
+    destination_service: str | None = None  # the host's Service; default: ``service``
 
     @property
     def key(self) -> tuple[str, str, str]:
@@ -76,15 +78,16 @@ class IstioMetrics:
         self._servers: list[WSGIServer] = []
 
     def record(self, workload: Workload, code: int, millis: float) -> None:
-        host = f"{workload.service}.{workload.namespace}.svc.cluster.local"
+        service = workload.destination_service or workload.service
+        host = f"{service}.{workload.namespace}.svc.cluster.local"
         labels = {
             "reporter": "destination",
             "source_workload": "loadgen",
             "source_workload_namespace": workload.namespace,
-            "destination_workload": f"{workload.service}-{workload.revision}",
+            "destination_workload": workload.workload or f"{workload.service}-{workload.revision}",
             "destination_workload_namespace": workload.namespace,
             "destination_service": host,
-            "destination_service_name": workload.service,
+            "destination_service_name": service,
             "destination_service_namespace": workload.namespace,
             "destination_canonical_service": workload.service,
             "destination_canonical_revision": workload.revision,

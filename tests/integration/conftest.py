@@ -29,7 +29,16 @@ ROLLOUT = str(Path(sys.executable).parent / "rollout")
 def sandbox_kubeconfig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     kubeconfig = tmp_path_factory.mktemp("sandbox") / "kubeconfig"
     process = subprocess.Popen(
-        [ROLLOUT, "sandbox", "up", "--kubeconfig", str(kubeconfig)],
+        [
+            ROLLOUT,
+            "sandbox",
+            "up",
+            "--kubeconfig",
+            str(kubeconfig),
+            "--no-prometheus",
+            "--rps",
+            "0",
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

@@ -41,7 +41,16 @@ def test_up_writes_kubeconfig_once_serving_and_stops_on_sigterm(tmp_path: Path) 
     kubeconfig = tmp_path / "sub" / "kubeconfig"
     port = _free_port()
     process = subprocess.Popen(
-        [ROLLOUT, "sandbox", "up", "--kubeconfig", str(kubeconfig), "--port", str(port)],
+        [
+            ROLLOUT,
+            "sandbox",
+            "up",
+            "--kubeconfig",
+            str(kubeconfig),
+            "--port",
+            str(port),
+            "--no-prometheus",
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -79,7 +88,16 @@ def test_up_writes_kubeconfig_once_serving_and_stops_on_sigterm(tmp_path: Path) 
 def test_up_on_a_busy_port_fails_in_one_line(tmp_path: Path, busy_port: int) -> None:
     kubeconfig = tmp_path / "kubeconfig"
     result = subprocess.run(
-        [ROLLOUT, "sandbox", "up", "--kubeconfig", str(kubeconfig), "--port", str(busy_port)],
+        [
+            ROLLOUT,
+            "sandbox",
+            "up",
+            "--kubeconfig",
+            str(kubeconfig),
+            "--port",
+            str(busy_port),
+            "--no-prometheus",
+        ],
         capture_output=True,
         text=True,
         timeout=30,

@@ -1,0 +1,610 @@
+"""The operator commands behind ``rollout get|list|status|promote|abort|retry|pause|resume|undo|
+restart|set image``: reads, watches and patches of Rollouts over ``ClusterAccess``.
+
+Operator actions are merge patches of the status subresource (API.md, "Operator actions"),
+sent with the Rollout's ``resourceVersion`` as a precondition and re-read on Conflict, so a
+concurrent controller write is never overwritten. ``undo``, ``restart`` and ``set image`` change
+``spec.template`` instead, and say so. Every command returns its exit status; errors from the
+API are ``ClusterError`` for the CLI to print as one line.
+
+Nothing here imports ``kubernetes``: ``connect`` reaches it through ``rollout.cluster.kube``.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, TextIO
+
+from rollout.api.status import PAUSE_USER
+from rollout.cluster.access import (
+    NAMESPACES,
+    REPLICA_SETS,
+    ROLLOUTS,
+    ClusterAccess,
+    ClusterError,
+    Conflict,
+    Gone,
+    NotFound,
+    Obj,
+)
+from rollout.domain.revision import HASH_LABEL
+
+RESTARTED_AT = "rollout.dev/restartedAt"
+CANONICAL_NAME = "service.istio.io/canonical-name"
+CANONICAL_REVISION = "service.istio.io/canonical-revision"
+CONFLICT_RETRIES = 5
+
+# `rollout status` exit codes
+EXIT_HEALTHY = 0
+EXIT_DEGRADED = 1
+EXIT_TIMEOUT = 2
+
+SPEC_WARNING = (
+    "note: this changes spec.template of rollout/{name} in the cluster; a GitOps tool "
+    "(Argo CD, Flux) will revert it unless the same change is made in Git"
+)
+
+
+@dataclass
+class Target:
+    """Where a command acts: the cluster and the namespace (kubectl's rules, see ``connect``)."""
+
+    access: ClusterAccess
+    namespace: str
+    stdout: TextIO | None = None  # None: sys.stdout at the time of writing
+    stderr: TextIO | None = None
+
+    @property
+    def out(self) -> TextIO:
+        return self.stdout or sys.stdout
+
+    def say(self, text: str) -> None:
+        print(text, file=self.out, flush=True)
+
+    def warn(self, text: str) -> None:
+        print(text, file=self.stderr or sys.stderr, flush=True)
+
+
+def connect(kubeconfig: str | None, context: str | None, namespace: str | None) -> Target:
+    from rollout.cluster.kube import connect_cli
+
+    access, ns = connect_cli(kubeconfig, context, namespace)
+    return Target(access, ns)
+
+
+# -- reading -----------------------------------------------------------------------------------
+
+
+def get_rollout(target: Target, name: str) -> Obj:
+    """The Rollout, or a ClusterError that says which of it or its namespace is missing."""
+    try:
+        return target.access.get(ROLLOUTS, target.namespace, name)
+    except NotFound:
+        missing_namespace = False
+        try:
+            target.access.get(NAMESPACES, None, target.namespace)
+        except NotFound:
+            missing_namespace = True
+        except ClusterError:
+            pass  # e.g. no permission to read namespaces: say what we know
+        if missing_namespace:
+            raise ClusterError(f'namespace "{target.namespace}" not found') from None
+        raise ClusterError(
+            f'rollout "{name}" not found in namespace "{target.namespace}"'
+        ) from None
+
+
+def follow(target: Target, name: str, deadline: float | None) -> Iterator[Obj]:
+    """The Rollout now, then each new version of it as watch events bring them, until the
+    deadline (``time.monotonic()``) or its deletion. Not polling: the watch is resumed from
+    the last version seen when the server ends the stream, and re-listed only when Gone."""
+    obj = get_rollout(target, name)
+    yield obj
+    rv = str(obj["metadata"].get("resourceVersion", ""))
+    while True:
+        remaining = None if deadline is None else deadline - time.monotonic()
+        if remaining is not None and remaining <= 0:
+            return
+        timeout = 300 if remaining is None else max(1, math.ceil(min(remaining, 300)))
+        try:
+            for event in target.access.watch(
+                ROLLOUTS, target.namespace, rv, timeout_seconds=timeout
+            ):
+                if event.resource_version:
+                    rv = event.resource_version
+                if event.type == "BOOKMARK" or event.object.get("metadata", {}).get("name") != name:
+                    continue
+                if event.type == "DELETED":
+                    raise ClusterError(f'rollout "{name}" was deleted')
+                yield event.object
+                if deadline is not None and time.monotonic() >= deadline:
+                    return
+        except Gone:
+            obj = get_rollout(target, name)
+            rv = str(obj["metadata"].get("resourceVersion", ""))
+            yield obj
+
+
+def _status(obj: Obj) -> Obj:
+    status: Obj = obj.get("status") or {}
+    return status
+
+
+def strategy_of(obj: Obj) -> str:
+    st = _status(obj).get("strategy")
+    if st:
+        return str(st)
+    strategy = (obj.get("spec") or {}).get("strategy") or {}
+    return next(iter(strategy), "-")
+
+
+def step_of(obj: Obj) -> str:
+    st = _status(obj)
+    index, count = st.get("currentStepIndex"), st.get("stepCount")
+    if index is None:
+        return "-"
+    if count is None:
+        count = len(
+            ((obj.get("spec") or {}).get("strategy") or {}).get("canary", {}).get("steps") or []
+        )
+    return f"{index}/{count}"
+
+
+def weights_of(obj: Obj) -> Obj:
+    weights: Obj = _status(obj).get("weights") or {}
+    return weights
+
+
+def age(timestamp: str | None, now: datetime | None = None) -> str:
+    if not timestamp:
+        return "-"
+    try:
+        then = datetime.strptime(timestamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+    except ValueError:
+        return "-"
+    seconds = int(((now or datetime.now(UTC)) - then).total_seconds())
+    seconds = max(seconds, 0)
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size * (2 if unit != "m" else 1):
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+def table(rows: list[list[str]], indent: str = "") -> str:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = [
+        indent + "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
+        for row in rows
+    ]
+    return "\n".join(lines)
+
+
+def owned_replica_sets(target: Target, name: str) -> list[Obj]:
+    """The Rollout's ReplicaSets, newest first (by creationTimestamp, then resourceVersion)."""
+    items, _ = target.access.list(REPLICA_SETS, target.namespace)
+    owned = [
+        rs
+        for rs in items
+        if any(
+            ref.get("kind") == "Rollout" and ref.get("name") == name
+            for ref in rs["metadata"].get("ownerReferences") or []
+        )
+    ]
+
+    def key(rs: Obj) -> tuple[str, int]:
+        meta = rs["metadata"]
+        rv = str(meta.get("resourceVersion", "0"))
+        return str(meta.get("creationTimestamp", "")), int(rv) if rv.isdigit() else 0
+
+    return sorted(owned, key=key, reverse=True)
+
+
+def describe(obj: Obj, replica_sets: list[Obj]) -> str:
+    """``rollout get``: the whole state of one Rollout, as text."""
+    meta, st = obj["metadata"], _status(obj)
+    w = weights_of(obj)
+    lines = [
+        f"Name:        {meta['name']}",
+        f"Namespace:   {meta.get('namespace', '')}",
+        f"Strategy:    {strategy_of(obj)}",
+        f"Phase:       {st.get('phase') or 'Unknown'}",
+        f"Message:     {st.get('message') or '-'}",
+        f"Step:        {step_of(obj)}",
+        f"Weights:     stable {w.get('stable', '-')}  canary {w.get('canary', '-')}  "
+        f"mirror {w.get('mirror', '-')}",
+        f"Generation:  {meta.get('generation', '-')} "
+        f"(observed {st.get('observedGeneration', '-')})",
+        f"Replicas:    {st.get('readyReplicas', 0)}/{st.get('replicas', 0)} ready, "
+        f"{st.get('availableReplicas', 0)} available",
+    ]
+    if st.get("abort"):
+        lines.append(f"Aborted:     {st.get('abortReason') or 'yes'} at {st.get('abortedAt', '-')}")
+    lines.append("Revisions:")
+    rows = [["REVISION", "ROLE", "REPLICASET", "DESIRED", "READY", "AVAILABLE", "AGE"]]
+    for rs in replica_sets:
+        rmeta = rs["metadata"]
+        revision = (rmeta.get("labels") or {}).get(HASH_LABEL, "-")
+        roles = []
+        if revision == st.get("stableRevision"):
+            roles.append("stable")
+        if revision == st.get("canaryRevision") and revision != st.get("stableRevision"):
+            roles.append("canary")
+        rst = rs.get("status") or {}
+        rows.append(
+            [
+                revision,
+                ",".join(roles) or "old",
+                rmeta["name"],
+                str((rs.get("spec") or {}).get("replicas", 0)),
+                str(rst.get("readyReplicas", 0)),
+                str(rst.get("availableReplicas", 0)),
+                age(rmeta.get("creationTimestamp")),
+            ]
+        )
+    lines.append(table(rows, "  ") if len(rows) > 1 else "  (none)")
+    analysis = st.get("analysis")
+    if analysis:
+        count = f", count {analysis['count']}" if analysis.get("count") else ""
+        lines.append(f"Gate:        {analysis.get('phase', 'Pending')}{count}")
+        rows = [["CHECK", "PHASE", "OK", "FAILED", "INCONCLUSIVE", "ERRORS", "LAST VALUES"]]
+        for check in analysis.get("checks") or []:
+            values = [
+                "-" if m.get("value") is None else f"{m['value']:g}"
+                for m in (check.get("measurements") or [])[-3:]
+            ]
+            rows.append(
+                [
+                    str(check.get("name")),
+                    str(check.get("phase", "Pending")),
+                    str(check.get("successful", 0)),
+                    str(check.get("failed", 0)),
+                    str(check.get("inconclusive", 0)),
+                    str(check.get("errors", 0)),
+                    ", ".join(values) or "-",
+                ]
+            )
+        if len(rows) > 1:
+            lines.append(table(rows, "  "))
+    pauses = st.get("pauseConditions") or []
+    lines.append(
+        "Paused:      "
+        + (", ".join(f"{p.get('reason')} since {p.get('startTime')}" for p in pauses) or "no")
+    )
+    conditions = st.get("conditions") or []
+    if conditions:
+        lines.append("Conditions:")
+        rows = [["TYPE", "STATUS", "REASON", "MESSAGE"]]
+        rows += [
+            [str(c.get("type")), str(c.get("status")), str(c.get("reason")), c.get("message", "")]
+            for c in conditions
+        ]
+        lines.append(table(rows, "  "))
+    return "\n".join(lines)
+
+
+def render(obj: Obj, output: str | None, replica_sets: list[Obj]) -> str:
+    if output == "json":
+        return json.dumps(obj, indent=2, sort_keys=True)
+    if output == "yaml":
+        import yaml
+
+        return str(yaml.safe_dump(obj, sort_keys=False)).rstrip("\n")
+    return describe(obj, replica_sets)
+
+
+def cmd_get(
+    target: Target,
+    name: str,
+    *,
+    output: str | None = None,
+    watch: bool = False,
+    timeout: float | None = None,
+) -> int:
+    """Print the Rollout; with ``watch``, again on each change until Ctrl-C or the timeout."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    objects = follow(target, name, deadline) if watch else iter([get_rollout(target, name)])
+    first = True
+    for obj in objects:
+        replica_sets = owned_replica_sets(target, name) if output is None else []
+        text = render(obj, output, replica_sets)
+        if not first:
+            clear = "\x1b[H\x1b[2J" if target.out.isatty() and output is None else ""
+            target.say(clear or ("---" if output == "yaml" else ""))
+        target.say(text)
+        first = False
+    return 0
+
+
+def cmd_list(target: Target, *, all_namespaces: bool = False) -> int:
+    items, _ = target.access.list(ROLLOUTS, None if all_namespaces else target.namespace)
+    if not items:
+        where = "any namespace" if all_namespaces else f'namespace "{target.namespace}"'
+        target.warn(f"no rollouts found in {where}")
+        return 0
+    header = ["NAME", "STRATEGY", "PHASE", "STEP", "WEIGHT", "AGE"]
+    if all_namespaces:
+        header = ["NAMESPACE", *header]
+    rows = [header]
+    for obj in sorted(
+        items, key=lambda o: (o["metadata"].get("namespace", ""), o["metadata"]["name"])
+    ):
+        meta = obj["metadata"]
+        weight = weights_of(obj).get("canary")
+        row = [
+            meta["name"],
+            strategy_of(obj),
+            str(_status(obj).get("phase") or "Unknown"),
+            step_of(obj),
+            "-" if weight is None else str(weight),
+            age(meta.get("creationTimestamp")),
+        ]
+        rows.append([meta.get("namespace", ""), *row] if all_namespaces else row)
+    target.say(table(rows))
+    return 0
+
+
+def cmd_status(target: Target, name: str, *, timeout: float | None = None) -> int:
+    """Wait until Healthy at the current generation (0), Degraded (1) or the timeout (2)."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    last: tuple[Any, ...] | None = None
+    for obj in follow(target, name, deadline):
+        st = _status(obj)
+        phase = st.get("phase") or "Unknown"
+        observed = st.get("observedGeneration") == obj["metadata"].get("generation")
+        line = (phase, step_of(obj), weights_of(obj).get("canary"), st.get("message"), observed)
+        if line != last:
+            weight = "" if line[2] is None else f", canary weight {line[2]}%"
+            note = "" if observed else " (waiting for the controller to observe generation)"
+            target.say(f"{phase}: step {line[1]}{weight}: {st.get('message') or '-'}{note}")
+            last = line
+        if observed and phase == "Healthy":
+            target.say(f'rollout "{name}" is Healthy')
+            return EXIT_HEALTHY
+        # Aborted by an operator, then retried: Degraded until the controller sees the retry.
+        retried = not st.get("abort") and any(
+            c.get("type") == "Progressing" and c.get("reason") == "RolloutAborted"
+            for c in st.get("conditions") or []
+        )
+        if observed and phase == "Degraded" and not retried:
+            target.warn(f'rollout "{name}" is Degraded: {st.get("message") or "-"}')
+            return EXIT_DEGRADED
+    phase = (last or ("Unknown",))[0]
+    target.warn(f'timed out waiting for rollout "{name}" (phase {phase})')
+    return EXIT_TIMEOUT
+
+
+# -- operator actions (status subresource) -----------------------------------------------------
+
+Decision = tuple[Obj | None, str]  # (patch, message); no patch: nothing to do, message says why
+
+
+def _in_progress(st: Obj) -> bool:
+    canary, stable = st.get("canaryRevision"), st.get("stableRevision")
+    return bool(canary) and canary != stable
+
+
+def _update(
+    target: Target,
+    name: str,
+    decide: Callable[[Obj], Decision],
+    *,
+    subresource: bool = True,
+    warning: str | None = None,
+) -> int:
+    """Read, decide, patch with the read version as a precondition; again on Conflict."""
+    for _ in range(CONFLICT_RETRIES):
+        obj = get_rollout(target, name)
+        patch, message = decide(obj)
+        if patch is None:
+            target.say(message)
+            return 0
+        if warning:
+            target.warn(warning)
+            warning = None
+        body = {"metadata": {"resourceVersion": obj["metadata"]["resourceVersion"]}, **patch}
+        try:
+            if subresource:
+                target.access.patch_status(ROLLOUTS, target.namespace, name, body)
+            else:
+                target.access.patch(ROLLOUTS, target.namespace, name, body)
+        except Conflict:
+            continue
+        target.say(message)
+        return 0
+    raise ClusterError(f'rollout "{name}" kept changing: gave up after {CONFLICT_RETRIES} tries')
+
+
+def cmd_promote(target: Target, name: str, *, full: bool = False) -> int:
+    def decide(obj: Obj) -> Decision:
+        st = _status(obj)
+        if st.get("abort"):
+            return None, f'rollout "{name}" is aborted: nothing to promote (use `rollout retry`)'
+        pauses = st.get("pauseConditions") or []
+        progressing = _in_progress(st) or st.get("phase") == "Progressing"
+        if full and progressing:
+            if st.get("promoteFull"):
+                return None, f'rollout "{name}" is already being fully promoted'
+            patch: Obj = {"promoteFull": True}
+            if pauses:
+                patch["pauseConditions"] = []
+            return {"status": patch}, f'rollout "{name}" promoted fully: skipping remaining steps'
+        if pauses:
+            reasons = ", ".join(str(p.get("reason")) for p in pauses)
+            return {"status": {"pauseConditions": []}}, f'rollout "{name}" promoted ({reasons})'
+        if progressing:
+            return None, (
+                f'nothing to promote: rollout "{name}" is not paused (step {step_of(obj)}); '
+                "use --full to skip the remaining steps"
+            )
+        return None, f"nothing to promote: rollout is {st.get('phase') or 'not started'}"
+
+    return _update(target, name, decide)
+
+
+def cmd_abort(target: Target, name: str) -> int:
+    def decide(obj: Obj) -> Decision:
+        st = _status(obj)
+        if st.get("abort"):
+            return None, f'rollout "{name}" is already aborted'
+        if not _in_progress(st):
+            return None, f"nothing to abort: rollout is {st.get('phase') or 'not started'}"
+        return {"status": {"abort": True}}, f'rollout "{name}" aborted'
+
+    return _update(target, name, decide)
+
+
+def cmd_retry(target: Target, name: str) -> int:
+    def decide(obj: Obj) -> Decision:
+        if not _status(obj).get("abort"):
+            return None, f'nothing to retry: rollout "{name}" is not aborted'
+        return {"status": {"abort": False}}, f'rollout "{name}" retried'
+
+    return _update(target, name, decide)
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def cmd_pause(target: Target, name: str) -> int:
+    def decide(obj: Obj) -> Decision:
+        pauses = list(_status(obj).get("pauseConditions") or [])
+        if any(p.get("reason") == PAUSE_USER for p in pauses):
+            return None, f'rollout "{name}" is already paused'
+        pauses.append({"reason": PAUSE_USER, "startTime": _now()})
+        return {"status": {"pauseConditions": pauses}}, f'rollout "{name}" paused'
+
+    return _update(target, name, decide)
+
+
+def cmd_resume(target: Target, name: str) -> int:
+    def decide(obj: Obj) -> Decision:
+        pauses = list(_status(obj).get("pauseConditions") or [])
+        kept = [p for p in pauses if p.get("reason") != PAUSE_USER]
+        if len(kept) == len(pauses):
+            return None, f'nothing to resume: rollout "{name}" is not paused by `rollout pause`'
+        message = f'rollout "{name}" resumed'
+        if kept:
+            reasons = ", ".join(str(p.get("reason")) for p in kept)
+            message += f" (still paused: {reasons}; use `rollout promote`)"
+        return {"status": {"pauseConditions": kept}}, message
+
+    return _update(target, name, decide)
+
+
+# -- spec changes ------------------------------------------------------------------------------
+
+
+def merge_diff(old: Any, new: Any) -> Any:
+    """The JSON merge patch (RFC 7386) that turns ``old`` into ``new``."""
+    if not isinstance(old, dict) or not isinstance(new, dict):
+        return copy.deepcopy(new)
+    patch: Obj = {}
+    for key in old.keys() - new.keys():
+        patch[key] = None
+    for key, value in new.items():
+        if key not in old:
+            patch[key] = copy.deepcopy(value)
+        elif old[key] != value:
+            patch[key] = merge_diff(old[key], value)
+    return patch
+
+
+def _template_patch(obj: Obj, template: Obj) -> Obj:
+    return {"spec": {"template": merge_diff(obj["spec"]["template"], template)}}
+
+
+def revision_of(template: Obj) -> str:
+    from rollout.api.rollout import PodTemplate
+    from rollout.domain.revision import pod_template_hash
+
+    return pod_template_hash(PodTemplate.model_validate(template).wire())
+
+
+def template_of(rs: Obj, rollout_name: str) -> Obj:
+    """A ReplicaSet's pod template as the Rollout had it: the controller's labels removed."""
+    template: Obj = copy.deepcopy(rs["spec"]["template"])
+    labels = template.get("metadata", {}).get("labels") or {}
+    revision = labels.pop(HASH_LABEL, None)
+    if labels.get(CANONICAL_NAME) == rollout_name:
+        del labels[CANONICAL_NAME]
+    if revision is not None and labels.get(CANONICAL_REVISION) == revision:
+        del labels[CANONICAL_REVISION]
+    return template
+
+
+def _spec_change(target: Target, name: str, decide: Callable[[Obj], Decision]) -> int:
+    return _update(target, name, decide, subresource=False, warning=SPEC_WARNING.format(name=name))
+
+
+def cmd_undo(target: Target, name: str, *, to_revision: int = 1) -> int:
+    def decide(obj: Obj) -> Decision:
+        current = revision_of(obj["spec"]["template"])
+        previous = [
+            rs
+            for rs in owned_replica_sets(target, name)
+            if (rs["metadata"].get("labels") or {}).get(HASH_LABEL) != current
+        ]
+        if not previous:
+            raise ClusterError(f'rollout "{name}" has no previous revision to go back to')
+        if not 1 <= to_revision <= len(previous):
+            raise ClusterError(
+                f'--to-revision {to_revision}: rollout "{name}" has {len(previous)} '
+                "previous revision(s) (1 is the newest)"
+            )
+        rs = previous[to_revision - 1]
+        revision = (rs["metadata"].get("labels") or {}).get(HASH_LABEL)
+        patch = _template_patch(obj, template_of(rs, name))
+        return patch, f'rollout "{name}" rolled back to revision {revision}'
+
+    return _spec_change(target, name, decide)
+
+
+def cmd_restart(target: Target, name: str) -> int:
+    def decide(obj: Obj) -> Decision:
+        patch = {"spec": {"template": {"metadata": {"annotations": {RESTARTED_AT: _now()}}}}}
+        return patch, f'rollout "{name}" restarted: a new revision rolls out with its steps'
+
+    return _spec_change(target, name, decide)
+
+
+def parse_images(pairs: list[str]) -> dict[str, str]:
+    images: dict[str, str] = {}
+    for pair in pairs:
+        container, sep, image = pair.partition("=")
+        if not sep or not container or not image:
+            raise ValueError(f"{pair!r}: expected CONTAINER=IMAGE")
+        images[container] = image
+    return images
+
+
+def cmd_set_image(target: Target, name: str, images: dict[str, str]) -> int:
+    def decide(obj: Obj) -> Decision:
+        template = copy.deepcopy(obj["spec"]["template"])
+        pod = template.setdefault("spec", {})
+        found: set[str] = set()
+        changed = False
+        for key in ("initContainers", "containers"):
+            for container in pod.get(key) or []:
+                image = images.get(container.get("name"))
+                if image is None:
+                    continue
+                found.add(container["name"])
+                if container.get("image") != image:
+                    container["image"] = image
+                    changed = True
+        missing = sorted(images.keys() - found)
+        if missing:
+            raise ClusterError(f'rollout "{name}" has no container {", ".join(missing)}')
+        if not changed:
+            return None, f'rollout "{name}": image unchanged'
+        return _template_patch(obj, template), f'rollout "{name}" image updated'
+
+    return _spec_change(target, name, decide)

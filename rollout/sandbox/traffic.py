@@ -1,0 +1,396 @@
+"""Simulated traffic through the sandbox's VirtualServices, counted as Istio's sidecars count it.
+
+Runs inside the sandbox process and reads objects straight from the in-process ``Store``. Every
+tick (~0.1 s) each host of each VirtualService receives ``rps`` requests per second, routed as
+Istio routes them:
+
+- http routes in order, the first whose ``match`` fits the request (headers exact/prefix/regex,
+  uri exact/prefix/regex against the path ``/``); ``user_share`` of the simulated users send
+  ``end-user: jason``;
+- a weighted destination (a lone destination without weight gets 100), and ``mirror`` with
+  ``mirrorPercentage`` (a mirrored request is also served and counted by the mirror);
+- a destination's ``subset`` through the DestinationRule of that host in the VirtualService's
+  namespace, to the ReplicaSets whose pod template labels match both the subset's labels and
+  the host Service's selector; a destination without subset through the Service's selector;
+- among those ReplicaSets, one picked in proportion to ``status.availableReplicas``; with none
+  available the request fails with 503 before any sidecar sees it, so nothing is recorded.
+
+A revision behaves as its pod template's annotations say: ``sandbox.rollout.dev/error-rate``
+(share of 5xx), ``sandbox.rollout.dev/latency-ms`` (median, log-normal) and optionally
+``sandbox.rollout.dev/latency-p99-ms``. Randomness is seeded, so a run is reproducible.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import re
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from rollout.sandbox.istio_metrics import IstioMetrics, Workload
+from rollout.sandbox.resources import Registry
+from rollout.sandbox.selectors import field_selector, label_selector
+from rollout.sandbox.store import Obj, Store
+
+ERROR_RATE = "sandbox.rollout.dev/error-rate"
+LATENCY_MS = "sandbox.rollout.dev/latency-ms"
+LATENCY_P99_MS = "sandbox.rollout.dev/latency-p99-ms"
+CANONICAL_NAME = "service.istio.io/canonical-name"
+CANONICAL_REVISION = "service.istio.io/canonical-revision"
+HASH_LABEL = "rollout.dev/pod-template-hash"
+DEFAULT_LATENCY_MS = 20.0
+TEST_USER = {"end-user": "jason"}
+PATH = "/"
+
+
+# -- the cluster as the router sees it ---------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """Services, DestinationRules and ReplicaSets, by namespace (one consistent read)."""
+
+    services: dict[str, list[Obj]] = field(default_factory=dict)
+    destination_rules: dict[str, list[Obj]] = field(default_factory=dict)
+    replicasets: dict[str, list[Obj]] = field(default_factory=dict)
+
+    @staticmethod
+    def of(services: list[Obj], rules: list[Obj], replicasets: list[Obj]) -> Snapshot:
+        snapshot = Snapshot()
+        for target, objs in (
+            (snapshot.services, services),
+            (snapshot.destination_rules, rules),
+            (snapshot.replicasets, replicasets),
+        ):
+            for obj in objs:
+                target.setdefault(obj["metadata"].get("namespace") or "", []).append(obj)
+        return snapshot
+
+
+def _str_map(value: Any) -> dict[str, str]:
+    return {str(k): str(v) for k, v in value.items()} if isinstance(value, dict) else {}
+
+
+def host_parts(host: str, namespace: str) -> tuple[str, str]:
+    """(service name, namespace) of a host: ``name``, ``name.ns`` or ``name.ns.svc.cluster...``."""
+    labels = host.split(".")
+    return labels[0], labels[1] if len(labels) > 1 and labels[1] else namespace
+
+
+# -- matching ----------------------------------------------------------------------------------
+
+
+def string_matches(rule: Any, value: str | None) -> bool:
+    """Istio's StringMatch: ``exact``, ``prefix`` or ``regex`` (RE2, whole string)."""
+    if not isinstance(rule, dict):
+        return False
+    if value is None:
+        return False
+    if "exact" in rule:
+        return value == str(rule["exact"])
+    if "prefix" in rule:
+        return value.startswith(str(rule["prefix"]))
+    if "regex" in rule:
+        try:
+            return re.fullmatch(str(rule["regex"]), value) is not None
+        except re.error:
+            return False
+    return True  # an empty StringMatch matches anything present
+
+
+def request_matches(condition: Any, headers: Mapping[str, str], uri: str = PATH) -> bool:
+    """One HTTPMatchRequest: every condition it sets holds (conditions not simulated pass)."""
+    if not isinstance(condition, dict):
+        return False
+    for name, rule in (condition.get("headers") or {}).items():
+        if not string_matches(rule, headers.get(str(name).lower())):
+            return False
+    for name, rule in (condition.get("withoutHeaders") or {}).items():
+        if string_matches(rule, headers.get(str(name).lower())):
+            return False
+    return "uri" not in condition or string_matches(condition["uri"], uri)
+
+
+def select_route(routes: list[Any], headers: Mapping[str, str], uri: str = PATH) -> Obj | None:
+    """The first http route whose ``match`` list (any of it; none: everything) fits."""
+    for route in routes:
+        if not isinstance(route, dict):
+            continue
+        matches = route.get("match")
+        if not matches or any(request_matches(m, headers, uri) for m in matches):
+            return route
+    return None
+
+
+def destination_weights(route: Obj) -> list[tuple[Obj, int]]:
+    """(destination, weight) of a route: a lone destination without weight gets 100."""
+    entries = [r for r in route.get("route") or [] if isinstance(r, dict)]
+    if len(entries) == 1 and entries[0].get("weight") is None:
+        return [(entries[0].get("destination") or {}, 100)]
+    return [(e.get("destination") or {}, int(e.get("weight") or 0)) for e in entries]
+
+
+def pick_destination(route: Obj, rng: random.Random) -> Obj | None:
+    weighted = [(d, w) for d, w in destination_weights(route) if w > 0]
+    total = sum(w for _, w in weighted)
+    if total <= 0:
+        return None
+    point = rng.random() * total
+    for destination, weight in weighted:
+        point -= weight
+        if point < 0:
+            return destination
+    return weighted[-1][0]
+
+
+def mirror_destination(route: Obj, rng: random.Random) -> Obj | None:
+    """The mirror, for ``mirrorPercentage.value`` % of requests (100 % when not set)."""
+    mirror = route.get("mirror")
+    if not isinstance(mirror, dict) or not mirror.get("host"):
+        return None
+    percentage = route.get("mirrorPercentage")
+    share = 100.0
+    if isinstance(percentage, dict) and percentage.get("value") is not None:
+        share = float(percentage["value"])
+    return mirror if rng.random() * 100.0 < share else None
+
+
+# -- endpoints ---------------------------------------------------------------------------------
+
+
+def _template_labels(rs: Obj) -> dict[str, str]:
+    template = (rs.get("spec") or {}).get("template") or {}
+    return _str_map((template.get("metadata") or {}).get("labels"))
+
+
+def _template_annotations(rs: Obj) -> dict[str, str]:
+    template = (rs.get("spec") or {}).get("template") or {}
+    return _str_map((template.get("metadata") or {}).get("annotations"))
+
+
+def _selected(labels: Mapping[str, str], selector: Mapping[str, str]) -> bool:
+    return all(labels.get(k) == v for k, v in selector.items())
+
+
+def subset_labels(
+    snapshot: Snapshot, namespace: str, host: str, subset: str
+) -> dict[str, str] | None:
+    """The labels of ``subset`` in the DestinationRule for ``host`` in ``namespace``."""
+    name, _ = host_parts(host, namespace)
+    for rule in snapshot.destination_rules.get(namespace, []):
+        spec = rule.get("spec") or {}
+        if host_parts(str(spec.get("host") or ""), namespace)[0] != name:
+            continue
+        for entry in spec.get("subsets") or []:
+            if isinstance(entry, dict) and entry.get("name") == subset:
+                return _str_map(entry.get("labels"))
+    return None
+
+
+def endpoints(snapshot: Snapshot, namespace: str, destination: Obj) -> list[tuple[Obj, int]]:
+    """(ReplicaSet, available replicas) behind a destination, those with any available."""
+    name, service_namespace = host_parts(str(destination.get("host") or ""), namespace)
+    service = next(
+        (s for s in snapshot.services.get(service_namespace, []) if s["metadata"]["name"] == name),
+        None,
+    )
+    if service is None:
+        return []
+    selector = _str_map((service.get("spec") or {}).get("selector"))
+    if not selector:
+        return []  # a Service without selector has no endpoints the sandbox manages
+    wanted = dict(selector)
+    subset = destination.get("subset")
+    if subset:
+        labels = subset_labels(snapshot, namespace, str(destination.get("host")), str(subset))
+        if labels is None:
+            return []  # an unknown subset: Envoy has no cluster for it
+        wanted.update(labels)
+        if any(selector.get(k, v) != v for k, v in labels.items()):
+            return []  # the subset contradicts the Service's selector
+    found = []
+    for rs in snapshot.replicasets.get(service_namespace, []):
+        available = int((rs.get("status") or {}).get("availableReplicas") or 0)
+        if available > 0 and _selected(_template_labels(rs), wanted):
+            found.append((rs, available))
+    return found
+
+
+def pick_endpoint(found: list[tuple[Obj, int]], rng: random.Random) -> Obj | None:
+    total = sum(n for _, n in found)
+    if total <= 0:
+        return None
+    point = rng.random() * total
+    for rs, available in found:
+        point -= available
+        if point < 0:
+            return rs
+    return found[-1][0]
+
+
+# -- behaviour ---------------------------------------------------------------------------------
+
+
+def _float(value: str | None, default: float | None) -> float | None:
+    if value is None:
+        return default
+    try:
+        return float(value)
+    except ValueError:
+        return default
+
+
+def workload_of(rs: Obj, service: str) -> Workload:
+    """The revision a ReplicaSet runs, named as Istio names it, and how it behaves."""
+    labels = _template_labels(rs)
+    annotations = _template_annotations(rs)
+    meta = rs["metadata"]
+    latency = _float(annotations.get(LATENCY_MS), DEFAULT_LATENCY_MS) or DEFAULT_LATENCY_MS
+    p99 = _float(annotations.get(LATENCY_P99_MS), None)
+    return Workload(
+        namespace=meta.get("namespace") or "",
+        service=labels.get(CANONICAL_NAME) or labels.get("app") or meta["name"],
+        revision=labels.get(CANONICAL_REVISION)
+        or labels.get(HASH_LABEL)
+        or (meta.get("labels") or {}).get(HASH_LABEL)
+        or "latest",
+        error_rate=min(1.0, max(0.0, _float(annotations.get(ERROR_RATE), 0.0) or 0.0)),
+        latency_ms=max(latency, 1e-3),
+        latency_p99_ms=p99 if p99 is not None and p99 > 0 else None,
+        workload=meta["name"],
+        destination_service=service,
+    )
+
+
+def sample(workload: Workload, rng: random.Random) -> tuple[int, float]:
+    """(response code, milliseconds) of one request served by ``workload``."""
+    code = 500 if rng.random() < workload.error_rate else 200
+    p99 = workload.latency_p99_ms or 3 * workload.latency_ms
+    sigma = max(math.log(max(p99, workload.latency_ms) / workload.latency_ms) / 2.326, 1e-6)
+    return code, workload.latency_ms * math.exp(rng.gauss(0, sigma))
+
+
+# -- one request -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Served:
+    workload: Workload
+    code: int
+    millis: float
+
+
+def serve(
+    snapshot: Snapshot,
+    virtual_service: Obj,
+    headers: Mapping[str, str],
+    rng: random.Random,
+) -> list[Served]:
+    """What one request to a VirtualService's host produces: the served copy, and the mirror."""
+    namespace = virtual_service["metadata"].get("namespace") or ""
+    route = select_route((virtual_service.get("spec") or {}).get("http") or [], headers)
+    if route is None:
+        return []
+    results = []
+    for destination in (pick_destination(route, rng), mirror_destination(route, rng)):
+        if destination is None:
+            continue
+        rs = pick_endpoint(endpoints(snapshot, namespace, destination), rng)
+        if rs is None:
+            continue  # 503 no healthy upstream: no destination sidecar records it
+        service, _ = host_parts(str(destination.get("host") or ""), namespace)
+        workload = workload_of(rs, service)
+        code, millis = sample(workload, rng)
+        results.append(Served(workload, code, millis))
+    return results
+
+
+# -- the simulator -----------------------------------------------------------------------------
+
+
+class TrafficSimulator:
+    def __init__(
+        self,
+        store: Store,
+        registry: Registry,
+        metrics: IstioMetrics,
+        *,
+        rps: float = 50.0,
+        user_share: float = 0.1,
+        tick: float = 0.1,
+        seed: int = 7,
+    ) -> None:
+        self.store = store
+        self.metrics = metrics
+        self.rps = rps
+        self.user_share = user_share
+        self.tick = tick
+        self._random = random.Random(seed)
+        self._types = {
+            plural: registry.get(group, plural)
+            for group, plural in (
+                ("", "services"),
+                ("apps", "replicasets"),
+                ("networking.istio.io", "virtualservices"),
+                ("networking.istio.io", "destinationrules"),
+            )
+        }
+        self._carry: dict[tuple[str, str], float] = {}
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def _list(self, plural: str) -> list[Obj]:
+        rtype = self._types[plural]
+        if rtype is None:
+            return []
+        items, _ = self.store.list(rtype, None, label_selector(None), field_selector(None))
+        return items
+
+    def snapshot(self) -> tuple[Snapshot, list[Obj]]:
+        return (
+            Snapshot.of(
+                self._list("services"), self._list("destinationrules"), self._list("replicasets")
+            ),
+            self._list("virtualservices"),
+        )
+
+    def step(self, seconds: float) -> int:
+        """Send ``seconds`` worth of requests to every host; return how many were recorded."""
+        snapshot, virtual_services = self.snapshot()
+        recorded = 0
+        live = set()
+        for vs in virtual_services:
+            for host in (vs.get("spec") or {}).get("hosts") or []:
+                key = (str(vs["metadata"].get("uid")), str(host))
+                live.add(key)
+                due = self.rps * seconds + self._carry.get(key, 0.0)
+                count = int(due)
+                self._carry[key] = due - count
+                for _ in range(count):
+                    user = self._random.random() < self.user_share
+                    for served in serve(snapshot, vs, TEST_USER if user else {}, self._random):
+                        self.metrics.record(served.workload, served.code, served.millis)
+                        recorded += 1
+        self._carry = {k: v for k, v in self._carry.items() if k in live}
+        return recorded
+
+    def start(self) -> None:
+        def loop() -> None:
+            last = time.monotonic()
+            while not self._stop.wait(self.tick) and not self.store.closed:
+                now = time.monotonic()
+                self.step(now - last)
+                last = now
+
+        self._thread = threading.Thread(target=loop, name="sandbox-traffic", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
