@@ -245,6 +245,28 @@ def sandbox_up(
     )
 
 
+@app.command()
+def demo(
+    scenario: str = typer.Option(
+        "bad-canary",
+        "--scenario",
+        help="good-canary, bad-canary, slow-canary, blue-green, bad-blue-green, mirror, "
+        "bad-mirror or header-route.",
+    ),
+    json_file: Path | None = typer.Option(None, "--json", help="Write the timeline as JSON here."),
+    plot_file: Path | None = typer.Option(
+        None, "--plot", help="Draw weights and gate metrics over time into this PNG (matplotlib)."
+    ),
+) -> None:
+    """Run a rollout end to end in the sandbox (cluster, traffic, Prometheus, controller).
+
+    Exit 0 when the scenario ends as expected (promoted, or rolled back), 1 otherwise.
+    """
+    from rollout.demo_cli import run
+
+    raise typer.Exit(run(scenario, json_file, plot_file))
+
+
 # -- operator commands -------------------------------------------------------------------------
 
 Namespace = Annotated[

@@ -1,0 +1,603 @@
+"""``rollout demo``: one command that shows a progressive delivery end to end, in the sandbox.
+
+Starts the sandbox cluster (API, workloads, simulated traffic through the VirtualServices), a
+real Prometheus scraping the simulated Istio metrics, and the controller, all in-process. Then
+deploys a Rollout (v1), lets it serve until Prometheus has data, updates it to v2 (whose pod
+annotations make it good, failing or slow) and prints the progress each second until the
+rollout is promoted or rolled back. ``--json`` writes the timeline, ``--plot`` draws it.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import shutil
+import sys
+import tempfile
+import time
+import urllib.parse
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+Obj = dict[str, Any]
+
+NAMESPACE = "demo"
+APP = "reviews"
+GROUP_VERSION = "rollout.dev/v1alpha1"
+ISTIO = "networking.istio.io/v1beta1"
+ERROR_RATE = "sandbox.rollout.dev/error-rate"
+LATENCY_MS = "sandbox.rollout.dev/latency-ms"
+LATENCY_P99_MS = "sandbox.rollout.dev/latency-p99-ms"
+READY_AFTER = "sandbox.rollout.dev/ready-after"
+
+MAX_ERROR_RATE = 0.05
+MAX_P99_MS = 250.0
+INTERVAL_S = 5
+RPS = 100.0
+TIMEOUT_S = 150.0
+TAIL_S = 3.0  # seconds sampled after the outcome, so the timeline shows where traffic settled
+
+GATE: Obj = {
+    "interval": f"{INTERVAL_S}s",
+    "prometheus": {"scrapeInterval": "1s", "timeout": "2s"},
+    "checks": [
+        {"name": "error-rate", "errorRate": {"max": MAX_ERROR_RATE, "minRequests": 10}},
+        {"name": "latency", "latencyP99": {"maxMs": MAX_P99_MS, "minRequests": 10}},
+    ],
+}
+
+CANARY_STEPS: list[Obj] = [
+    {"setWeight": 20},
+    {"analysis": {"count": 2}},
+    {"setWeight": 50},
+    {"analysis": {"count": 1}},
+    {"setWeight": 80},
+    {"pause": {"duration": "3s"}},
+]
+HEADER_STEPS: list[Obj] = [
+    {
+        "setHeaderRoute": {
+            "name": "testers",
+            "match": [{"headers": {"end-user": {"exact": "jason"}}}],
+        }
+    },
+    {"analysis": {"count": 2}},
+    {"setWeight": 50},
+    {"analysis": {"count": 1}},
+]
+BAD = {ERROR_RATE: "0.3"}
+SLOW = {LATENCY_MS: "150", LATENCY_P99_MS: "900"}
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    description: str
+    strategy: Obj
+    v2: dict[str, str]  # v2's behaviour: sandbox pod-template annotations
+    expected: str  # Promoted | RolledBack
+    host_routing: bool = False  # blue-green: a Service per version; else DestinationRule subsets
+
+
+SCENARIOS: dict[str, Scenario] = {
+    s.name: s
+    for s in (
+        Scenario(
+            "good-canary",
+            "a healthy canary walks 20% -> 50% -> 80% and is promoted",
+            {"canary": {"steps": CANARY_STEPS}},
+            {},
+            "Promoted",
+        ),
+        Scenario(
+            "bad-canary",
+            "a canary answering 30% errors fails its gate at 20% and is rolled back",
+            {"canary": {"steps": CANARY_STEPS}},
+            BAD,
+            "RolledBack",
+        ),
+        Scenario(
+            "slow-canary",
+            "a canary with a 900 ms p99 fails its latency gate and is rolled back",
+            {"canary": {"steps": CANARY_STEPS}},
+            SLOW,
+            "RolledBack",
+        ),
+        Scenario(
+            "blue-green",
+            "a healthy preview is gated, switched to at once, gated again and kept",
+            {
+                "blueGreen": {
+                    "previewReplicaCount": 2,
+                    "autoPromotionSeconds": 0,
+                    "prePromotionAnalysis": {"count": 1},
+                    "postPromotionAnalysis": {"count": 2},
+                }
+            },
+            {},
+            "Promoted",
+            host_routing=True,
+        ),
+        Scenario(
+            "bad-blue-green",
+            "after the switch the new version fails its post-promotion gate: traffic switches back",
+            {
+                "blueGreen": {
+                    "previewReplicaCount": 2,
+                    "autoPromotionSeconds": 0,
+                    "postPromotionAnalysis": {"count": 2},
+                }
+            },
+            BAD,
+            "RolledBack",
+            host_routing=True,
+        ),
+        Scenario(
+            "mirror",
+            "live traffic is mirrored to the new version for 12 s, gated, then switched",
+            {"mirror": {"percent": 100, "duration": "12s"}},
+            {},
+            "Promoted",
+        ),
+        Scenario(
+            "bad-mirror",
+            "the mirrored copy fails its gate: rejected before it serves any live request",
+            {"mirror": {"percent": 100, "duration": "12s"}},
+            BAD,
+            "RolledBack",
+        ),
+        Scenario(
+            "header-route",
+            "testers (end-user: jason) reach the canary first, then 50% of everyone",
+            {"canary": {"steps": HEADER_STEPS}},
+            {},
+            "Promoted",
+        ),
+    )
+}
+
+
+# -- manifests ---------------------------------------------------------------------------------
+
+
+def _meta(name: str) -> Obj:
+    return {"name": name, "namespace": NAMESPACE}
+
+
+def services(scenario: Scenario) -> list[Obj]:
+    names = [APP, f"{APP}-stable", f"{APP}-canary"] if scenario.host_routing else [APP]
+    return [
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": _meta(name),
+            "spec": {"selector": {"app": APP}, "ports": [{"name": "http", "port": 9080}]},
+        }
+        for name in names
+    ]
+
+
+def destination_rule() -> Obj:
+    return {
+        "apiVersion": ISTIO,
+        "kind": "DestinationRule",
+        "metadata": _meta(APP),
+        "spec": {
+            "host": APP,
+            "subsets": [
+                {"name": "stable", "labels": {"app": APP}},
+                {"name": "canary", "labels": {"app": APP}},
+            ],
+        },
+    }
+
+
+def virtual_services(scenario: Scenario) -> list[Obj]:
+    if scenario.host_routing:
+        stable, canary = {"host": f"{APP}-stable"}, {"host": f"{APP}-canary"}
+    else:
+        stable, canary = {"host": APP, "subset": "stable"}, {"host": APP, "subset": "canary"}
+    live = {
+        "apiVersion": ISTIO,
+        "kind": "VirtualService",
+        "metadata": _meta(APP),
+        "spec": {
+            "hosts": [APP],
+            "http": [
+                {
+                    "name": "primary",
+                    "route": [
+                        {"destination": stable, "weight": 100},
+                        {"destination": canary, "weight": 0},
+                    ],
+                }
+            ],
+        },
+    }
+    if not scenario.host_routing:
+        return [live]
+    # Blue-green's preview: testers reach it on its own host before the switch.
+    preview = {
+        "apiVersion": ISTIO,
+        "kind": "VirtualService",
+        "metadata": _meta(f"{APP}-preview"),
+        "spec": {
+            "hosts": [f"{APP}-canary"],
+            "http": [{"route": [{"destination": {"host": f"{APP}-canary"}}]}],
+        },
+    }
+    return [live, preview]
+
+
+def template(version: int, annotations: dict[str, str]) -> Obj:
+    return {
+        "metadata": {
+            "labels": {"app": APP},
+            "annotations": {READY_AFTER: "0.5", **annotations},
+        },
+        "spec": {"containers": [{"name": APP, "image": f"example.com/shop/{APP}:{version}"}]},
+    }
+
+
+def rollout(scenario: Scenario) -> Obj:
+    strategy = copy.deepcopy(scenario.strategy)
+    for body in strategy.values():
+        body.setdefault("scaleDownDelaySeconds", 2)
+        body.setdefault("abortScaleDownDelaySeconds", 2)
+    if scenario.host_routing:
+        routing: Obj = {
+            "virtualServices": [{"name": APP}],
+            "stableService": f"{APP}-stable",
+            "canaryService": f"{APP}-canary",
+        }
+    else:
+        routing = {
+            "virtualServices": [{"name": APP, "routes": ["primary"]}],
+            "destinationRule": {"name": APP, "stableSubset": "stable", "canarySubset": "canary"},
+        }
+    return {
+        "apiVersion": GROUP_VERSION,
+        "kind": "Rollout",
+        "metadata": _meta(APP),
+        "spec": {
+            "replicas": 3,
+            "selector": {"matchLabels": {"app": APP}},
+            "template": template(1, {}),
+            "trafficRouting": {"istio": routing},
+            "analysis": copy.deepcopy(GATE),
+            "strategy": strategy,
+        },
+    }
+
+
+# -- Prometheus --------------------------------------------------------------------------------
+
+
+def query(prometheus: str, promql: str) -> float | None:
+    url = f"{prometheus}/api/v1/query?{urllib.parse.urlencode({'query': promql})}"
+    try:
+        with urllib.request.urlopen(url, timeout=2) as reply:
+            result = json.load(reply)["data"]["result"]
+    except (OSError, ValueError, KeyError):
+        return None
+    if not result:
+        return None
+    value = float(result[0]["value"][1])
+    return None if value != value else value  # NaN: no data
+
+
+def _selector(revision: str) -> str:
+    return (
+        f'reporter="destination",destination_workload_namespace="{NAMESPACE}",'
+        f'destination_canonical_service="{APP}",destination_canonical_revision="{revision}"'
+    )
+
+
+def error_rate(prometheus: str, revision: str | None) -> float | None:
+    if not revision:
+        return None
+    sel, w = _selector(revision), f"{INTERVAL_S}s"
+    return query(
+        prometheus,
+        f'(sum(increase(istio_requests_total{{{sel},response_code=~"5.."}}[{w}])) or vector(0))'
+        f" / sum(increase(istio_requests_total{{{sel}}}[{w}]))",
+    )
+
+
+def p99_ms(prometheus: str, revision: str | None) -> float | None:
+    if not revision:
+        return None
+    sel = _selector(revision)
+    return query(
+        prometheus,
+        "histogram_quantile(0.99, sum by (le) "
+        f"(rate(istio_request_duration_milliseconds_bucket{{{sel}}}[{INTERVAL_S}s])))",
+    )
+
+
+def wait_for_data(prometheus: str, revision: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        total = query(
+            prometheus, f"sum(increase(istio_requests_total{{{_selector(revision)}}}[5s]))"
+        )
+        if total is not None and total > 0:
+            return
+        time.sleep(0.5)
+    raise RuntimeError(f"Prometheus has no data for {APP}'s revision {revision} after {timeout}s")
+
+
+# -- the run -----------------------------------------------------------------------------------
+
+
+@dataclass
+class Sample:
+    t: float
+    phase: str | None
+    step: int | None
+    canaryWeight: int  # noqa: N815 - the JSON's field names
+    stableWeight: int  # noqa: N815
+    mirrorPercent: float  # noqa: N815
+    canaryErrorRate: float | None  # noqa: N815
+    canaryP99Ms: float | None  # noqa: N815
+    stableErrorRate: float | None  # noqa: N815
+    stableP99Ms: float | None  # noqa: N815
+
+
+@dataclass
+class Result:
+    scenario: str
+    outcome: str
+    durationSeconds: float  # noqa: N815
+    expected: str
+    thresholds: Obj
+    timeline: list[Sample] = field(default_factory=list)
+    events: list[Obj] = field(default_factory=list)  # {t, what}: step changes, gate failures
+
+    def as_json(self) -> Obj:
+        return {
+            "scenario": self.scenario,
+            "outcome": self.outcome,
+            "expected": self.expected,
+            "durationSeconds": round(self.durationSeconds, 2),
+            "thresholds": self.thresholds,
+            "timeline": [vars(s) for s in self.timeline],
+            "events": self.events,
+        }
+
+
+def _fmt(value: float | None, digits: int = 3) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def _gate_line(status: Obj) -> str:
+    checks = ((status.get("analysis") or {}).get("checks")) or []
+    parts = []
+    for check in checks:
+        last = (check.get("measurements") or [None])[-1]
+        if not last:
+            continue
+        value = last.get("value")
+        if check["name"] == "error-rate":
+            shown = f"{_fmt(value)} (max {MAX_ERROR_RATE})"
+        else:
+            shown = f"{_fmt(value, 0)} ms (max {MAX_P99_MS:g})"
+        parts.append(f"{check['name']} {shown} {last.get('phase')}")
+    return "; ".join(parts)
+
+
+def _step_name(spec: Obj, index: int | None) -> str:
+    steps = ((spec.get("strategy") or {}).get("canary") or {}).get("steps") or []
+    if index is None or not steps:
+        return ""
+    if index >= len(steps):
+        return f"step {index}/{len(steps)} done"
+    step = steps[index]
+    action = next(iter(step))
+    return (
+        f"step {index + 1}/{len(steps)} {action} {json.dumps(step[action], separators=(',', ':'))}"
+    )
+
+
+def run_demo(name: str, out: Any = None) -> Result:
+    """Run scenario ``name``; print progress to ``out`` (stdout)."""
+    from rollout.cluster.kube import KubeAccess, load_api_client
+    from rollout.controller.runtime import Controller
+    from rollout.sandbox.cluster import Sandbox
+    from rollout.sandbox.istio_metrics import IstioMetrics
+    from rollout.sandbox.prometheus import PrometheusServer
+    from rollout.sandbox.traffic import TrafficSimulator
+
+    out = out or sys.stdout
+    scenario = SCENARIOS[name]
+
+    def say(line: str) -> None:
+        print(line, file=out, flush=True)
+
+    logging.getLogger("rollout").setLevel(logging.ERROR)
+    workdir = Path(tempfile.mkdtemp(prefix="rollout-demo-"))
+    sandbox = Sandbox(0)
+    metrics = IstioMetrics()
+    traffic: TrafficSimulator | None = None
+    prometheus: PrometheusServer | None = None
+    controller: Controller | None = None
+    try:
+        sandbox.start()
+        traffic = TrafficSimulator(sandbox.store, sandbox.registry, metrics, rps=RPS)
+        traffic.start()
+        prometheus = PrometheusServer([f"127.0.0.1:{metrics.serve(0)}"], port=0)
+        prometheus.start()
+        kubeconfig = workdir / "kubeconfig"
+        sandbox.write_kubeconfig(kubeconfig)
+        say(f"sandbox at {sandbox.url}, prometheus at {prometheus.url}")
+        controller = Controller(
+            KubeAccess(load_api_client(str(kubeconfig))),
+            namespace=NAMESPACE,
+            workers=2,
+            prometheus_url=prometheus.url,
+        )
+        if not controller.start_caches(timeout=20):
+            raise RuntimeError("the controller's watch caches did not fill")
+        controller.start_workers()
+
+        registry, store = sandbox.registry, sandbox.store
+
+        def rtype(group: str, version: str, plural: str) -> Any:
+            return registry.lookup(group, version, plural)
+
+        store.create(rtype("", "v1", "namespaces"), None, {"metadata": {"name": NAMESPACE}})
+        for svc in services(scenario):
+            store.create(rtype("", "v1", "services"), NAMESPACE, svc)
+        if not scenario.host_routing:
+            dr_type = rtype("networking.istio.io", "v1beta1", "destinationrules")
+            store.create(dr_type, NAMESPACE, destination_rule())
+        for vs in virtual_services(scenario):
+            store.create(rtype("networking.istio.io", "v1beta1", "virtualservices"), NAMESPACE, vs)
+        rollouts = rtype("rollout.dev", "v1alpha1", "rollouts")
+        store.create(rollouts, NAMESPACE, rollout(scenario))
+        say(f"scenario {scenario.name}: {scenario.description}")
+
+        def status() -> Obj:
+            found: Obj = store.get(rollouts, NAMESPACE, APP).get("status") or {}
+            return found
+
+        def wait(predicate: Any, what: str, timeout: float = 60.0) -> Obj:
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                current = status()
+                if predicate(current):
+                    return current
+                time.sleep(0.1)
+            raise RuntimeError(f"timed out waiting for {what}")
+
+        v1 = str(
+            wait(lambda s: s.get("phase") == "Healthy" and s.get("stableRevision"), "v1")[
+                "stableRevision"
+            ]
+        )
+        say(f"v1 ({v1}) is Healthy; waiting for Prometheus to see its traffic")
+        wait_for_data(prometheus.url, v1)
+        time.sleep(INTERVAL_S)  # a full gate window of v1's traffic: stable's side is judged too
+
+        def set_v2(obj: Obj) -> Obj:
+            obj = copy.deepcopy(obj)
+            obj["spec"]["template"] = template(2, scenario.v2)
+            return obj
+
+        store.mutate(rollouts, NAMESPACE, APP, set_v2, None)
+        behaviour = ", ".join(f"{k.rsplit('/', 1)[1]}={v}" for k, v in scenario.v2.items())
+        say(f"updated to v2 ({behaviour or 'healthy'}); expecting {scenario.expected}")
+        return _watch(scenario, prometheus.url, status, v1, say)
+    finally:
+        if controller is not None:
+            controller.stop()
+        if traffic is not None:
+            traffic.stop()
+        if prometheus is not None:
+            prometheus.stop()
+        metrics.close()
+        sandbox.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _watch(scenario: Scenario, prometheus: str, status: Any, v1: str, say: Any) -> Result:
+    start = time.monotonic()
+    result = Result(
+        scenario.name,
+        "Timeout",
+        0.0,
+        scenario.expected,
+        {"errorRate": MAX_ERROR_RATE, "p99Ms": MAX_P99_MS},
+    )
+    v2: str | None = None
+    last_line = ""
+    last_step: tuple[Any, Any] | None = None
+    seen_failures = 0
+    ended: float | None = None  # when the outcome was reached; a few more samples follow
+    while time.monotonic() - start < TIMEOUT_S:
+        tick = time.monotonic()
+        current: Obj = status()
+        t = round(tick - start, 2)
+        v2 = v2 or (current.get("canaryRevision") if current.get("canaryRevision") != v1 else None)
+        weights = current.get("weights") or {}
+        sample = Sample(
+            t=t,
+            phase=current.get("phase"),
+            step=current.get("currentStepIndex"),
+            canaryWeight=int(weights.get("canary", 0)),
+            stableWeight=int(weights.get("stable", 100)),
+            mirrorPercent=float(weights.get("mirror", 0)),
+            canaryErrorRate=error_rate(prometheus, v2),
+            canaryP99Ms=p99_ms(prometheus, v2),
+            stableErrorRate=error_rate(prometheus, v1),
+            stableP99Ms=p99_ms(prometheus, v1),
+        )
+        result.timeline.append(sample)
+        step = (sample.phase, sample.step)
+        if step != last_step:
+            where = "" if sample.step is None else f" step {sample.step + 1}"
+            result.events.append({"t": t, "what": f"{sample.phase}{where}"})
+            last_step = step
+        failures = sum(
+            1
+            for check in ((current.get("analysis") or {}).get("checks") or [])
+            for m in check.get("measurements") or []
+            if m.get("phase") == "Failed"
+        )
+        if failures > seen_failures:
+            result.events.append({"t": t, "what": "gate failed"})
+            seen_failures = failures
+        line = (
+            f"{sample.phase or '-':<11} {_step_name(_spec_of(scenario), sample.step):<40} "
+            f"weights stable/canary {sample.stableWeight}/{sample.canaryWeight}"
+            + (f" mirror {sample.mirrorPercent:g}%" if sample.mirrorPercent else "")
+            + (f" | {_gate_line(current)}" if _gate_line(current) else "")
+        )
+        if line != last_line:
+            say(f"[{t:5.1f}s] {line}")
+            last_line = line
+        if ended is None:
+            outcome = _outcome(current, v1, v2)
+            if outcome is not None:
+                result.outcome = outcome
+                result.durationSeconds = time.monotonic() - start
+                ended = time.monotonic()
+        if ended is not None and time.monotonic() - ended >= TAIL_S:
+            break
+        time.sleep(max(0.0, 1.0 - (time.monotonic() - tick)))
+    if ended is None:
+        result.durationSeconds = time.monotonic() - start
+    reason = status().get("abortReason")
+    say(
+        f"{scenario.name}: {result.outcome} after {result.durationSeconds:.1f}s"
+        + (f" ({reason})" if reason and result.outcome == "RolledBack" else "")
+        + f" - expected {scenario.expected}: "
+        + ("OK" if result.outcome == scenario.expected else "UNEXPECTED")
+    )
+    return result
+
+
+def _spec_of(scenario: Scenario) -> Obj:
+    return {"strategy": scenario.strategy}
+
+
+def _outcome(status: Obj, v1: str, v2: str | None) -> str | None:
+    weights = status.get("weights") or {}
+    if v2 and status.get("stableRevision") == v2 and status.get("phase") == "Healthy":
+        return "Promoted"
+    if (
+        status.get("phase") == "Degraded"
+        and status.get("stableRevision") == v1
+        and int(weights.get("canary", 0)) == 0
+        and float(weights.get("mirror", 0)) == 0
+    ):
+        return "RolledBack"
+    return None
+
+
+def write_json(result: Result, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result.as_json(), indent=2) + "\n")

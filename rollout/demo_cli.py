@@ -1,0 +1,45 @@
+"""``rollout demo``'s command: check the options and the tools, run, write the outputs."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from pathlib import Path
+
+
+def run(scenario: str, json_file: Path | None, plot_file: Path | None) -> int:
+    from rollout.demo import SCENARIOS, run_demo, write_json
+    from rollout.sandbox.prometheus import INSTALL_HINT
+
+    if scenario not in SCENARIOS:
+        print(
+            f"rollout demo: unknown scenario {scenario!r}; one of {', '.join(SCENARIOS)}",
+            file=sys.stderr,
+        )
+        return 4
+    if shutil.which("prometheus") is None:
+        print(f"rollout demo: {INSTALL_HINT} (or run scripts/install-prometheus)", file=sys.stderr)
+        return 1
+    if plot_file is not None:
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            print(
+                "rollout demo: --plot needs matplotlib: pip install 'rollout-controller[demo]'",
+                file=sys.stderr,
+            )
+            return 1
+    try:
+        result = run_demo(scenario)
+    except RuntimeError as error:
+        print(f"rollout demo: {error}", file=sys.stderr)
+        return 1
+    if json_file is not None:
+        write_json(result, json_file)
+        print(f"timeline written to {json_file}")
+    if plot_file is not None:
+        from rollout.demo_plot import plot
+
+        plot(result, plot_file)
+        print(f"plot written to {plot_file}")
+    return 0 if result.outcome == result.expected else 1

@@ -1,0 +1,88 @@
+"""``rollout demo`` end to end, through the public command (sandbox, Prometheus, controller).
+
+Each scenario runs the installed ``rollout`` in a subprocess and checks its exit status and the
+timeline it writes with ``--json``.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from rollout.sandbox.prometheus import INSTALL_HINT
+
+pytestmark = pytest.mark.e2e
+
+ROLLOUT = str(Path(sys.executable).parent / "rollout")
+
+
+def demo(scenario: str, tmp_path: Path) -> dict[str, Any]:
+    if shutil.which("prometheus") is None:
+        pytest.fail(INSTALL_HINT)
+    out = tmp_path / "timeline.json"
+    done = subprocess.run(
+        [ROLLOUT, "demo", "--scenario", scenario, "--json", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"{scenario}: " in done.stdout
+    result: dict[str, Any] = json.loads(out.read_text())
+    assert result["scenario"] == scenario
+    assert result["timeline"], result
+    times = [s["t"] for s in result["timeline"]]
+    assert times == sorted(times)
+    for sample in result["timeline"]:
+        assert sample["canaryWeight"] + sample["stableWeight"] == 100, sample
+    return result
+
+
+def test_a_good_canary_is_promoted_step_by_step(tmp_path: Path) -> None:
+    result = demo("good-canary", tmp_path)
+    assert result["outcome"] == "Promoted"
+    weights = [s["canaryWeight"] for s in result["timeline"]]
+    assert {20, 50, 80} <= set(weights)
+    # the canary's weight only grows until the promotion hands everything to it (back to 0)
+    climbing = weights[: weights.index(80) + 1]
+    assert climbing == sorted(climbing)
+    assert weights[-1] == 0 and result["timeline"][-1]["phase"] == "Healthy"
+    measured = [
+        s["canaryErrorRate"] for s in result["timeline"] if s["canaryErrorRate"] is not None
+    ]
+    assert measured and max(measured) <= result["thresholds"]["errorRate"]
+
+
+def test_a_bad_canary_is_rolled_back_from_the_step_that_failed(tmp_path: Path) -> None:
+    result = demo("bad-canary", tmp_path)
+    assert result["outcome"] == "RolledBack"
+    timeline = result["timeline"]
+    assert max(s["canaryWeight"] for s in timeline) == 20  # never past the first step
+    assert timeline[-1]["canaryWeight"] == 0 and timeline[-1]["phase"] == "Degraded"
+    failing = [s for s in timeline if (s["canaryErrorRate"] or 0) > 0.05]
+    assert failing, "the canary's errors show in Prometheus"
+    assert all(s["stableErrorRate"] in (None, 0.0) for s in timeline)
+
+
+def test_blue_green_switches_all_traffic_at_once(tmp_path: Path) -> None:
+    result = demo("blue-green", tmp_path)
+    assert result["outcome"] == "Promoted"
+    # before the switch the preview has no live traffic; there are no intermediate weights
+    assert {s["canaryWeight"] for s in result["timeline"]} <= {0, 100}
+    assert result["timeline"][-1]["phase"] == "Healthy"
+
+
+def test_a_bad_mirror_is_rejected_before_any_live_traffic(tmp_path: Path) -> None:
+    result = demo("bad-mirror", tmp_path)
+    assert result["outcome"] == "RolledBack"
+    timeline = result["timeline"]
+    assert all(s["canaryWeight"] == 0 for s in timeline)
+    assert any(s["mirrorPercent"] == 100 for s in timeline)
+    assert timeline[-1]["mirrorPercent"] == 0
+    assert any((s["canaryErrorRate"] or 0) > 0.05 for s in timeline)
