@@ -59,6 +59,15 @@ class Workload:
         return (self.namespace, self.service, self.revision)
 
 
+def sample(workload: Workload, rng: random.Random) -> tuple[int, float]:
+    """(response code, milliseconds) of one request served by ``workload``: a 500 with its
+    error share, a log-normal latency with its median and p99 (default: 3x the median)."""
+    code = 500 if rng.random() < workload.error_rate else 200
+    p99 = workload.latency_p99_ms or 3 * workload.latency_ms
+    sigma = max(math.log(max(p99, workload.latency_ms) / workload.latency_ms) / 2.326, 1e-6)
+    return code, workload.latency_ms * math.exp(rng.gauss(0, sigma))
+
+
 class IstioMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
@@ -145,14 +154,8 @@ class Traffic:
             due = workload.rps * seconds + self._carry.get(workload.key, 0.0)
             count = int(due)
             self._carry[workload.key] = due - count
-            sigma = (
-                math.log((workload.latency_p99_ms or 3 * workload.latency_ms) / workload.latency_ms)
-                / 2.326
-            )
             for _ in range(count):
-                code = 503 if self._random.random() < workload.error_rate else 200
-                millis = workload.latency_ms * math.exp(self._random.gauss(0, max(sigma, 1e-6)))
-                self.metrics.record(workload, code, millis)
+                self.metrics.record(workload, *sample(workload, self._random))
 
     def run(self, until: float) -> threading.Thread:
         """Generate traffic in a thread until ``stop()`` or ``until`` (a monotonic deadline)."""

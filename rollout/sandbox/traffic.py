@@ -22,7 +22,6 @@ A revision behaves as its pod template's annotations say: ``sandbox.rollout.dev/
 
 from __future__ import annotations
 
-import math
 import random
 import re
 import threading
@@ -31,7 +30,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from rollout.sandbox.istio_metrics import IstioMetrics, Workload
+from rollout.sandbox.istio_metrics import IstioMetrics, Workload, sample
 from rollout.sandbox.resources import Registry
 from rollout.sandbox.selectors import field_selector, label_selector
 from rollout.sandbox.store import Obj, Store
@@ -136,15 +135,9 @@ def destination_weights(route: Obj) -> list[tuple[Obj, int]]:
 
 def pick_destination(route: Obj, rng: random.Random) -> Obj | None:
     weighted = [(d, w) for d, w in destination_weights(route) if w > 0]
-    total = sum(w for _, w in weighted)
-    if total <= 0:
+    if not weighted:
         return None
-    point = rng.random() * total
-    for destination, weight in weighted:
-        point -= weight
-        if point < 0:
-            return destination
-    return weighted[-1][0]
+    return rng.choices([d for d, _ in weighted], weights=[w for _, w in weighted])[0]
 
 
 def mirror_destination(route: Obj, rng: random.Random) -> Obj | None:
@@ -221,15 +214,11 @@ def endpoints(snapshot: Snapshot, namespace: str, destination: Obj) -> list[tupl
 
 
 def pick_endpoint(found: list[tuple[Obj, int]], rng: random.Random) -> Obj | None:
-    total = sum(n for _, n in found)
-    if total <= 0:
+    """A ReplicaSet, chosen in proportion to its available replicas."""
+    serving = [(rs, n) for rs, n in found if n > 0]
+    if not serving:
         return None
-    point = rng.random() * total
-    for rs, available in found:
-        point -= available
-        if point < 0:
-            return rs
-    return found[-1][0]
+    return rng.choices([rs for rs, _ in serving], weights=[n for _, n in serving])[0]
 
 
 # -- behaviour ---------------------------------------------------------------------------------
@@ -264,14 +253,6 @@ def workload_of(rs: Obj, service: str) -> Workload:
         workload=meta["name"],
         destination_service=service,
     )
-
-
-def sample(workload: Workload, rng: random.Random) -> tuple[int, float]:
-    """(response code, milliseconds) of one request served by ``workload``."""
-    code = 500 if rng.random() < workload.error_rate else 200
-    p99 = workload.latency_p99_ms or 3 * workload.latency_ms
-    sigma = max(math.log(max(p99, workload.latency_ms) / workload.latency_ms) / 2.326, 1e-6)
-    return code, workload.latency_ms * math.exp(rng.gauss(0, sigma))
 
 
 # -- one request -------------------------------------------------------------------------------
