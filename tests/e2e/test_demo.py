@@ -86,3 +86,34 @@ def test_a_bad_mirror_is_rejected_before_any_live_traffic(tmp_path: Path) -> Non
     assert any(s["mirrorPercent"] == 100 for s in timeline)
     assert timeline[-1]["mirrorPercent"] == 0
     assert any((s["canaryErrorRate"] or 0) > 0.05 for s in timeline)
+
+
+def test_a_slow_canary_is_rolled_back_by_its_p99(tmp_path: Path) -> None:
+    result = demo("slow-canary", tmp_path)
+    assert result["outcome"] == "RolledBack"
+    timeline = result["timeline"]
+    assert timeline[-1]["canaryWeight"] == 0 and timeline[-1]["phase"] == "Degraded"
+    slow = [s for s in timeline if (s["canaryP99Ms"] or 0) > result["thresholds"]["p99Ms"]]
+    assert slow, "the canary's p99 above the gate shows in Prometheus"
+
+
+def test_a_bad_blue_green_switches_back_after_the_switch(tmp_path: Path) -> None:
+    result = demo("bad-blue-green", tmp_path)
+    assert result["outcome"] == "RolledBack"
+    weights = [s["canaryWeight"] for s in result["timeline"]]
+    assert 100 in weights, "the switch happened before the post-promotion gate failed"
+    assert weights[-1] == 0 and result["timeline"][-1]["phase"] == "Degraded"
+
+
+def test_a_good_mirror_is_promoted_after_shadowing(tmp_path: Path) -> None:
+    result = demo("mirror", tmp_path)
+    assert result["outcome"] == "Promoted"
+    timeline = result["timeline"]
+    assert any(s["mirrorPercent"] > 0 for s in timeline)
+    assert timeline[-1]["mirrorPercent"] == 0 and timeline[-1]["phase"] == "Healthy"
+
+
+def test_a_header_route_canary_is_promoted(tmp_path: Path) -> None:
+    result = demo("header-route", tmp_path)
+    assert result["outcome"] == "Promoted"
+    assert result["timeline"][-1]["phase"] == "Healthy"
