@@ -33,34 +33,34 @@ class ApiError(Exception):
         return body
 
 
-def not_found(group: str, plural: str, name: str) -> ApiError:
+def _about(code: int, reason: str, group: str, plural: str, name: str, what: str) -> ApiError:
+    """An error about one object; ``what`` says it, with ``{resource}`` and ``{name}``."""
     resource = f"{plural}.{group}" if group else plural
     return ApiError(
-        404,
-        "NotFound",
-        f'{resource} "{name}" not found',
+        code,
+        reason,
+        what.format(resource=resource, name=name),
         {"name": name, "group": group, "kind": plural},
     )
+
+
+def not_found(group: str, plural: str, name: str) -> ApiError:
+    return _about(404, "NotFound", group, plural, name, '{resource} "{name}" not found')
 
 
 def already_exists(group: str, plural: str, name: str) -> ApiError:
-    resource = f"{plural}.{group}" if group else plural
-    return ApiError(
-        409,
-        "AlreadyExists",
-        f'{resource} "{name}" already exists',
-        {"name": name, "group": group, "kind": plural},
-    )
+    return _about(409, "AlreadyExists", group, plural, name, '{resource} "{name}" already exists')
 
 
 def conflict(group: str, plural: str, name: str) -> ApiError:
-    resource = f"{plural}.{group}" if group else plural
-    return ApiError(
+    return _about(
         409,
         "Conflict",
-        f'Operation cannot be fulfilled on {resource} "{name}": the object has been modified; '
+        group,
+        plural,
+        name,
+        'Operation cannot be fulfilled on {resource} "{name}": the object has been modified; '
         "please apply your changes to the latest version and try again",
-        {"name": name, "group": group, "kind": plural},
     )
 
 
