@@ -268,10 +268,19 @@ def prune(obj: dict[str, Any], schema: dict[str, Any]) -> dict[str, Any]:
     return pruned
 
 
-def _prune(x: Any, s: Mapping[str, Any] | None, resource_root: bool = False) -> Any:
-    if s is not None and s.get("x-kubernetes-preserve-unknown-fields"):
-        return _skip_prune(x, s, resource_root)
-    if s is not None and s.get("x-kubernetes-int-or-string"):
+def _prune(
+    x: Any, s: Mapping[str, Any] | None, resource_root: bool = False, keep_unknown: bool = False
+) -> Any:
+    """The apiserver's ``prune`` and ``skipPrune`` in one walk.
+
+    Below ``x-kubernetes-preserve-unknown-fields`` (``keep_unknown``, carried into array items)
+    keys the schema does not know stay and a missing schema keeps everything; elsewhere they go.
+    Known keys are pruned by their own schema either way.
+    """
+    keep_unknown = keep_unknown or (
+        s is not None and bool(s.get("x-kubernetes-preserve-unknown-fields"))
+    )
+    if (s is None and keep_unknown) or (s is not None and s.get("x-kubernetes-int-or-string")):
         return copy.deepcopy(x)
     if isinstance(x, dict):
         if s is None:
@@ -284,42 +293,18 @@ def _prune(x: Any, s: Mapping[str, Any] | None, resource_root: bool = False) -> 
             if embedded and k in _META_FIELDS:
                 out[k] = copy.deepcopy(v)
             elif k in props:
-                out[k] = _prune(v, props[k], bool(props[k].get("x-kubernetes-embedded-resource")))
+                out[k] = _prune(v, props[k])
             elif isinstance(extra, Mapping):
-                out[k] = _prune(v, extra, bool(extra.get("x-kubernetes-embedded-resource")))
+                out[k] = _prune(v, extra)
+            elif keep_unknown:
+                out[k] = copy.deepcopy(v)
             elif extra is True:
                 out[k] = _prune(v, None)
         return out
     if isinstance(x, list):
         items = s.get("items") if s is not None else None
-        embedded_items = isinstance(items, Mapping) and bool(
-            items.get("x-kubernetes-embedded-resource")
-        )
-        return [_prune(v, items if isinstance(items, Mapping) else None, embedded_items) for v in x]
-    return x
-
-
-def _skip_prune(x: Any, s: Mapping[str, Any] | None, resource_root: bool = False) -> Any:
-    if s is None:
-        return copy.deepcopy(x)
-    if isinstance(x, dict):
-        props: Mapping[str, Any] = s.get("properties") or {}
-        extra = s.get("additionalProperties")
-        embedded = resource_root or bool(s.get("x-kubernetes-embedded-resource"))
-        out: dict[str, Any] = {}
-        for k, v in x.items():
-            if embedded and k in _META_FIELDS:
-                out[k] = copy.deepcopy(v)
-            elif k in props:
-                out[k] = _prune(v, props[k], bool(props[k].get("x-kubernetes-embedded-resource")))
-            elif isinstance(extra, Mapping):
-                out[k] = _prune(v, extra, bool(extra.get("x-kubernetes-embedded-resource")))
-            else:
-                out[k] = copy.deepcopy(v)
-        return out
-    if isinstance(x, list):
-        items = s.get("items")
-        return [_skip_prune(v, items if isinstance(items, Mapping) else None) for v in x]
+        schema = items if isinstance(items, Mapping) else None
+        return [_prune(v, schema, keep_unknown=keep_unknown) for v in x]
     return x
 
 

@@ -386,3 +386,108 @@ def test_validation_speed_is_reported() -> None:
         f"\nvalidate(canary) x200: {same * 1000:.0f} ms ({same / 200 * 1000:.2f} ms each); "
         f"a spec not seen before: {fresh * 1000:.1f} ms each"
     )
+
+
+# --- pruning rules, on small schemas (the apiserver's pruning.go) ---------------------------------
+
+OBJ = {"type": "object"}
+PRESERVE = {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
+PRUNING_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "spec": {
+            "type": "object",
+            "properties": {
+                "known": {"type": "string"},
+                "free": {
+                    **PRESERVE,
+                    "properties": {"typed": {**OBJ, "properties": {"a": {"type": "string"}}}},
+                },
+                "freeList": {"type": "array", "items": PRESERVE},
+                "listUnderFree": {
+                    **PRESERVE,
+                    "properties": {
+                        "rows": {
+                            "type": "array",
+                            "items": {**OBJ, "properties": {"a": {"type": "string"}}},
+                        }
+                    },
+                },
+                "keptRows": {
+                    "type": "array",
+                    "x-kubernetes-preserve-unknown-fields": True,
+                    "items": {**OBJ, "properties": {"a": {"type": "string"}}},
+                },
+                "port": {"x-kubernetes-int-or-string": True},
+                "labels": {"type": "object", "additionalProperties": {"type": "string"}},
+                "byName": {
+                    "type": "object",
+                    "additionalProperties": {**OBJ, "properties": {"a": {"type": "string"}}},
+                },
+                "embedded": {
+                    **OBJ,
+                    "x-kubernetes-embedded-resource": True,
+                    "properties": {"spec": {**OBJ, "properties": {"a": {"type": "string"}}}},
+                },
+                "nullable": {"type": "string", "nullable": True},
+                "defaulted": {"type": "string", "default": "x"},
+            },
+        }
+    },
+}
+
+
+@pytest.mark.parametrize(
+    ("spec", "expected"),
+    [
+        ({"known": "k", "unknown": 1}, {"known": "k"}),
+        # preserve-unknown keeps unknown keys, but a known field is pruned by its own schema
+        (
+            {"free": {"anything": {"deep": 1}, "typed": {"a": "1", "b": 2}}},
+            {"free": {"anything": {"deep": 1}, "typed": {"a": "1"}}},
+        ),
+        ({"freeList": [{"x": 1}, {"y": [2]}]}, {"freeList": [{"x": 1}, {"y": [2]}]}),
+        # below preserve-unknown a known field is pruned by its schema, array items included
+        (
+            {"listUnderFree": {"rows": [{"a": "1", "b": 2}], "other": 3}},
+            {"listUnderFree": {"rows": [{"a": "1"}], "other": 3}},
+        ),
+        # preserve-unknown on an array reaches into its items (skipPrune walks them)
+        ({"keptRows": [{"a": "1", "b": 2}]}, {"keptRows": [{"a": "1", "b": 2}]}),
+        ({"port": "http"}, {"port": "http"}),
+        ({"port": 8080}, {"port": 8080}),
+        ({"labels": {"app": "x"}}, {"labels": {"app": "x"}}),
+        ({"byName": {"one": {"a": "1", "b": 2}}}, {"byName": {"one": {"a": "1"}}}),
+        # an embedded resource keeps apiVersion, kind and metadata whole
+        (
+            {
+                "embedded": {
+                    "apiVersion": "v1",
+                    "kind": "ConfigMap",
+                    "metadata": {"name": "m", "labels": {"a": "b"}},
+                    "spec": {"a": "1", "b": 2},
+                    "extra": 1,
+                }
+            },
+            {
+                "embedded": {
+                    "apiVersion": "v1",
+                    "kind": "ConfigMap",
+                    "metadata": {"name": "m", "labels": {"a": "b"}},
+                    "spec": {"a": "1"},
+                }
+            },
+        ),
+        # non-nullable nulls without a default are dropped; nullable or defaulted ones stay
+        (
+            {"known": None, "nullable": None, "defaulted": None},
+            {"nullable": None, "defaulted": None},
+        ),
+    ],
+)
+def test_pruning_follows_the_apiserver(spec: dict[str, Any], expected: dict[str, Any]) -> None:
+    obj = {"apiVersion": "example.com/v1", "kind": "Thing", "metadata": {"name": "t"}, "spec": spec}
+    before = copy.deepcopy(obj)
+    pruned = prune(obj, PRUNING_SCHEMA)
+    assert pruned == {**before, "spec": expected}
+    assert obj == before  # a new object; the input is untouched
