@@ -11,10 +11,18 @@ create collide with an existing ReplicaSet falls back to scaling it.
 from __future__ import annotations
 
 import copy
+import logging
 from typing import Any
 
 from rollout.api.rollout import Rollout
-from rollout.cluster.access import REPLICA_SETS, ClusterAccess, Conflict, NotFound, Obj
+from rollout.cluster.access import (
+    REPLICA_SETS,
+    ClusterAccess,
+    ClusterError,
+    Conflict,
+    NotFound,
+    Obj,
+)
 from rollout.controller.observe import SCALE_DOWN_AT
 from rollout.domain.plan import (
     Action,
@@ -26,6 +34,8 @@ from rollout.domain.plan import (
 )
 from rollout.domain.revision import HASH_LABEL, replica_set_name
 from rollout.routers.base import TrafficRouter
+
+log = logging.getLogger(__name__)
 
 COMPONENT = "rollout-controller"
 CANONICAL_NAME = "service.istio.io/canonical-name"
@@ -129,6 +139,21 @@ class Executor:
         return 1
 
     def emit(self, obj: Obj, events: list[EmitEvent]) -> int:
+        """Record the events; the number written. Best effort, as client-go's recorder: the
+        status already says what happened, so an Event the API refuses (its namespace being
+        deleted, say) is logged and dropped rather than failing and retrying the reconcile."""
+        written = 0
         for event in events:
-            self.access.event(obj, event.type, event.reason, event.message, COMPONENT)
-        return len(events)
+            try:
+                self.access.event(obj, event.type, event.reason, event.message, COMPONENT)
+                written += 1
+            except ClusterError as error:
+                meta = obj.get("metadata") or {}
+                log.warning(
+                    "%s/%s: event %s not recorded: %s",
+                    meta.get("namespace"),
+                    meta.get("name"),
+                    event.reason,
+                    error,
+                )
+        return written

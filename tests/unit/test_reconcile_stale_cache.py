@@ -15,7 +15,7 @@ from typing import Any
 
 from rollout.api.manifest import parse_rollout
 from rollout.api.rollout import Rollout
-from rollout.cluster.access import Conflict, Obj, Resource
+from rollout.cluster.access import Conflict, NotFound, Obj, Resource
 from rollout.controller.metrics import Metrics
 from rollout.controller.reconcile import Reconciler
 from rollout.domain.observed import RouteState
@@ -147,3 +147,41 @@ def test_a_reconcile_on_a_stale_cache_does_not_undo_a_promotion() -> None:
     reconciler.reconcile("shop/reviews")
     assert router.applied == [RouteState(new, new)]
     assert access.rollout["metadata"]["resourceVersion"] == before  # no status change either
+
+
+class RefusingEvents(FakeAccess):
+    """The API refuses Events, as it does in a namespace being deleted."""
+
+    def event(self, involved: Obj, type_: str, reason: str, message: str, component: str) -> None:
+        raise NotFound('namespaces "shop" not found')
+
+
+def test_an_event_the_api_refuses_does_not_fail_the_reconcile() -> None:
+    doc = example("canary")
+    del doc["spec"]["analysis"]
+    doc["spec"]["strategy"]["canary"]["steps"] = [{"setWeight": 50}]
+    doc["metadata"].update(uid="u-1", resourceVersion="7", generation=1)
+    new = pod_template_hash(parse_rollout(doc).spec.template.wire())
+    doc["status"] = {
+        "stableRevision": OLD,
+        "canaryRevision": new,
+        "currentStepIndex": 1,
+        "pauseConditions": [],
+    }
+    access = RefusingEvents(doc)
+    router = FakeRouter(RouteState(OLD, new, 100))
+    sets = [replica_set(OLD, "u-1", 4), replica_set(new, "u-1", 4)]
+    metrics = Metrics()
+    reconciler = Reconciler(
+        access,  # type: ignore[arg-type]
+        router,
+        lambda namespace, name: access.rollout,
+        lambda namespace: sets,
+        metrics,
+        lambda: NOW,
+    )
+    outcome = reconciler.reconcile("shop/reviews")
+    # The promotion happened and is in the status; only its Event is missing.
+    assert router.applied == [RouteState(new, new)]
+    assert access.rollout["status"]["stableRevision"] == new
+    assert outcome.requeue_after != 0.0  # not retried as a failure
