@@ -487,10 +487,12 @@ def run_demo(name: str, out: Any = None) -> Result:
             obj["spec"]["template"] = template(2, scenario.v2)
             return obj
 
-        store.mutate(rollouts, NAMESPACE, APP, set_v2, None)
+        generation = int(
+            store.mutate(rollouts, NAMESPACE, APP, set_v2, None)["metadata"]["generation"]
+        )
         behaviour = ", ".join(f"{k.rsplit('/', 1)[1]}={v}" for k, v in scenario.v2.items())
         say(f"updated to v2 ({behaviour or 'healthy'}); expecting {scenario.expected}")
-        return _watch(scenario, prometheus.url, status, v1, say)
+        return _watch(scenario, prometheus.url, status, v1, generation, say)
     finally:
         if controller is not None:
             controller.stop()
@@ -503,8 +505,15 @@ def run_demo(name: str, out: Any = None) -> Result:
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-def _watch(scenario: Scenario, prometheus: str, status: Any, v1: str, say: Any) -> Result:
+def _watch(
+    scenario: Scenario, prometheus: str, status: Any, v1: str, generation: int, say: Any
+) -> Result:
     start = time.monotonic()
+    # Until the controller has seen v2 the status is still v1's: showing it would say "Healthy".
+    while int(status().get("observedGeneration") or 0) < generation:
+        if time.monotonic() - start > TIMEOUT_S:
+            raise RuntimeError("the controller did not pick up v2")
+        time.sleep(0.05)
     result = Result(
         scenario.name,
         "Timeout",

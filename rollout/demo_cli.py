@@ -1,10 +1,27 @@
-"""``rollout demo``'s command: check the options and the tools, run, write the outputs."""
+"""``rollout demo``'s command: check the options and the tools, run, write the outputs.
+
+Ctrl-C or SIGTERM stop the run cleanly (the sandbox, the controller and Prometheus with it) and
+exit 130 or 143 without a traceback.
+"""
 
 from __future__ import annotations
 
 import shutil
+import signal
 import sys
 from pathlib import Path
+from types import FrameType
+
+
+class Stopped(BaseException):  # like KeyboardInterrupt: not swallowed by `except Exception`
+    def __init__(self, code: int) -> None:
+        super().__init__(code)
+        self.code = code
+
+
+def _stop_on_sigterm(signum: int, frame: FrameType | None) -> None:
+    # Raised in the main thread, so run_demo's cleanup (which stops Prometheus) runs.
+    raise Stopped(128 + signum)
 
 
 def run(scenario: str, json_file: Path | None, plot_file: Path | None) -> int:
@@ -29,11 +46,20 @@ def run(scenario: str, json_file: Path | None, plot_file: Path | None) -> int:
                 file=sys.stderr,
             )
             return 1
+    previous = signal.signal(signal.SIGTERM, _stop_on_sigterm)
     try:
         result = run_demo(scenario)
     except RuntimeError as error:
         print(f"rollout demo: {error}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print("rollout demo: interrupted; everything it started is stopped", file=sys.stderr)
+        return 130
+    except Stopped as stopped:
+        print("rollout demo: terminated; everything it started is stopped", file=sys.stderr)
+        return stopped.code
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     if json_file is not None:
         write_json(result, json_file)
         print(f"timeline written to {json_file}")

@@ -56,8 +56,8 @@ def run_up(
         if rps > 0:
             traffic = TrafficSimulator(sandbox.store, sandbox.registry, metrics, rps=rps)
             traffic.start()
-        if prometheus:
-            exporter = metrics.serve(0)
+        exporter = metrics.serve(0) if prometheus else None
+        if exporter is not None:
             server = PrometheusServer([f"127.0.0.1:{exporter}"], port=prometheus_port)
             try:
                 server.start()
@@ -69,6 +69,8 @@ def run_up(
         print(f"kubeconfig written to {kubeconfig} (export KUBECONFIG={kubeconfig})", flush=True)
         if traffic is not None:
             print(f"simulated traffic: {rps:g} requests/s per VirtualService host", flush=True)
+        if exporter is not None:
+            print(f"simulated Istio metrics at http://127.0.0.1:{exporter}/metrics", flush=True)
         if server is not None:
             print(f"prometheus at {server.url}", flush=True)
         stop.wait()

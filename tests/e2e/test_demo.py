@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import json
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +43,10 @@ def demo(scenario: str, tmp_path: Path) -> dict[str, Any]:
     assert times == sorted(times)
     for sample in result["timeline"]:
         assert sample["canaryWeight"] + sample["stableWeight"] == 100, sample
+    # The progress starts with v2 under way, not with v1's finished state.
+    assert result["timeline"][0]["phase"] != "Healthy", result["timeline"][0]
+    progress = done.stdout.split("updated to v2", 1)[1].splitlines()[1]
+    assert "Healthy" not in progress, progress
     return result
 
 
@@ -117,3 +123,55 @@ def test_a_header_route_canary_is_promoted(tmp_path: Path) -> None:
     result = demo("header-route", tmp_path)
     assert result["outcome"] == "Promoted"
     assert result["timeline"][-1]["phase"] == "Healthy"
+
+
+def children(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(entry.name))
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def test_sigterm_stops_the_demo_and_its_prometheus(tmp_path: Path) -> None:
+    if shutil.which("prometheus") is None:
+        pytest.fail(INSTALL_HINT)
+    demo_process = subprocess.Popen(
+        [ROLLOUT, "demo", "--scenario", "good-canary"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert demo_process.stdout is not None
+        for line in demo_process.stdout:  # ends at EOF if the demo dies early
+            if line.startswith("scenario good-canary"):
+                break
+        started = children(demo_process.pid)
+        assert started, "the demo runs Prometheus as its child"
+        demo_process.send_signal(signal.SIGTERM)
+        out, err = demo_process.communicate(timeout=30)
+    finally:
+        if demo_process.poll() is None:
+            demo_process.kill()
+            demo_process.wait()
+    assert demo_process.returncode == 128 + signal.SIGTERM, err
+    assert "terminated; everything it started is stopped" in err
+    assert "Traceback" not in err
+    deadline = time.monotonic() + 10
+    while any(alive(pid) for pid in started):
+        assert time.monotonic() < deadline, f"left running: {started}"
+        time.sleep(0.1)
