@@ -20,7 +20,7 @@ Failed, Error or Inconclusive; the plan depends on its inputs only.
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Any, Literal
+from typing import Literal
 
 from analysis import measurement as gate
 from rollout.api.rollout import RolloutSpec
@@ -42,7 +42,7 @@ from rollout.domain.plan import (
     ScaleReplicaSet,
     SetRoute,
 )
-from rollout.domain.status import blocked, derive_status
+from rollout.domain.status import Progress, blocked, derive_status
 from rollout.domain.steps import (
     Analyze,
     Pause,
@@ -93,7 +93,8 @@ class _Planner:
         self.now = now
         self.stamp = whole_second_after(now)
         self.steps: list[Step] = steps_of(spec)
-        self.st: dict[str, Any] = dict(observed.status)  # field name -> value, rebuilt at end
+        # What this reconcile decides, starting from the old status; the status is rebuilt at end.
+        self.st: Progress = Progress.of(observed.status)
         self.actions: list[Action] = []
         self.wake: list[float] = []
         self.marked: set[str] = set()
@@ -104,7 +105,7 @@ class _Planner:
     def run(self) -> Plan:
         revision = self.obs.revision
         assert revision is not None
-        stable, canary = self.st["stable_revision"], self.st["canary_revision"]
+        stable, canary = self.st.stable_revision, self.st.canary_revision
         idle = self.spec.replicas == 0 and not self._has_pause_from_user()
         if stable is None or (idle and revision != stable):
             self._deploy_at_once(revision)
@@ -113,12 +114,12 @@ class _Planner:
         elif revision != canary and revision != stable:
             self._start(revision, canary)
 
-        if self.st["canary_revision"] == self.st["stable_revision"]:
+        if self.st.canary_revision == self.st.stable_revision:
             self._steady()
-        elif self.st["abort"]:
+        elif self.st.abort:
             self._aborted()
         else:
-            if self.st["aborted_at"] is not None:
+            if self.st.aborted_at is not None:
                 self._retry()
             self._progress()
         self._guard_canary_traffic()
@@ -128,8 +129,9 @@ class _Planner:
     # -- revision changes ----------------------------------------------------------------
 
     def _deploy_at_once(self, revision: str) -> None:
-        previous = self.st["stable_revision"]
-        self.st.update(stable_revision=revision, canary_revision=revision, analysis=None)
+        previous = self.st.stable_revision
+        self.st.stable_revision = self.st.canary_revision = revision
+        self.st.analysis = None
         self._reset_progress()
         why = "first revision" if previous is None else "no replicas to shift traffic between"
         self._event("Normal", "Deployed", f"revision {revision} is stable ({why}: no steps)")
@@ -137,7 +139,8 @@ class _Planner:
     def _fast_rollback(self, stable: str, canary: str | None) -> None:
         if canary is not None:
             self._retire(canary, self.spec.strategy.scale_down_delay_seconds)
-        self.st.update(canary_revision=stable, analysis=None)
+        self.st.canary_revision = stable
+        self.st.analysis = None
         self._reset_progress()
         self._event(
             "Normal",
@@ -146,7 +149,7 @@ class _Planner:
         )
 
     def _start(self, revision: str, previous_canary: str | None) -> None:
-        stable = self.st["stable_revision"]
+        stable = self.st.stable_revision
         if previous_canary is not None and previous_canary != stable:
             self._retire(previous_canary, self.spec.strategy.scale_down_delay_seconds)
             self._event(
@@ -154,9 +157,10 @@ class _Planner:
                 "RolloutRestarted",
                 f"revision {revision} supersedes canary {previous_canary}: back to step 1",
             )
-        self.st.update(canary_revision=revision, analysis=None)
+        self.st.canary_revision = revision
+        self.st.analysis = None
         self._reset_progress()
-        self.st["current_step_index"] = 0
+        self.st.current_step_index = 0
         self._event(
             "Normal",
             "RolloutStarted",
@@ -165,91 +169,93 @@ class _Planner:
         self._enter_step(0)
 
     def _reset_progress(self) -> None:
-        self.st.update(
-            current_step_index=len(self.steps),
-            step_started_at=self.stamp,
-            abort=False,
-            promote_full=False,
-            aborted_at=None,
-            abort_reason=None,
-            waiting_for_replicas_since=None,
-            pause_conditions=[
-                p for p in self.st["pause_conditions"] if p.reason not in STEP_PAUSES
-            ],
-        )
+        self.st.current_step_index = len(self.steps)
+        self.st.step_started_at = self.stamp
+        self.st.abort = self.st.promote_full = False
+        self.st.aborted_at = None
+        self.st.abort_reason = None
+        self.st.waiting_for_replicas_since = None
+        self._drop_pauses(STEP_PAUSES)
 
     # -- modes ---------------------------------------------------------------------------
 
     def _steady(self) -> None:
-        stable = self.st["stable_revision"]
+        stable = self.st.stable_revision
         self._scale(stable, self.spec.replicas)
         self._set_route(RouteState(stable, stable))
-        if self.st["abort"] or self.st["promote_full"]:
+        if self.st.abort or self.st.promote_full:
             self._event("Normal", "NothingToDo", "no update in progress: operator flag cleared")
-            self.st.update(abort=False, promote_full=False)
-        self.st["current_step_index"] = len(self.steps)
+            self.st.abort = self.st.promote_full = False
+        self.st.current_step_index = len(self.steps)
 
     def _aborted(self) -> None:
-        if self.st["aborted_at"] is None:  # the operator set status.abort
+        if self.st.aborted_at is None:  # the operator set status.abort
             self._abort(ABORT_OPERATOR, "aborted by the operator")
-        stable, canary = self.st["stable_revision"], self.st["canary_revision"]
+        stable, canary = self.st.stable_revision, self.st.canary_revision
         self._scale(stable, self.spec.replicas)
         self._set_route(RouteState(stable, canary))
         delay = timedelta(seconds=self.spec.strategy.abort_scale_down_delay_seconds)
-        scale_down_at: datetime = self.st["aborted_at"] + delay
+        aborted_at = self.st.aborted_at
+        assert aborted_at is not None  # set by the abort that began this mode
+        scale_down_at = aborted_at + delay
         if self.now >= scale_down_at:
             self._scale(canary, 0)
         else:
             self._wake_at(scale_down_at)
 
     def _abort(self, reason: str, message: str) -> None:
-        self.st.update(
-            abort=True,
-            aborted_at=self.stamp,
-            abort_reason=reason,
-            promote_full=False,
-            waiting_for_replicas_since=None,
-            pause_conditions=[
-                p for p in self.st["pause_conditions"] if p.reason not in STEP_PAUSES
-            ],
-        )
+        self.st.abort = True
+        self.st.aborted_at = self.stamp
+        self.st.abort_reason = reason
+        self.st.promote_full = False
+        self.st.waiting_for_replicas_since = None
+        self._drop_pauses(STEP_PAUSES)
         self._event("Warning", reason, f"rollback to stable: {message}")
 
     def _retry(self) -> None:
-        self.st.update(aborted_at=None, abort_reason=None, current_step_index=0, analysis=None)
-        self.st["waiting_for_replicas_since"] = None
-        self.st["step_started_at"] = self.stamp
+        self.st.aborted_at = None
+        self.st.abort_reason = None
+        self.st.current_step_index = 0
+        self.st.analysis = None
+        self.st.waiting_for_replicas_since = None
+        self.st.step_started_at = self.stamp
         self._event("Normal", "RolloutRetried", "retrying the update from step 1")
         self._enter_step(0)
 
     # -- progressing ---------------------------------------------------------------------
 
     def _progress(self) -> None:
-        if self.st["promote_full"] and self.st["current_step_index"] < len(self.steps):
+        if self.st.promote_full and self._step_index() < len(self.steps):
             self._event("Normal", "PromotedFull", "operator skipped the remaining steps and gates")
-            self.st.update(current_step_index=len(self.steps), step_started_at=self.stamp)
-            self.st["analysis"] = None
+            self.st.current_step_index = len(self.steps)
+            self.st.step_started_at = self.stamp
+            self.st.analysis = None
             self._drop_pauses(STEP_PAUSES)
             # Promote on the next tick, from a state with no gate verdict at all.
             self.wake.append(0)
             return
         if not self._gate_allows() or self._has_pause_from_user():
             return
-        index = self.st["current_step_index"]
+        index = self._step_index()
         if index < len(self.steps):
             self._run_step(index)
         else:
             self._promote()
 
+    def _step_index(self) -> int:
+        index = self.st.current_step_index
+        assert index is not None  # set on every revision change, and by steady mode
+        return index
+
     def _gate_allows(self) -> bool:
         """Fold new measurements; abort on failure, pause on Inconclusive. False: stop here."""
-        run: AnalysisStatus | None = self.st["analysis"]
+        run: AnalysisStatus | None = self.st.analysis
         analysis = self.spec.analysis
         if run is None or analysis is None:
             return True
         was = run.phase
         run = gate.record(run, analysis, self.obs.measurements)
-        self.st["analysis"] = run
+        self.st.analysis = run
         if run.phase in ("Failed", "Error"):
             self._abort(ABORT_ANALYSIS, f"gate {run.phase}: {run.message}")
             self._aborted()
@@ -259,7 +265,7 @@ class _Planner:
         if self._has_pause(PAUSE_INCONCLUSIVE):
             return False
         if was == "Inconclusive":  # the operator promoted: measure again, do not advance
-            self.st["analysis"] = gate.new_run(analysis, self.now, run.count)
+            self.st.analysis = gate.new_run(analysis, self.now, run.count)
             self._event("Normal", "AnalysisRestarted", "operator promoted: gate measures again")
             return True
         self._add_pause(PAUSE_INCONCLUSIVE)
@@ -275,7 +281,7 @@ class _Planner:
         if not ready:
             self._check_deadline()
             return
-        self.st["waiting_for_replicas_since"] = None
+        self.st.waiting_for_replicas_since = None
         if not applied:
             return
         if not isinstance(step, Analyze) and self.route.sends_canary_traffic:
@@ -284,7 +290,7 @@ class _Planner:
             if not self._pause_done(step):
                 return
         elif isinstance(step, Analyze):
-            run: AnalysisStatus | None = self.st["analysis"]
+            run: AnalysisStatus | None = self.st.analysis
             if run is None or run.count is None:  # e.g. the step began before a restart
                 self._start_run(step.count)
                 return
@@ -295,7 +301,7 @@ class _Planner:
 
     def _ready_for(self, traffic: Traffic) -> bool:
         """Scale the canary for ``traffic``; True once enough of it is available."""
-        stable, canary = self.st["stable_revision"], self.st["canary_revision"]
+        stable, canary = self.st.stable_revision, self.st.canary_revision
         self._scale(stable, self.spec.replicas)
         wanted = canary_replicas(self.spec.replicas, traffic)
         self._scale(canary, wanted)
@@ -304,15 +310,15 @@ class _Planner:
 
     def _route_for(self, traffic: Traffic) -> RouteState:
         return RouteState(
-            self.st["stable_revision"],
-            self.st["canary_revision"],
+            self.st.stable_revision,
+            self.st.canary_revision,
             traffic.weight,
             traffic.mirror,
             traffic.header_routes,
         )
 
     def _pause_done(self, step: Pause) -> bool:
-        pause = next((p for p in self.st["pause_conditions"] if p.reason == step.reason), None)
+        pause = next((p for p in self.st.pause_conditions if p.reason == step.reason), None)
         if pause is None:
             return True  # `rollout promote` cleared it
         if step.duration is None:
@@ -326,7 +332,8 @@ class _Planner:
     def _advance(self, index: int) -> None:
         self._drop_pauses({PAUSE_CANARY_STEP, PAUSE_BLUE_GREEN})
         nxt = index + 1
-        self.st.update(current_step_index=nxt, step_started_at=self.stamp)
+        self.st.current_step_index = nxt
+        self.st.step_started_at = self.stamp
         total = len(self.steps)
         self._event(
             "Normal", "StepCompleted", f"step {nxt}/{total} done: {describe(self.steps[index])}"
@@ -355,8 +362,9 @@ class _Planner:
 
     def _promote(self) -> None:
         """All steps done: full size, 100% to the canary, then it becomes stable."""
-        stable, canary = self.st["stable_revision"], self.st["canary_revision"]
-        if not self.st["promote_full"] and not self._background_gate_passed():
+        stable, canary = self.st.stable_revision, self.st.canary_revision
+        assert stable is not None and canary is not None  # run() settles both revisions first
+        if not self.st.promote_full and not self._background_gate_passed():
             return
         self._scale(stable, self.spec.replicas)
         self._scale(canary, self.spec.replicas)
@@ -365,10 +373,11 @@ class _Planner:
             self._set_route(self._route_while_scaling_up(stable, canary))
             self._check_deadline()
             return
-        self.st["waiting_for_replicas_since"] = None
+        self.st.waiting_for_replicas_since = None
         if not self._set_route(RouteState(stable, canary, 100)):
             return
-        self.st.update(stable_revision=canary, promote_full=False)
+        self.st.stable_revision = canary
+        self.st.promote_full = False
         self._drop_pauses(STEP_PAUSES)
         self._set_route(RouteState(canary, canary))
         self._retire(stable, self.spec.strategy.scale_down_delay_seconds)
@@ -382,7 +391,7 @@ class _Planner:
         the traffic it has: that is held (never the last step's, which could send a preview
         of one pod all the traffic) until every replica is available.
         """
-        if not self.st["promote_full"]:
+        if not self.st.promote_full:
             return self._route_for(traffic_at(self.steps, len(self.steps) - 1))
         route = self.route
         if route.canary_revision != canary:
@@ -399,7 +408,7 @@ class _Planner:
 
     def _ensure_background_run(self) -> None:
         """Once the canary has traffic, the background gate runs (anew after a counted run)."""
-        run: AnalysisStatus | None = self.st["analysis"]
+        run: AnalysisStatus | None = self.st.analysis
         if self._background_gate() and (run is None or run.count is not None):
             self._start_run(None)
         else:
@@ -409,7 +418,7 @@ class _Planner:
         """Before promotion the background gate must have passed every check at least once."""
         if not self._background_gate():
             return True
-        run: AnalysisStatus | None = self.st["analysis"]
+        run: AnalysisStatus | None = self.st.analysis
         if run is None or run.count is not None:
             self._start_run(None)
             return False
@@ -420,11 +429,11 @@ class _Planner:
 
     def _start_run(self, count: int | None) -> None:
         assert self.spec.analysis is not None
-        self.st["analysis"] = gate.new_run(self.spec.analysis, self.now, count)
+        self.st.analysis = gate.new_run(self.spec.analysis, self.now, count)
         self._wake_for_gate()
 
     def _wake_for_gate(self) -> None:
-        run: AnalysisStatus | None = self.st["analysis"]
+        run: AnalysisStatus | None = self.st.analysis
         if run is not None and self.spec.analysis is not None:
             due = gate.next_due_at(run, self.spec.analysis)
             if due is not None:
@@ -432,8 +441,8 @@ class _Planner:
 
     def _check_deadline(self) -> None:
         """The canary must become available within progressDeadlineSeconds of being asked."""
-        started: datetime = self.st["waiting_for_replicas_since"] or self.stamp
-        self.st["waiting_for_replicas_since"] = started
+        started: datetime = self.st.waiting_for_replicas_since or self.stamp
+        self.st.waiting_for_replicas_since = started
         deadline = started + timedelta(seconds=self.spec.progress_deadline_seconds)
         if self.now >= deadline:
             self._abort(ABORT_DEADLINE, f"no progress for {self.spec.progress_deadline_seconds}s")
@@ -444,19 +453,19 @@ class _Planner:
     # -- pauses ----------------------------------------------------------------------------
 
     def _has_pause(self, reason: str) -> bool:
-        return any(p.reason == reason for p in self.st["pause_conditions"])
+        return any(p.reason == reason for p in self.st.pause_conditions)
 
     def _has_pause_from_user(self) -> bool:
-        return any(p.reason not in STEP_PAUSES for p in self.st["pause_conditions"])
+        return any(p.reason not in STEP_PAUSES for p in self.st.pause_conditions)
 
     def _add_pause(self, reason: str) -> None:
         if not self._has_pause(reason):
             pause = PauseCondition(reason=reason, start_time=self.stamp)
-            self.st["pause_conditions"] = [*self.st["pause_conditions"], pause]
+            self.st.pause_conditions = [*self.st.pause_conditions, pause]
 
     def _drop_pauses(self, reasons: set[str] | frozenset[str]) -> None:
-        kept = [p for p in self.st["pause_conditions"] if p.reason not in reasons]
-        self.st["pause_conditions"] = kept
+        kept = [p for p in self.st.pause_conditions if p.reason not in reasons]
+        self.st.pause_conditions = kept
 
     # -- actions ---------------------------------------------------------------------------
 
@@ -513,7 +522,7 @@ class _Planner:
         self.actions.append(MarkScaleDown(revision, self.stamp + timedelta(seconds=delay)))
 
     def _retire_and_prune(self) -> None:
-        active = {self.st["stable_revision"], self.st["canary_revision"]}
+        active = {self.st.stable_revision, self.st.canary_revision}
         idle = []
         for view in self.obs.replica_sets:
             if view.revision in active:

@@ -1,4 +1,4 @@
-"""Deriving ``Rollout.status`` from what the planner decided. Pure.
+"""Deriving ``Rollout.status`` from what the planner decided (a ``Progress``). Pure.
 
 Phase rules: Degraded after an abort (or for bad input); Paused while any pause condition
 holds; Progressing while a new revision is not promoted or stable is not fully available;
@@ -8,41 +8,85 @@ for. A condition's ``lastTransitionTime`` moves only when its status changes.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 from rollout.api.rollout import RolloutSpec
-from rollout.api.status import AnalysisStatus, Condition, Phase, RolloutStatus, Weights
+from rollout.api.status import (
+    AnalysisStatus,
+    Condition,
+    PauseCondition,
+    Phase,
+    RolloutStatus,
+    Timestamp,
+    Weights,
+)
 from rollout.domain.observed import Observed, RouteState
 from rollout.domain.plan import Action, EmitEvent, Plan
 from rollout.domain.steps import Step, describe
 
 
+@dataclass
+class Progress:
+    """What the planner decides in one reconcile, field by field; the status is derived from it
+    once at the end. Each field is the ``RolloutStatus`` field of the same name and type."""
+
+    stable_revision: str | None
+    canary_revision: str | None
+    current_step_index: int | None
+    step_started_at: Timestamp | None
+    waiting_for_replicas_since: Timestamp | None
+    pause_conditions: list[PauseCondition]
+    abort: bool
+    promote_full: bool
+    aborted_at: Timestamp | None
+    abort_reason: str | None
+    analysis: AnalysisStatus | None
+
+    @classmethod
+    def of(cls, status: RolloutStatus) -> Progress:
+        """The fields of ``status`` as they stand (its own list, so no change reaches it)."""
+        return cls(
+            stable_revision=status.stable_revision,
+            canary_revision=status.canary_revision,
+            current_step_index=status.current_step_index,
+            step_started_at=status.step_started_at,
+            waiting_for_replicas_since=status.waiting_for_replicas_since,
+            pause_conditions=list(status.pause_conditions),
+            abort=status.abort,
+            promote_full=status.promote_full,
+            aborted_at=status.aborted_at,
+            abort_reason=status.abort_reason,
+            analysis=status.analysis,
+        )
+
+
 def derive_status(
-    st: dict[str, Any],
+    progress: Progress,
     observed: Observed,
     spec: RolloutSpec,
     steps: list[Step],
     route: RouteState,
     now: datetime,
 ) -> RolloutStatus:
-    """The new status from the planner's decided fields ``st`` (field name -> value)."""
+    """The new status: the fields of ``progress``, and those derived from it and ``observed``."""
     views = observed.replica_sets
-    stable_view = observed.replica_set(st["stable_revision"])
+    stable_view = observed.replica_set(progress.stable_revision)
     available = stable_view is not None and stable_view.available >= spec.replicas
     phase: Phase
-    if st["abort"]:
+    if progress.abort:
         phase = "Degraded"
-    elif st["pause_conditions"]:
+    elif progress.pause_conditions:
         phase = "Paused"
-    elif st["canary_revision"] != st["stable_revision"] or not available:
+    elif progress.canary_revision != progress.stable_revision or not available:
         phase = "Progressing"
     else:
         phase = "Healthy"
-    message = _message(st, phase, steps)
+    message = _message(progress, phase, steps)
     fields = {
-        **st,
+        **{f.name: getattr(progress, f.name) for f in dataclasses.fields(progress)},
         "observed_generation": observed.generation,
         "phase": phase,
         "message": message,
@@ -58,15 +102,15 @@ def derive_status(
         "selector": spec.selector.as_query(),
     }
     if phase == "Degraded":
-        progressing = (False, st["abort_reason"] or "RolloutAborted")
-    elif st["canary_revision"] != st["stable_revision"]:
+        progressing = (False, progress.abort_reason or "RolloutAborted")
+    elif progress.canary_revision != progress.stable_revision:
         progressing = (True, "RolloutProgressing")
     else:
         progressing = (True, "RolloutCompleted")
-    pauses = ", ".join(p.reason for p in st["pause_conditions"])
+    pauses = ", ".join(p.reason for p in progress.pause_conditions)
     gen = observed.generation
     fields["conditions"] = with_conditions(
-        st["conditions"],
+        observed.status.conditions,
         [
             condition("Progressing", *progressing, message, now, gen),
             condition(
@@ -85,20 +129,22 @@ def derive_status(
     return RolloutStatus.model_validate(fields)
 
 
-def _message(st: dict[str, Any], phase: Phase, steps: list[Step]) -> str:
-    run: AnalysisStatus | None = st["analysis"]
+def _message(progress: Progress, phase: Phase, steps: list[Step]) -> str:
+    run: AnalysisStatus | None = progress.analysis
     gate_text = f", gate {run.phase}: {run.message}" if run is not None else ""
     if phase == "Degraded":
-        return f"aborted ({st['abort_reason']}): all traffic on stable {st['stable_revision']}"
+        stable = progress.stable_revision
+        return f"aborted ({progress.abort_reason}): all traffic on stable {stable}"
     if phase == "Healthy":
-        return f"revision {st['stable_revision']} is stable and serves 100%"
-    index, total = st["current_step_index"], len(steps)
+        return f"revision {progress.stable_revision} is stable and serves 100%"
+    index, total = progress.current_step_index, len(steps)
+    assert index is not None  # set on every revision change, and by steady mode
     where = f"step {index + 1}/{total}: {describe(steps[index])}" if index < total else "promoting"
     # The weights are status.weights; repeating them here would make every read-back of a
     # route change the message, and cost a status write per step.
     text = f"{where}{gate_text}"
     if phase == "Paused":
-        reasons = ", ".join(p.reason for p in st["pause_conditions"])
+        reasons = ", ".join(p.reason for p in progress.pause_conditions)
         return f"paused ({reasons}) at {text}"
     return text
 
