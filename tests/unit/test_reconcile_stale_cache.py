@@ -103,19 +103,24 @@ def replica_set(revision: str, uid: str, replicas: int) -> Obj:
     }
 
 
-def test_a_reconcile_on_a_stale_cache_does_not_undo_a_promotion() -> None:
+def ready_to_promote() -> tuple[Obj, str]:
+    """A Rollout with all steps done, its canary full size and serving 100%; and its revision."""
     doc = example("canary")
     del doc["spec"]["analysis"]
     doc["spec"]["strategy"]["canary"]["steps"] = [{"setWeight": 50}]
     doc["metadata"].update(uid="u-1", resourceVersion="7", generation=1)
     new = pod_template_hash(parse_rollout(doc).spec.template.wire())
-    # All steps done, the canary full size and serving 100%: this reconcile promotes it.
     doc["status"] = {
         "stableRevision": OLD,
         "canaryRevision": new,
         "currentStepIndex": 1,
         "pauseConditions": [],
     }
+    return doc, new
+
+
+def test_a_reconcile_on_a_stale_cache_does_not_undo_a_promotion() -> None:
+    doc, new = ready_to_promote()  # this reconcile promotes it
     stale = json.loads(json.dumps(doc))  # what the cache keeps serving
     access = FakeAccess(doc)
     router = FakeRouter(RouteState(OLD, new, 100))
@@ -157,17 +162,7 @@ class RefusingEvents(FakeAccess):
 
 
 def test_an_event_the_api_refuses_does_not_fail_the_reconcile() -> None:
-    doc = example("canary")
-    del doc["spec"]["analysis"]
-    doc["spec"]["strategy"]["canary"]["steps"] = [{"setWeight": 50}]
-    doc["metadata"].update(uid="u-1", resourceVersion="7", generation=1)
-    new = pod_template_hash(parse_rollout(doc).spec.template.wire())
-    doc["status"] = {
-        "stableRevision": OLD,
-        "canaryRevision": new,
-        "currentStepIndex": 1,
-        "pauseConditions": [],
-    }
+    doc, new = ready_to_promote()
     access = RefusingEvents(doc)
     router = FakeRouter(RouteState(OLD, new, 100))
     sets = [replica_set(OLD, "u-1", 4), replica_set(new, "u-1", 4)]
