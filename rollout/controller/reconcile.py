@@ -122,8 +122,9 @@ class Reconciler:
             return Outcome(None, writes, False)
         writes += int(wrote)
         events = plan.of_type(EmitEvent)
-        writes += self.executor.emit(obj, events)
-        self.metrics.events.inc(len(events))
+        sent = self.executor.emit(obj, events)
+        writes += sent
+        self.metrics.events.inc(sent)
         for event in events:
             if event.type == "Warning" and event.reason in (
                 planner.ABORT_ANALYSIS,

@@ -180,3 +180,5 @@ def test_an_event_the_api_refuses_does_not_fail_the_reconcile() -> None:
     assert router.applied == [RouteState(new, new)]
     assert access.rollout["status"]["stableRevision"] == new
     assert outcome.requeue_after != 0.0  # not retried as a failure
+    # rollout_events_total counts the Events sent, not those planned
+    assert metrics.registry.get_sample_value("rollout_events_total") == 0
