@@ -14,7 +14,8 @@ One call decides one reconcile, reading like a checklist:
 
 Invariants that the property tests check: canary weight in 0..100 (stable gets the rest); no
 canary traffic while the canary has no available replica; no promotion while the gate is
-Failed, Error or Inconclusive; the plan depends on its inputs only.
+Failed, Error or Inconclusive; no step completes while the gate holds (``_gate_holds``); the
+plan depends on its inputs only.
 """
 
 from __future__ import annotations
