@@ -11,6 +11,11 @@ rate window already covers the canary's traffic. A check's phase follows its cou
 - ``count`` measurements reached: Successful if at least one passed, else Inconclusive;
   otherwise Running (Pending before the first).
 
+Successful, Failed and Error are final: the check is no longer measured. Inconclusive is not:
+the check goes on being measured every interval (the rollout waits, paused, and a canary that
+then fails must still be caught) and stays Inconclusive until a measurement makes it Failed or
+Error, or the operator starts a new run.
+
 The run takes its worst non-dry-run check. A Successful measurement whose value is NaN or ±Inf
 is recorded as Inconclusive: a broken number is never a pass.
 """
@@ -35,6 +40,8 @@ _RANK: dict[AnalysisPhase, int] = {
 }
 TERMINAL: frozenset[AnalysisPhase] = frozenset({"Successful", "Failed", "Error", "Inconclusive"})
 BLOCKING: frozenset[AnalysisPhase] = frozenset({"Failed", "Error", "Inconclusive"})
+# A check (or run) in one of these phases is no longer measured; an Inconclusive one still is.
+FINAL: frozenset[AnalysisPhase] = frozenset({"Successful", "Failed", "Error"})
 
 
 def new_run(analysis: Analysis, now: datetime, count: int | None) -> AnalysisStatus:
@@ -103,12 +110,16 @@ def record(
     by_name = {c.name: c for c in run.checks}
     for name, measurement in measurements:
         check = by_name.get(name)
-        if check is None or check.phase in TERMINAL:
+        if check is None or check.phase in FINAL:
             continue
         if run.started_at is not None and measurement.at < run.started_at:
             continue
+        was = check.phase
         check = _record(check, _sane(measurement), analysis.measurements_kept)
-        by_name[name] = check.model_copy(update={"phase": check_phase(check, analysis, run.count)})
+        phase = check_phase(check, analysis, run.count)
+        if was == "Inconclusive" and phase not in ("Failed", "Error"):
+            phase = "Inconclusive"  # held until the operator starts a new run, or it fails
+        by_name[name] = check.model_copy(update={"phase": phase})
     checks = [by_name[c.name] for c in run.checks]
     phase = run_phase(checks)
     return run.model_copy(update={"checks": checks, "phase": phase, "message": summary(checks)})
@@ -127,27 +138,30 @@ def last_measured_at(run: AnalysisStatus, check: CheckStatus) -> datetime | None
 
 
 def due_checks(run: AnalysisStatus, analysis: Analysis, now: datetime) -> list[str]:
-    """Names of the checks whose next measurement is due at ``now``."""
-    if run.phase in TERMINAL:
+    """Names of the checks whose next measurement is due at ``now``.
+
+    Inconclusive checks stay due every interval: a paused rollout's gate keeps judging.
+    """
+    if run.phase in FINAL:
         return []
     interval = timedelta(seconds=analysis.interval)
     due = []
     for check in run.checks:
         last = last_measured_at(run, check)
-        if check.phase not in TERMINAL and last is not None and now >= last + interval:
+        if check.phase not in FINAL and last is not None and now >= last + interval:
             due.append(check.name)
     return due
 
 
 def next_due_at(run: AnalysisStatus, analysis: Analysis) -> datetime | None:
     """When the next measurement of this run falls due (None when the run is over)."""
-    if run.phase in TERMINAL:
+    if run.phase in FINAL:
         return None
     interval = timedelta(seconds=analysis.interval)
     times = [
         last + interval
         for check in run.checks
-        if check.phase not in TERMINAL and (last := last_measured_at(run, check)) is not None
+        if check.phase not in FINAL and (last := last_measured_at(run, check)) is not None
     ]
     return min(times, default=None)
 
@@ -155,3 +169,17 @@ def next_due_at(run: AnalysisStatus, analysis: Analysis) -> datetime | None:
 def passed_once(run: AnalysisStatus) -> bool:
     """Every non-dry-run check has at least one successful measurement in this run."""
     return all(c.successful > 0 for c in run.checks if not c.dry_run)
+
+
+def latest_passed(run: AnalysisStatus) -> bool:
+    """Every non-dry-run check's latest measurement in this run is Successful, or it has none yet.
+
+    The planner's rule for moving the canary on: a Failed measurement within ``failureLimit``,
+    an Error within ``consecutiveErrorLimit`` or an Inconclusive one within
+    ``inconclusiveLimit`` does not end the run, but it never lets a step advance either.
+    """
+    return all(
+        c.measurements[-1].phase == "Successful"
+        for c in run.checks
+        if not c.dry_run and c.measurements
+    )

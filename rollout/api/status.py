@@ -97,8 +97,9 @@ class RolloutStatus(ApiModel):
     current_step_index: int | None = None
     step_count: int | None = None
     step_started_at: Timestamp | None = None
-    # Set while the canary is scaling up for a step or promotion: the progress deadline runs
-    # from here, so long pauses and gate waits never count against it.
+    # Set while a step or the promotion makes no progress (the canary not available, or the
+    # gate holding it), or while a stable revision is not available: the progress deadline
+    # runs from here, so pauses and waits for the next measurement never count against it.
     waiting_for_replicas_since: Timestamp | None = None
     weights: Weights | None = None
     pause_conditions: list[PauseCondition] = Field(default_factory=list)

@@ -67,6 +67,8 @@ class GateMeasurer:
         run = status.analysis
         if analysis is None or run is None:
             return ()
+        if status.abort or status.canary_revision == status.stable_revision:
+            return ()  # nothing under way to judge: an unfinished run is not queried any more
         due = gate.due_checks(run, analysis, now)
         if not due:
             return ()

@@ -14,7 +14,8 @@ One call decides one reconcile, reading like a checklist:
 
 Invariants that the property tests check: canary weight in 0..100 (stable gets the rest); no
 canary traffic while the canary has no available replica; no promotion while the gate is
-Failed, Error or Inconclusive; the plan depends on its inputs only.
+Failed, Error or Inconclusive; no step completes while the gate holds (``_gate_holds``); the
+plan depends on its inputs only.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ from rollout.domain.plan import (
     ScaleReplicaSet,
     SetRoute,
 )
-from rollout.domain.status import Progress, blocked, derive_status
+from rollout.domain.status import Progress, blocked, derive_status, stalled
 from rollout.domain.steps import (
     Analyze,
     Pause,
@@ -183,10 +184,38 @@ class _Planner:
         stable = self.st.stable_revision
         self._scale(stable, self.spec.replicas)
         self._set_route(RouteState(stable, stable))
+        self._check_stable_deadline()
         if self.st.abort or self.st.promote_full:
             self._event("Normal", "NothingToDo", "no update in progress: operator flag cleared")
             self.st.abort = self.st.promote_full = False
         self.st.current_step_index = len(self.steps)
+
+    def _check_stable_deadline(self) -> None:
+        """With nothing to roll back to (a first revision, a deploy at once), a stable revision
+        not available within progressDeadlineSeconds is reported (Degraded, Progressing=False
+        ``ProgressDeadlineExceeded``, a Warning Event), as a Deployment's progress deadline is;
+        it becomes Healthy once available. A user's pause stops the clock."""
+        view = self.obs.replica_set(self.st.stable_revision)
+        if (view is not None and view.available >= self.spec.replicas) or (
+            self._has_pause_from_user()
+        ):
+            self.st.waiting_for_replicas_since = None
+            return
+        started: datetime = self.st.waiting_for_replicas_since or self.stamp
+        self.st.waiting_for_replicas_since = started
+        if not stalled(self.st, self.spec, self.now):
+            self._wake_at(started + timedelta(seconds=self.spec.progress_deadline_seconds))
+            return
+        old = self.obs.status.condition("Progressing")
+        if old is None or old.reason != ABORT_DEADLINE:
+            available = 0 if view is None else view.available
+            self._event(
+                "Warning",
+                ABORT_DEADLINE,
+                f"revision {self.st.stable_revision} not available after "
+                f"{self.spec.progress_deadline_seconds}s (progressDeadlineSeconds): "
+                f"{available}/{self.spec.replicas} replicas available",
+            )
 
     def _aborted(self) -> None:
         if self.st.aborted_at is None:  # the operator set status.abort
@@ -234,7 +263,12 @@ class _Planner:
             # Promote on the next tick, from a state with no gate verdict at all.
             self.wake.append(0)
             return
-        if not self._gate_allows() or self._has_pause_from_user():
+        if not self._gate_allows():
+            return
+        if self._has_pause_from_user():
+            # A paused rollout does not time out (as a paused Deployment): the deadline
+            # starts afresh when it resumes.
+            self.st.waiting_for_replicas_since = None
             return
         index = self._step_index()
         if index < len(self.steps):
@@ -248,7 +282,12 @@ class _Planner:
         return index
 
     def _gate_allows(self) -> bool:
-        """Fold new measurements; abort on failure, pause on Inconclusive. False: stop here."""
+        """Fold new measurements; abort on Failed or Error, pause on Inconclusive. False: aborted.
+
+        An Inconclusive run pauses the rollout (``InconclusiveAnalysis``) but goes on being
+        measured, so a Failed measurement still aborts it; whether the step may advance is
+        ``_gate_holds``'s to say.
+        """
         run: AnalysisStatus | None = self.st.analysis
         analysis = self.spec.analysis
         if run is None or analysis is None:
@@ -260,26 +299,38 @@ class _Planner:
             self._abort(ABORT_ANALYSIS, f"gate {run.phase}: {run.message}")
             self._aborted()
             return False
-        if run.phase != "Inconclusive":
-            return True
-        if self._has_pause(PAUSE_INCONCLUSIVE):
+        if run.phase == "Inconclusive" and not self._has_pause(PAUSE_INCONCLUSIVE):
+            if was == "Inconclusive":  # the operator promoted: measure again, do not skip
+                self.st.analysis = gate.new_run(analysis, self.now, run.count)
+                self._event("Normal", "AnalysisRestarted", "operator promoted: gate measures again")
+            else:
+                self._add_pause(PAUSE_INCONCLUSIVE)
+                self._event("Warning", "AnalysisInconclusive", f"gate inconclusive: {run.message}")
+        self._wake_for_gate()  # paused or not, the gate keeps measuring
+        return True
+
+    def _gate_holds(self) -> bool:
+        """The gate keeps the canary where it is: the run is Inconclusive, or some check's latest
+        measurement is not Successful (a check not yet measured does not hold)."""
+        run: AnalysisStatus | None = self.st.analysis
+        if run is None or run.phase == "Successful":  # a counted run's verdict stands
             return False
-        if was == "Inconclusive":  # the operator promoted: measure again, do not advance
-            self.st.analysis = gate.new_run(analysis, self.now, run.count)
-            self._event("Normal", "AnalysisRestarted", "operator promoted: gate measures again")
-            return True
-        self._add_pause(PAUSE_INCONCLUSIVE)
-        self._event("Warning", "AnalysisInconclusive", f"gate inconclusive: {run.message}")
-        return False
+        return run.phase == "Inconclusive" or not gate.latest_passed(run)
 
     def _run_step(self, index: int) -> None:
         step = self.steps[index]
         target = traffic_at(self.steps, index)
         ready = self._ready_for(target)
-        traffic = target if ready else traffic_at(self.steps, index - 1)
+        held = self._gate_holds()
+        # Held by the gate, the canary keeps the traffic it has: a step's traffic not yet in
+        # place is not applied (the previous step's holds), one in place is not taken back.
+        at_target = self.route == self._route_for(target)
+        traffic = target if ready and (at_target or not held) else traffic_at(self.steps, index - 1)
         applied = self._set_route(self._route_for(traffic))
-        if not ready:
+        if not ready or held:
+            # No progress: the canary is not available, or the gate will not let it move on.
             self._check_deadline()
+            self._wake_for_gate()
             return
         self.st.waiting_for_replicas_since = None
         if not applied:
@@ -364,8 +415,13 @@ class _Planner:
         """All steps done: full size, 100% to the canary, then it becomes stable."""
         stable, canary = self.st.stable_revision, self.st.canary_revision
         assert stable is not None and canary is not None  # run() settles both revisions first
-        if not self.st.promote_full and not self._background_gate_passed():
-            return
+        if not self.st.promote_full:
+            if self._gate_holds():
+                self._check_deadline()
+                self._wake_for_gate()
+                return
+            if not self._background_gate_passed():
+                return
         self._scale(stable, self.spec.replicas)
         self._scale(canary, self.spec.replicas)
         view = self.obs.replica_set(canary)

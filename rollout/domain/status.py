@@ -1,7 +1,8 @@
 """Deriving ``Rollout.status`` from what the planner decided (a ``Progress``). Pure.
 
-Phase rules: Degraded after an abort (or for bad input); Paused while any pause condition
-holds; Progressing while a new revision is not promoted or stable is not fully available;
+Phase rules: Degraded after an abort, for bad input, or while a stable revision with nothing
+to roll back to is not available past ``progressDeadlineSeconds``; Paused while any pause
+condition holds; Progressing while a new revision is not promoted or stable is not fully available;
 otherwise Healthy. Weights are always the ones read back from the router, never the ones asked
 for. A condition's ``lastTransitionTime`` moves only when its status changes.
 """
@@ -11,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from rollout.api.rollout import RolloutSpec
 from rollout.api.status import (
@@ -63,6 +64,15 @@ class Progress:
         )
 
 
+def stalled(progress: Progress, spec: RolloutSpec, now: datetime) -> bool:
+    """Steady state (nothing to roll back to) whose stable revision has not become available
+    within ``progressDeadlineSeconds`` of being asked for (``waiting_for_replicas_since``)."""
+    since = progress.waiting_for_replicas_since
+    if since is None or progress.canary_revision != progress.stable_revision:
+        return False
+    return now >= since + timedelta(seconds=spec.progress_deadline_seconds)
+
+
 def derive_status(
     progress: Progress,
     observed: Observed,
@@ -76,7 +86,8 @@ def derive_status(
     stable_view = observed.replica_set(progress.stable_revision)
     available = stable_view is not None and stable_view.available >= spec.replicas
     phase: Phase
-    if progress.abort:
+    stuck = stalled(progress, spec, now)
+    if progress.abort or stuck:
         phase = "Degraded"
     elif progress.pause_conditions:
         phase = "Paused"
@@ -101,7 +112,9 @@ def derive_status(
         "available_replicas": sum(v.available for v in views),
         "selector": spec.selector.as_query(),
     }
-    if phase == "Degraded":
+    if stuck:
+        progressing = (False, "ProgressDeadlineExceeded")
+    elif phase == "Degraded":
         progressing = (False, progress.abort_reason or "RolloutAborted")
     elif progress.canary_revision != progress.stable_revision:
         progressing = (True, "RolloutProgressing")
@@ -132,6 +145,11 @@ def derive_status(
 def _message(progress: Progress, phase: Phase, steps: list[Step]) -> str:
     run: AnalysisStatus | None = progress.analysis
     gate_text = f", gate {run.phase}: {run.message}" if run is not None else ""
+    if phase == "Degraded" and not progress.abort:
+        return (
+            f"revision {progress.stable_revision} is not available after "
+            f"progressDeadlineSeconds: no stable revision to roll back to"
+        )
     if phase == "Degraded":
         stable = progress.stable_revision
         return f"aborted ({progress.abort_reason}): all traffic on stable {stable}"

@@ -20,11 +20,14 @@ from tests.integration.controller_helpers import (
     Cluster,
     ControllerHandle,
     canary_weight,
+    condition,
+    consistently,
     destination_rule,
     rollout_manifest,
     virtual_service,
 )
 from tests.integration.prometheus_fixtures import start_prometheus, wait_for_data
+from tests.integration.sandbox_helpers import GROUP, VERSION
 
 pytestmark = pytest.mark.integration
 
@@ -134,3 +137,117 @@ def test_a_canary_without_traffic_is_never_promoted(
     assert status["stableRevision"] != canary
     last = status["analysis"]["checks"][0]["measurements"][-1]
     assert last["phase"] == "Inconclusive" and "minRequests" in last["message"]
+
+
+# -- the gate keeps judging while the rollout waits (issue 12, section 2) ---------------------
+
+
+def begin_update(
+    cluster: Cluster, world: GateWorld, namespace: str, manifest: dict[str, Any]
+) -> str:
+    """Deploy ``manifest`` (v1) with stable traffic, then v2 with no traffic of its own yet."""
+    cluster.create_istio("virtualservices", virtual_service())
+    cluster.create_istio("destinationrules", destination_rule())
+    cluster.create_rollout(manifest)
+    stable = cluster.wait_healthy()["stableRevision"]
+    world.traffic.set(Workload(namespace, "reviews", stable, rps=100))
+    template = manifest["spec"]["template"]
+    template["spec"]["containers"][0]["image"] = "example.com/reviews:2"
+    cluster.set_template(template)
+    status = cluster.wait_status(lambda s: s.get("canaryRevision") not in (None, stable))
+    return str(status["canaryRevision"])
+
+
+def inconclusive_pause(status: dict[str, Any]) -> bool:
+    return any(p["reason"] == "InconclusiveAnalysis" for p in status.get("pauseConditions", []))
+
+
+def test_a_canary_first_inconclusive_then_failing_is_rolled_back(
+    cluster: Cluster, gate_world: GateWorld, namespace: str, gated_controller: ControllerHandle
+) -> None:
+    """First window empty (too few requests), then 30% errors: rolled back, not parked at 20%."""
+    manifest = rollout_manifest(steps=[{"setWeight": 20}, {"pause": {}}], replicas=5)
+    manifest["spec"]["analysis"] = GATE
+    canary = begin_update(cluster, gate_world, namespace, manifest)
+    status = cluster.wait_status(inconclusive_pause, timeout=30)
+    assert canary_weight(cluster.vs()) == 20
+    first = status["analysis"]["checks"][0]["measurements"][0]
+    assert first["phase"] == "Inconclusive" and "minRequests" in first["message"]
+    # Now the canary serves, badly: the paused gate is still querying and catches it.
+    gate_world.traffic.set(Workload(namespace, "reviews", canary, rps=100, error_rate=0.3))
+    status = cluster.wait_status(lambda s: s.get("phase") == "Degraded", timeout=45)
+    assert status["abortReason"] == "AnalysisFailed"
+    assert status["stableRevision"] != canary
+    assert canary_weight(cluster.vs()) == 0
+    last = status["analysis"]["checks"][0]["measurements"][-1]
+    assert last["phase"] == "Failed" and last["value"] > 0.1
+
+
+def test_a_canary_whose_template_goes_missing_never_leaves_20_percent(
+    cluster: Cluster, gate_world: GateWorld, namespace: str, gated_controller: ControllerHandle
+) -> None:
+    """Error measurements within consecutiveErrorLimit never let a step advance; the progress
+    deadline then rolls the held canary back."""
+    cluster.custom.create_namespaced_custom_object(
+        GROUP,
+        VERSION,
+        namespace,
+        "analysistemplates",
+        {
+            "apiVersion": f"{GROUP}/{VERSION}",
+            "kind": "AnalysisTemplate",
+            "metadata": {"name": "zero"},
+            "spec": {"query": "vector(0)", "max": 0.5},
+        },
+    )
+    steps: list[dict[str, Any]] = [
+        {"setWeight": 20},
+        {"pause": {"duration": "8s"}},
+        {"setWeight": 50},
+        {"pause": {}},
+    ]
+    manifest = rollout_manifest(steps=steps, replicas=5)
+    manifest["spec"]["progressDeadlineSeconds"] = 15
+    manifest["spec"]["analysis"] = {
+        "interval": "2s",
+        "consecutiveErrorLimit": 100,
+        "prometheus": {"scrapeInterval": "1s", "timeout": "1s"},
+        "checks": [{"name": "custom", "templateRef": {"name": "zero"}}],
+    }
+    begin_update(cluster, gate_world, namespace, manifest)
+    cluster.wait_status(lambda s: s.get("currentStepIndex") == 1, timeout=15)
+    assert canary_weight(cluster.vs()) == 20
+    cluster.custom.delete_namespaced_custom_object(
+        GROUP, VERSION, namespace, "analysistemplates", "zero"
+    )
+
+    def held() -> None:
+        status = cluster.status()
+        assert status.get("currentStepIndex") == 1, status
+        assert canary_weight(cluster.vs()) in (0, 20)
+        assert status.get("phase") != "Healthy", status
+
+    consistently(held, duration=12)  # the 8 s pause is long over; Errors hold the step
+    status = cluster.status()
+    last = status["analysis"]["checks"][0]["measurements"][-1]
+    assert last["phase"] == "Error" and "zero" in last["message"], last
+    status = cluster.wait_status(lambda s: s.get("phase") == "Degraded", timeout=30)
+    assert status["abortReason"] == "ProgressDeadlineExceeded"
+    assert status["currentStepIndex"] == 1
+    assert canary_weight(cluster.vs()) == 0
+
+
+def test_a_first_revision_never_available_is_reported_after_the_deadline(
+    cluster: Cluster, gated_controller: ControllerHandle
+) -> None:
+    manifest = rollout_manifest(steps=[{"setWeight": 20}], replicas=2, crash=True)
+    manifest["spec"]["progressDeadlineSeconds"] = 3
+    cluster.create_istio("virtualservices", virtual_service())
+    cluster.create_istio("destinationrules", destination_rule())
+    cluster.create_rollout(manifest)
+    status = cluster.wait_status(lambda s: s.get("phase") == "Degraded", timeout=15)
+    progressing = condition(status, "Progressing")
+    assert (progressing["status"], progressing["reason"]) == ("False", "ProgressDeadlineExceeded")
+    assert "not available" in status["message"]
+    (event,) = cluster.wait_events("ProgressDeadlineExceeded")
+    assert event["type"] == "Warning" and "0/2 replicas available" in event["message"]

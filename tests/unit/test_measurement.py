@@ -107,3 +107,47 @@ def test_only_the_last_n_measurements_are_kept() -> None:
         run = gate.record(run, spec, [("error-rate", m)])
     assert [m.value for m in run.checks[0].measurements] == [3.0, 4.0]
     assert run.checks[0].successful == 5
+
+
+def test_an_inconclusive_check_is_still_measured_and_stays_inconclusive_until_it_fails() -> None:
+    """A paused rollout's gate keeps judging: Inconclusive is not final, Failed and Error are."""
+    spec = analysis(inconclusiveLimit=0, failureLimit=0)
+    run = gate.new_run(spec, T0, None)
+
+    def at(seconds: int, phase: MeasurementPhase) -> None:
+        nonlocal run
+        m = Measurement(at=T0 + timedelta(seconds=seconds), phase=phase, value=0.001)
+        run = gate.record(run, spec, [("error-rate", m)])
+
+    at(30, "Inconclusive")
+    assert run.phase == "Inconclusive"
+    assert gate.due_checks(run, spec, T0 + timedelta(seconds=60)) == ["error-rate", "shadow"]
+    at(60, "Successful")
+    assert run.phase == "Inconclusive"  # sticky: only the operator starts a new run
+    at(90, "Failed")
+    assert run.phase == "Failed"
+    assert gate.due_checks(run, spec, T0 + timedelta(seconds=600)) == []
+    assert gate.next_due_at(run, spec) is None
+
+
+@pytest.mark.parametrize(
+    ("phases", "passed"),
+    [
+        ([], True),
+        (["Successful"], True),
+        (["Successful", "Error"], False),
+        (["Failed", "Successful"], True),
+        (["Successful", "Inconclusive"], False),
+        (["Successful", "Failed"], False),
+    ],
+)
+def test_latest_passed_looks_at_the_latest_measurement_of_each_deciding_check(
+    phases: list[MeasurementPhase], passed: bool
+) -> None:
+    spec = analysis(failureLimit=5, inconclusiveLimit=5)
+    run = gate.new_run(spec, T0, None)
+    for i, phase in enumerate(phases, start=1):
+        m = Measurement(at=T0 + timedelta(seconds=30 * i), phase=phase, value=0.001)
+        failing = Measurement(at=m.at, phase="Failed", value=1.0)
+        run = gate.record(run, spec, [("error-rate", m), ("shadow", failing)])
+    assert gate.latest_passed(run) is passed  # the dry-run shadow check never decides

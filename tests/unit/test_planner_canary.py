@@ -201,9 +201,11 @@ def test_inconclusive_gate_pauses_and_promote_measures_again() -> None:
     world.run_for(31)
     assert world.status.phase == "Paused"
     assert [p.reason for p in world.status.pause_conditions] == ["InconclusiveAnalysis"]
-    world.run_for(600)
+    world.run_for(300)  # within progressDeadlineSeconds (600 s)
     assert world.status.current_step_index == 1  # held: never promote on missing data
     assert world.route is not None and world.route.canary_weight == 10
+    assert world.status.analysis is not None
+    assert world.status.analysis.checks[0].inconclusive == 11  # measured all along, paused
     world.outcome = lambda check, revision: "Successful"
     world.promote()
     world.settle()
@@ -219,8 +221,11 @@ def test_no_traffic_never_promotes_through_the_background_gate() -> None:
     world.outcome = inconclusive
     world.settle()
     world.run_for(3600)
+    assert {p.status.stable_revision for p in world.plans[1:]} == {world.status.stable_revision}
     assert world.status.stable_revision != world.revision
-    assert world.status.phase == "Paused"
+    # Held by an Inconclusive gate past progressDeadlineSeconds (600 s): rolled back.
+    assert world.status.phase == "Degraded"
+    assert world.status.abort_reason == "ProgressDeadlineExceeded"
 
 
 def test_header_route_and_mirror_are_applied_and_removed_on_promotion() -> None:

@@ -15,7 +15,11 @@ break or heal and gate outcomes that change. After every tick the invariants bel
 7. an aborted rollout sends the canary nothing and is Degraded;
 8. a user pause holds the step index and the stable revision;
 9. with passing gates, promoting repeatedly reaches Healthy on the template's revision;
-10. an invalid spec only emits events and is Degraded.
+10. an invalid spec only emits events and is Degraded;
+11. never advance while any latest measurement is not Successful: while the run (with this
+    tick's measurements folded in) is Inconclusive or has a check whose latest measurement
+    is Failed, Error or Inconclusive, no step completes, nothing is promoted and the canary's
+    share of traffic does not rise above what it had (or the previous step gave it).
 """
 
 from __future__ import annotations
@@ -31,13 +35,14 @@ from typing import Any
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
+from analysis import measurement as gate
 from analysis.measurement import BLOCKING
 from rollout.api.manifest import parse_rollout
-from rollout.api.status import PAUSE_USER, MeasurementPhase, RolloutStatus
+from rollout.api.status import PAUSE_INCONCLUSIVE, PAUSE_USER, MeasurementPhase, RolloutStatus
 from rollout.domain import planner
 from rollout.domain.observed import Observed, RouteState
 from rollout.domain.plan import EmitEvent, Plan, SetRoute
-from rollout.domain.steps import Traffic, canary_replicas, steps_of
+from rollout.domain.steps import Traffic, canary_replicas, steps_of, traffic_at
 from tests.unit.world import World, example
 
 # PLANNER_EXAMPLES_FACTOR=10 for a deeper (slower) search than CI's; derandomized either way.
@@ -322,6 +327,20 @@ def check_tick(observed: Observed, plan: Plan, now: datetime) -> None:
             assert route.header_routes == (), route
         assert status.phase == "Degraded"
 
+    # 11: a gate that holds lets nothing move on.
+    if _gate_held(observed):
+        index = old.current_step_index
+        assert index is not None
+        assert status.current_step_index <= index, (old, status)
+        assert status.stable_revision == old.stable_revision
+        before = observed.route
+        share = _share(traffic_at(steps_of(observed.spec), index - 1))
+        if before is not None and before.canary_revision == old.canary_revision:
+            share = max(share, before.canary_weight, before.mirror_percent)
+        for route in routes:
+            if route.canary_revision == old.canary_revision != route.stable_revision:
+                assert max(route.canary_weight, route.mirror_percent) <= share, (route, before)
+
     # 8: a user pause holds the step and the stable revision.
     if any(p.reason == PAUSE_USER for p in old.pause_conditions):
         # Exempt: promote --full (an operator override) and no update in progress (a fast
@@ -330,6 +349,31 @@ def check_tick(observed: Observed, plan: Plan, now: datetime) -> None:
         if old.current_step_index is not None and not old.promote_full and not steady:
             assert status.current_step_index <= old.current_step_index, (old, status)
         assert status.stable_revision == old.stable_revision
+
+
+def _share(traffic: Traffic) -> float:
+    return max(traffic.weight, traffic.mirror)
+
+
+def _gate_held(observed: Observed) -> bool:
+    """Invariant 11 applies: a rollout under way (same canary, no operator override, no abort)
+    whose run, with this tick's measurements, holds the canary where it is."""
+    old, spec = observed.status, observed.spec
+    run = old.analysis
+    if spec is None or spec.analysis is None or run is None or old.current_step_index is None:
+        return False
+    under_way = old.stable_revision is not None and old.canary_revision != old.stable_revision
+    if not under_way or observed.revision != old.canary_revision or spec.replicas == 0:
+        return False
+    if old.promote_full or old.abort or old.aborted_at is not None:
+        return False
+    promoted = run.phase == "Inconclusive" and all(
+        p.reason != PAUSE_INCONCLUSIVE for p in old.pause_conditions
+    )  # `rollout promote` on an Inconclusive gate: a new run starts
+    folded = gate.record(run, spec.analysis, observed.measurements)
+    if promoted or folded.phase == "Successful":  # a counted run's verdict stands
+        return False
+    return folded.phase == "Inconclusive" or not gate.latest_passed(folded)
 
 
 class CheckedWorld(World):
