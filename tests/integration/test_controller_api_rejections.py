@@ -137,7 +137,7 @@ def test_a_first_revision_whose_replica_set_is_refused_is_degraded_with_one_warn
     assert cluster.vs()["metadata"]["resourceVersion"] == vs_version  # no traffic change
 
     # A fix of the Rollout is a change: it is tried again at once and goes on.
-    cluster.set_template(pod_template("reviews", "example.com/reviews:1"))
+    cluster.patch_rollout({"spec": {"template": {"metadata": {"labels": {"team": None}}}}})
     status = cluster.wait_healthy()
     assert condition(status, "InvalidSpec")["status"] == "False"
 
