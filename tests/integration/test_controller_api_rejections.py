@@ -72,7 +72,7 @@ class RecordingAccess:
 @pytest.fixture
 def recording(sandbox_kubeconfig: Path, namespace: str) -> Iterator[RecordingAccess]:
     access = RecordingAccess(KubeAccess(load_api_client(str(sandbox_kubeconfig))))
-    controller = Controller(access, namespace=namespace, workers=2)  # type: ignore[arg-type]
+    controller = Controller(access, namespace=namespace, workers=2)
     assert controller.start_caches(timeout=10)
     controller.start_workers()
     try:
@@ -86,7 +86,7 @@ def rejected(cluster: Cluster) -> Obj:
 
     def refused(status: Obj) -> bool:
         conds = {c["type"]: c for c in status.get("conditions") or []}
-        return conds.get("InvalidSpec", {}).get("reason") == "ApiRejected"
+        return bool(conds.get("InvalidSpec", {}).get("reason") == "ApiRejected")
 
     return cluster.wait_status(refused)
 
