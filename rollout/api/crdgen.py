@@ -19,8 +19,9 @@ Contract:
   the controller must not depend on it.
 * ``description`` (model and field docstrings), field constraints (minimum, maximum, lengths,
   pattern, item and property counts), enums, ``format: date-time`` and the models' CEL rules
-  (``x-kubernetes-validations``) are carried onto the node they belong to. A JSON-schema keyword
-  this module does not know is an error, never silently dropped.
+  (``x-kubernetes-validations``) are carried onto the node they belong to; a top-level model's
+  rules go to the schema's root, where Kubernetes lets them read ``self.metadata.name``. A
+  JSON-schema keyword this module does not know is an error, never silently dropped.
 """
 
 from __future__ import annotations
@@ -278,12 +279,17 @@ def openapi_schema(crd: CrdSpec) -> dict[str, Any]:
     unexpected = set(props) - set(properties)
     if unexpected:
         raise CrdGenError(f"{crd.kind}: unexpected top-level fields {sorted(unexpected)}")
-    return {
+    schema: dict[str, Any] = {
         "description": crd.description,
         "type": "object",
         "properties": properties,
         "required": ["spec"],
     }
+    # Rules on the model itself sit at the root, where Kubernetes gives them self.metadata with
+    # name and generateName (e.g. a bound on the Rollout's name).
+    if raw.get("x-kubernetes-validations"):
+        schema["x-kubernetes-validations"] = raw["x-kubernetes-validations"]
+    return schema
 
 
 def build(crd: CrdSpec) -> dict[str, Any]:

@@ -7,6 +7,7 @@ from typing import Any, Literal
 from pydantic import ConfigDict, Field, field_validator
 
 from rollout.api.base import ApiModel
+from rollout.api.cel import rules
 from rollout.api.gate import Analysis
 from rollout.api.meta import LabelSelector, ObjectMeta
 from rollout.api.status import RolloutStatus
@@ -16,6 +17,40 @@ from rollout.api.traffic import TrafficRouting
 GROUP = "rollout.dev"
 VERSION = "v1alpha1"
 API_VERSION = f"{GROUP}/{VERSION}"
+
+
+# The longest Rollout name the controller can use. Every name and label value it derives from
+# the Rollout's name must be valid Kubernetes names and labels
+# (https://kubernetes.io/docs/concepts/overview/working-with-objects/names/,
+# https://kubernetes.io/docs/concepts/overview/working-with-objects/labels/#syntax-and-character-set):
+#
+# - the pods' ``service.istio.io/canonical-name`` label is the Rollout's name (unless the template
+#   sets it): a label value, at most 63 characters. This is the binding limit;
+# - ReplicaSets ``<name>-<10-character hash>``: DNS-1123 subdomains, at most 253 (<= 74 here);
+# - their pods' names come from ``generateName: <replicaset>-``, which the API server cuts to 58
+#   characters before adding 5 random ones, so they are always valid;
+# - Events ``<name>.<random>``, owner references, annotations: subdomains or free text.
+#
+# ``rollout.api.rollout.MAX_NAME`` is checked by the CRD (a CEL rule at the root, which may read
+# ``metadata.name``) and by the model (``RolloutMeta``), so lint, the controller and the API server
+# all refuse a longer name. docs/architecture.md ("Names") says more.
+MAX_NAME = 63
+NAME_MESSAGE = (
+    f"a Rollout name has at most {MAX_NAME} characters: it is the value of its pods' "
+    "service.istio.io/canonical-name label, and a Kubernetes label value has at most "
+    f"{MAX_NAME} characters"
+)
+
+
+class RolloutMeta(ObjectMeta):
+    """``metadata`` of a Rollout: a name no longer than ``MAX_NAME``."""
+
+    @field_validator("name")
+    @classmethod
+    def _usable_name(cls, name: str) -> str:
+        if len(name) > MAX_NAME:
+            raise ValueError(f"{NAME_MESSAGE}, not {len(name)}")
+        return name
 
 
 class PodTemplateMetadata(ApiModel):
@@ -90,9 +125,14 @@ class RolloutSpec(ApiModel):
 
 
 class Rollout(ApiModel):
+    # Kubernetes lets a rule at the root of a CRD's schema read metadata.name (and generateName).
+    model_config = ConfigDict(
+        json_schema_extra=rules((f"self.metadata.name.size() <= {MAX_NAME}", NAME_MESSAGE))
+    )
+
     api_version: Literal["rollout.dev/v1alpha1"]
     kind: Literal["Rollout"]
-    metadata: ObjectMeta
+    metadata: RolloutMeta
     spec: RolloutSpec
     status: RolloutStatus | None = None
 

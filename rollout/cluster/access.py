@@ -4,6 +4,7 @@ One production implementation (``kube.py``, the only importer of ``kubernetes``)
 behind it in tests. Errors are typed so that callers never parse HTTP codes: ``NotFound``,
 ``Conflict`` (a stale resourceVersion or an existing name), ``Invalid`` (422, with the
 apiserver's causes), ``Gone`` (a watch too old to resume), ``Unavailable`` (retries spent).
+``ClusterError.rejects`` says whether a refusal is final (a 4xx other than 401/404/409/410/429).
 """
 
 from __future__ import annotations
@@ -54,12 +55,27 @@ NAMESPACES = Resource("", "v1", "namespaces", "Namespace", namespaced=False)
 
 
 class ClusterError(Exception):
-    """A request the API refused; ``code`` and ``reason`` as in its Status body."""
+    """A request the API refused; ``code``, ``reason`` and ``detail`` (the API's own message,
+    without the request) as in its Status body."""
 
-    def __init__(self, message: str, *, code: int = 0, reason: str = "") -> None:
+    def __init__(
+        self, message: str, *, code: int = 0, reason: str = "", detail: str | None = None
+    ) -> None:
         super().__init__(message)
         self.code = code
         self.reason = reason
+        self.detail = message if detail is None else detail
+
+    @property
+    def rejects(self) -> bool:
+        """Whether the API refused this request for good: sending it again changes nothing.
+
+        400 BadRequest, 403 Forbidden (RBAC, a terminating namespace, a quota), 422 Invalid and
+        the other 4xx, except 401 (credentials can be refreshed), 404 (the object is gone:
+        the next reconcile sees that), 409 (a conflict: read again), 410 Gone and 429
+        TooManyRequests (come back later). 5xx and transport errors are never rejections.
+        """
+        return 400 <= self.code < 500 and self.code not in (401, 404, 409, 410, 429)
 
 
 class NotFound(ClusterError):
@@ -71,8 +87,14 @@ class Conflict(ClusterError):
 
 
 class Invalid(ClusterError):
-    def __init__(self, message: str, *, causes: list[Mapping[str, Any]] | None = None) -> None:
-        super().__init__(message, code=422, reason="Invalid")
+    def __init__(
+        self,
+        message: str,
+        *,
+        causes: list[Mapping[str, Any]] | None = None,
+        detail: str | None = None,
+    ) -> None:
+        super().__init__(message, code=422, reason="Invalid", detail=detail)
         self.causes = list(causes or [])
 
 

@@ -285,21 +285,22 @@ def _error(status: int, data: bytes, what: str) -> ClusterError:
         body = json.loads(data) if data else {}
     except ValueError:
         body = {}
-    message = f"{what}: {body.get('message') or data[:200].decode(errors='replace') or status}"
+    detail = str(body.get("message") or data[:200].decode(errors="replace") or status)
+    message = f"{what}: {detail}"
     reason = str(body.get("reason", ""))
     if status == 404:
-        return NotFound(message, code=status, reason=reason)
+        return NotFound(message, code=status, reason=reason, detail=detail)
     if status == 409:
-        return Conflict(message, code=status, reason=reason)
+        return Conflict(message, code=status, reason=reason, detail=detail)
     if status == 410:
-        return Gone(message, code=status, reason=reason)
+        return Gone(message, code=status, reason=reason, detail=detail)
     if status == 422:
-        return Invalid(message, causes=(body.get("details") or {}).get("causes"))
+        return Invalid(message, causes=(body.get("details") or {}).get("causes"), detail=detail)
     if status == 403:
-        return Forbidden(message, code=status, reason=reason)
+        return Forbidden(message, code=status, reason=reason, detail=detail)
     if status in RETRY_CODES:
-        return Unavailable(message, code=status, reason=reason)
-    return ClusterError(message, code=status, reason=reason)
+        return Unavailable(message, code=status, reason=reason, detail=detail)
+    return ClusterError(message, code=status, reason=reason, detail=detail)
 
 
 SERVICE_ACCOUNT_NAMESPACE = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"

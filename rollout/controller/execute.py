@@ -6,13 +6,18 @@ owned by the Rollout (so they go when it goes), and their pods carry Istio's
 the template sets them: Istio's metrics then tell the two versions apart by
 ``destination_canonical_revision``. Every action is idempotent; a stale cache that makes a
 create collide with an existing ReplicaSet falls back to scaling it.
+
+A write the API refuses for good (``ClusterError.rejects``: 400, 403, 422 ...) stops the plan
+there and raises ``ApiRejected``, which says what was being done and quotes the API, e.g.
+``creating ReplicaSet shop/reviews-5d8f...: ReplicaSet.apps "reviews-5d8f..." is invalid: ...``;
+the reconciler reports it on the Rollout rather than retrying it with backoff.
 """
 
 from __future__ import annotations
 
 import copy
 import logging
-from typing import Any
+from typing import Any, NoReturn
 
 from rollout.api.rollout import Rollout
 from rollout.cluster.access import (
@@ -80,6 +85,23 @@ def replica_set_for(obj: Obj, rollout: Rollout, revision: str, replicas: int) ->
     }
 
 
+class ApiRejected(Exception):
+    """The API refused a write of the plan for good; the message names the write and quotes
+    the API. ``writes``: the writes made before it."""
+
+    def __init__(self, message: str, writes: int = 0) -> None:
+        super().__init__(message)
+        self.writes = writes
+
+
+def _reraise(error: ClusterError, doing: str, said: str | None = None) -> NoReturn:
+    """Raise ``error`` as an ``ApiRejected`` (``doing: said``, by default the API's own
+    message) when it is a final refusal; else raise it as it is, to be retried."""
+    if error.rejects:
+        raise ApiRejected(f"{doing}: {error.detail if said is None else said}") from error
+    raise error
+
+
 class Executor:
     def __init__(self, access: ClusterAccess, router: TrafficRouter) -> None:
         self.access = access
@@ -94,7 +116,11 @@ class Executor:
         """
         writes = 0
         for action in actions:
-            writes += self._apply(obj, rollout, action, existing)
+            try:
+                writes += self._apply(obj, rollout, action, existing)
+            except ApiRejected as rejected:
+                rejected.writes += writes
+                raise
         return writes
 
     def _apply(self, obj: Obj, rollout: Rollout, action: Action, existing: set[str]) -> int:
@@ -110,23 +136,33 @@ class Executor:
                     self.access.patch(REPLICA_SETS, namespace, name, patch)
                 except NotFound:
                     return 0
+                except ClusterError as error:
+                    doing = f"marking ReplicaSet {namespace}/{name} for scale-down"
+                    _reraise(error, doing)
                 return 1
             case DeleteReplicaSet(revision):
+                name = replica_set_name(rollout.metadata.name, revision)
                 try:
-                    self.access.delete(
-                        REPLICA_SETS, namespace, replica_set_name(rollout.metadata.name, revision)
-                    )
+                    self.access.delete(REPLICA_SETS, namespace, name)
                 except NotFound:
                     return 0
+                except ClusterError as error:
+                    doing = f"deleting ReplicaSet {namespace}/{name}"
+                    _reraise(error, doing)
                 return 1
             case SetRoute(route):
-                return 1 if self.router.apply(rollout, route) else 0
+                try:
+                    return 1 if self.router.apply(rollout, route) else 0
+                except ClusterError as error:
+                    # The router's request names the routing object; the API's text follows.
+                    _reraise(error, "routing traffic", str(error))
             case EmitEvent():
                 return 0  # events go out after the status is written (see reconcile)
         raise AssertionError(action)
 
     def _scale(self, obj: Obj, rollout: Rollout, revision: str, replicas: int, exists: bool) -> int:
         name = replica_set_name(rollout.metadata.name, revision)
+        where = f"ReplicaSet {rollout.namespace}/{name}"
         patch = {"spec": {"replicas": replicas}}
         if not exists:
             body = replica_set_for(obj, rollout, revision, replicas)
@@ -135,7 +171,13 @@ class Executor:
                 return 1
             except Conflict:
                 pass  # the cache was behind: it exists, so scale it
-        self.access.patch(REPLICA_SETS, rollout.namespace, name, patch)
+            except ClusterError as error:
+                _reraise(error, f"creating {where}")
+        try:
+            self.access.patch(REPLICA_SETS, rollout.namespace, name, patch)
+        except ClusterError as error:
+            # A 404 (deleted since the cache saw it) is retried: the next reconcile creates it.
+            _reraise(error, f"scaling {where} to {replicas}")
         return 1
 
     def emit(self, obj: Obj, events: list[EmitEvent]) -> int:

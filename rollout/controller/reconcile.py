@@ -10,6 +10,16 @@ our own status write has come back through the watch. Planning from that stale s
 repeat decisions already taken (after a promotion: point the stable subset back at the old
 revision, for one reconcile). So the object our last status write returned replaces the
 cached one for as long as the cache still holds the version that write replaced.
+
+A write the API refuses for good (``ClusterError.rejects``: 400, 403, 422 ... on a ReplicaSet,
+a routing object or the status) is not retried with backoff: sending it again would get the
+same answer. A refused plan write leaves the status as it was but for the ``InvalidSpec``
+condition (reason ``ApiRejected``, the refused write and the API's message), phase Degraded,
+``Progressing=False``, and one Warning Event ``ApiRejected``; the plan's later actions (its
+traffic changes) are not made. The Rollout is reconciled again when it or one of its objects
+changes (a fix), or after ``REJECTED_REQUEUE_SECONDS`` (an RBAC or admission fix elsewhere);
+the same refusal then changes nothing and sends no second Event. A refused status write cannot
+be shown on the status: it is one Warning Event per distinct refusal.
 """
 
 from __future__ import annotations
@@ -22,18 +32,24 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from rollout.api.status import RolloutStatus, Weights
-from rollout.cluster.access import ClusterAccess, Conflict, NotFound, Obj
-from rollout.controller.execute import Executor
+from rollout.cluster.access import ClusterAccess, ClusterError, Conflict, NotFound, Obj
+from rollout.controller.execute import ApiRejected, Executor
 from rollout.controller.metrics import Metrics
 from rollout.controller.observe import Measurer, observe
 from rollout.controller.persist import persist
 from rollout.domain import planner
 from rollout.domain.plan import EmitEvent, SetRoute
+from rollout.domain.status import blocked
 from rollout.routers.base import TrafficRouter
 
 log = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime]
+
+API_REJECTED = "ApiRejected"
+# How long a Rollout whose write the API refused waits before trying again, when nothing of
+# it changes meanwhile (a fix of RBAC, a quota or an admission policy is not watched).
+REJECTED_REQUEUE_SECONDS = 300.0
 
 
 def utc_now() -> datetime:
@@ -68,6 +84,8 @@ class Reconciler:
         self.executor = Executor(access, router)
         # key -> (the resourceVersion our last status write replaced, the object it returned)
         self._written: dict[str, tuple[str, Obj]] = {}
+        # key -> the last refusal of its status write that an Event reported
+        self._status_refused: dict[str, str] = {}
         self._lock = threading.Lock()
 
     def _freshest(self, key: str, cached: Obj | None) -> Obj | None:
@@ -94,6 +112,8 @@ class Reconciler:
         obj = self._freshest(key, self.rollouts(namespace, name))
         if obj is None:
             self.metrics.forget(key)
+            with self._lock:
+                self._status_refused.pop(key, None)
             return Outcome(None, 0, False)
         started = time.perf_counter()
         now = self.clock()
@@ -103,10 +123,20 @@ class Reconciler:
         plan = planner.plan(observed, now)
         writes = 0
         status = plan.status
+        events = plan.of_type(EmitEvent)
+        requeue_after = plan.requeue_after
         if rollout is not None:
             existing = {rs.revision for rs in observed.replica_sets}
-            writes += self.executor.run(obj, rollout, plan.actions, existing)
-            status = _with_applied_weights(status, plan.of_type(SetRoute))
+            try:
+                writes += self.executor.run(obj, rollout, plan.actions, existing)
+                status = _with_applied_weights(status, plan.of_type(SetRoute))
+            except ApiRejected as rejected:
+                # Report it; the plan's status and events did not happen.
+                writes += rejected.writes
+                log.warning("%s: the API refused a write: %s", key, rejected)
+                refusal = blocked(observed, now, str(rejected), reason=API_REJECTED)
+                status, events = refusal.status, refusal.of_type(EmitEvent)
+                requeue_after = REJECTED_REQUEUE_SECONDS
         try:
             updated = persist(self.access, obj, status)
             wrote = updated is not None
@@ -120,8 +150,15 @@ class Reconciler:
             return Outcome(0.0, writes, False)
         except NotFound:
             return Outcome(None, writes, False)
+        except ClusterError as error:
+            if not error.rejects:
+                raise
+            writes += self._status_refused_once(key, obj, error)
+            self.metrics.reconcile_seconds.observe(time.perf_counter() - started)
+            return Outcome(REJECTED_REQUEUE_SECONDS, writes, False)
+        with self._lock:
+            self._status_refused.pop(key, None)
         writes += int(wrote)
-        events = plan.of_type(EmitEvent)
         sent = self.executor.emit(obj, events)
         writes += sent
         self.metrics.events.inc(sent)
@@ -137,7 +174,20 @@ class Reconciler:
         self.metrics.observe_rollout(key, plan.status.phase, weights.canary if weights else 0)
         self.metrics.writes.inc(writes)
         self.metrics.reconcile_seconds.observe(time.perf_counter() - started)
-        return Outcome(plan.requeue_after, writes, wrote)
+        return Outcome(requeue_after, writes, wrote)
+
+    def _status_refused_once(self, key: str, obj: Obj, error: ClusterError) -> int:
+        """One Warning Event per distinct refusal of ``key``'s status write; events sent."""
+        namespace, _, name = key.partition("/")
+        message = f"writing the status of Rollout {namespace}/{name}: {error.detail}"
+        log.warning("%s: the API refused the status write: %s", key, error)
+        with self._lock:
+            if self._status_refused.get(key) == message:
+                return 0
+            self._status_refused[key] = message
+        sent = self.executor.emit(obj, [EmitEvent("Warning", API_REJECTED, message)])
+        self.metrics.events.inc(sent)
+        return sent
 
 
 def _with_applied_weights(status: RolloutStatus, routes: list[SetRoute]) -> RolloutStatus:

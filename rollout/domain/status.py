@@ -167,23 +167,31 @@ def _message(progress: Progress, phase: Phase, steps: list[Step]) -> str:
     return text
 
 
-def blocked(observed: Observed, now: datetime, message: str) -> Plan:
-    """Bad input: say why (InvalidSpec) on the status and, once, in an Event; change nothing."""
+def blocked(observed: Observed, now: datetime, message: str, reason: str = "InvalidSpec") -> Plan:
+    """Bad input: say why (InvalidSpec) on the status and, once, in an Event; change nothing.
+
+    ``reason`` (of the condition and the Event): ``InvalidSpec``, or ``ApiRejected`` when the
+    API refused a write the plan needed (``rollout.controller.reconcile``)."""
     old = observed.status
     previous = old.condition("InvalidSpec")
     actions: tuple[Action, ...] = ()
-    if previous is None or previous.status != "True" or previous.message != message:
-        actions = (EmitEvent("Warning", "InvalidSpec", message),)
+    if (
+        previous is None
+        or previous.status != "True"
+        or previous.message != message
+        or previous.reason != reason
+    ):
+        actions = (EmitEvent("Warning", reason, message),)
     gen = observed.generation
     new = [
-        condition("InvalidSpec", True, "InvalidSpec", message, now, gen),
-        condition("Progressing", False, "InvalidSpec", message, now, gen),
+        condition("InvalidSpec", True, reason, message, now, gen),
+        condition("Progressing", False, reason, message, now, gen),
     ]
     status = old.model_copy(
         update={
             "observed_generation": gen,
             "phase": "Degraded",
-            "message": f"InvalidSpec: {message}",
+            "message": f"{reason}: {message}",
             "conditions": with_conditions(old.conditions, new),
         }
     )

@@ -12,6 +12,7 @@ References:
 
 from __future__ import annotations
 
+import copy
 import json
 from collections.abc import Callable
 from typing import Any
@@ -176,6 +177,27 @@ def test_cel_rule_exactly_one_strategy(api_client: client.ApiClient, namespace: 
     none["spec"]["strategy"] = {}
     reply = expect_status(lambda: _create(api_client, namespace, none), 422, "Invalid")
     assert any("exactly one strategy" in m for _, m in _causes(reply)), reply
+
+
+def test_a_rollout_name_longer_than_a_label_value_is_refused(
+    api_client: client.ApiClient, namespace: str
+) -> None:
+    # The CRD's root CEL rule reads metadata.name (the pods' canonical-name label value).
+    long = {**rollout("reviews"), "metadata": {"name": "r" * 64}}
+    reply = expect_status(lambda: _create(api_client, namespace, long), 422, "Invalid")
+    assert reply["message"].startswith(f'Rollout.rollout.dev "{"r" * 64}" is invalid: ')
+    assert "a Rollout name has at most 63 characters" in reply["message"], reply
+    assert any("at most 63 characters" in m for _, m in _causes(reply)), reply
+    expect_status(
+        lambda: custom_objects(api_client).get_namespaced_custom_object(
+            GROUP, VERSION, namespace, "rollouts", "r" * 64
+        ),
+        404,
+        "NotFound",
+    )
+    fits = copy.deepcopy(long)
+    fits["metadata"]["name"] = "r" * 63
+    assert _create(api_client, namespace, fits)["metadata"]["name"] == "r" * 63
 
 
 def test_selector_is_immutable(api_client: client.ApiClient, namespace: str) -> None:

@@ -27,6 +27,7 @@ from celpy.evaluation import CELEvalError
 
 from rollout.api import crdgen
 from rollout.api.manifest import InvalidManifest, parse_manifest
+from rollout.api.rollout import MAX_NAME, NAME_MESSAGE
 from rollout.api.status import (
     PAUSE_CANARY_STEP,
     AnalysisStatus,
@@ -175,7 +176,13 @@ def rule_outcomes(value: Any, schema: Mapping[str, Any], path: str = "") -> list
     for rule in schema.get("x-kubernetes-validations", []):
         if "oldSelf" in rule["rule"]:
             continue
-        self_ = json_to_cel(as_kubernetes_sees_it(value, schema))
+        seen = as_kubernetes_sees_it(value, schema)
+        if not path and isinstance(seen, Mapping):
+            # At the resource's root, CEL sees only metadata's name and generateName.
+            meta = seen.get("metadata") or {}
+            kept = {k: meta[k] for k in ("name", "generateName") if k in meta}
+            seen = {**seen, "metadata": kept}
+        self_ = json_to_cel(seen)
         outcomes.append(Outcome(path, rule["message"], evaluate(rule["rule"], {"self": self_})))
     if isinstance(value, Mapping):
         for key, sub in value.items():
@@ -409,6 +416,11 @@ VALID_VARIANTS = [
         id="interval-one-second",
     ),
     pytest.param("canary.yaml", "AnalysisTemplate", {"spec.min": 0.5}, id="min-equals-max"),
+    pytest.param("canary.yaml", "Rollout", {"metadata.name": "r" * 63}, id="name-of-63"),
+    pytest.param("canary.yaml", "Rollout", {"metadata.name": "a." * 31 + "b"}, id="dotted-name"),
+    pytest.param(
+        "canary.yaml", "AnalysisTemplate", {"metadata.name": "t" * 200}, id="long-template-name"
+    ),
 ]
 
 
@@ -429,6 +441,20 @@ ISTIO = "spec.trafficRouting.istio"
 CHECKS = "spec.analysis.checks"
 
 INVALID_FOR_CEL = [
+    pytest.param(
+        "canary.yaml",
+        "Rollout",
+        {"metadata.name": "r" * 64},
+        NAME_MESSAGE,
+        id="name-of-64",
+    ),
+    pytest.param(
+        "blue-green.yaml",
+        "Rollout",
+        {"metadata.name": "a" * 100 + ".b"},
+        NAME_MESSAGE,
+        id="long-dotted-name",
+    ),
     pytest.param(
         "canary.yaml",
         "Rollout",
@@ -718,3 +744,31 @@ def test_status_schema_accepts_a_fully_populated_status() -> None:
     assert getattr(parsed, "status", None) == status
     # And the schema does constrain status: a phase the controller never writes is rejected.
     assert validation_errors(edited(doc, {"status.phase": "Running"}))
+
+
+# --- the Rollout's name: a rule at the root, which reads metadata.name ----------------------------
+
+
+def test_the_root_rule_bounds_the_rollout_name_by_what_the_controller_derives_from_it() -> None:
+    schema = schema_of("Rollout")
+    assert schema["x-kubernetes-validations"] == [
+        {"rule": f"self.metadata.name.size() <= {MAX_NAME}", "message": NAME_MESSAGE}
+    ]
+    doc = example("canary.yaml", "Rollout")
+    for length, result in ((1, "pass"), (MAX_NAME, "pass"), (MAX_NAME + 1, "fail")):
+        named = edited(doc, {"metadata.name": "r" * length})
+        [root] = [o for o in rule_outcomes(named, schema) if o.path == ""]
+        assert (root.message, root.result) == (NAME_MESSAGE, result), length
+    # The canonical-name label value is the binding limit (63); a ReplicaSet name
+    # <rollout>-<hash> stays a valid DNS-1123 subdomain (<= 253) far below it.
+    assert MAX_NAME == 63
+    assert "rule" not in str(schema_of("AnalysisTemplate").get("x-kubernetes-validations", ""))
+
+
+def test_a_long_rollout_name_is_refused_by_the_models_at_metadata_name() -> None:
+    doc = edited(example("canary.yaml", "Rollout"), {"metadata.name": "r" * (MAX_NAME + 1)})
+    with pytest.raises(InvalidManifest) as raised:
+        parse_manifest(doc)
+    [problem] = raised.value.problems
+    assert problem.path == "metadata.name"
+    assert problem.message == f"{NAME_MESSAGE}, not {MAX_NAME + 1}"

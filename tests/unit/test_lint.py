@@ -519,3 +519,22 @@ def test_end_to_end_broken_example() -> None:
         assert f"{name}: {expected}" in result.stdout
     assert all(line.startswith(f"{name}: ") for line in result.stdout.splitlines())
     assert result.stderr == "7 problems in 3 of 3 manifests\n"
+
+
+@pytest.mark.parametrize("name", ["r" * 64, "reviews-" * 8 + "v2", "a." * 40 + "b"])
+def test_a_rollout_name_the_controller_cannot_use_is_a_problem(tmp_path: Path, name: str) -> None:
+    # Longer than a label value: the pods' service.istio.io/canonical-name would be invalid.
+    result = lint_rollout(tmp_path, {"metadata.name": name})
+    assert result.exit_code == 1, result.output
+    [line] = result.stdout.splitlines()
+    assert line == (
+        f"{tmp_path / 'rollout.yaml'}: Rollout/{name}: metadata.name: a Rollout name has at "
+        "most 63 characters: it is the value of its pods' service.istio.io/canonical-name "
+        f"label, and a Kubernetes label value has at most 63 characters, not {len(name)}"
+    )
+    assert result.stderr == "1 problem in 1 of 2 manifests\n"
+
+
+def test_a_rollout_name_of_63_characters_is_clean(tmp_path: Path) -> None:
+    result = lint_rollout(tmp_path, {"metadata.name": "r" * 63})
+    assert result.exit_code == 0, result.output

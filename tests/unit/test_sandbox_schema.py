@@ -317,6 +317,33 @@ def test_rules_run_at_every_array_item_and_map_value() -> None:
     ]
 
 
+def test_a_root_rule_reads_metadata_name_and_nothing_else_of_metadata() -> None:
+    # The Rollout CRD bounds the name at its root (the pods' canonical-name label value).
+    message = (
+        "a Rollout name has at most 63 characters: it is the value of its pods' "
+        "service.istio.io/canonical-name label, and a Kubernetes label value has at most 63 "
+        "characters"
+    )
+    doc = example("canary.yaml")
+    doc["metadata"]["name"] = "r" * 64
+    assert admit(doc) == [Cause("<nil>", f"Invalid value: {message}")]
+    doc["metadata"]["name"] = "r" * 63
+    assert admit(doc) == []
+
+    # CEL sees metadata.name and generateName only, as in Kubernetes: a rule reading labels
+    # fails to evaluate rather than passing.
+    schema = copy.deepcopy(schema_of("Rollout"))
+    schema["x-kubernetes-validations"] = [
+        {"rule": "self.metadata.generateName.size() <= 5", "message": "short prefix"},
+        {"rule": "has(self.metadata.labels)", "message": "labels are not visible"},
+    ]
+    doc["metadata"] = {"generateName": "reviews-", "name": "x", "labels": {"a": "b"}}
+    assert validate(prune(doc, schema), schema) == [
+        Cause("<nil>", "Invalid value: short prefix"),
+        Cause("<nil>", "Invalid value: labels are not visible"),
+    ]
+
+
 def test_selector_transition_rule() -> None:
     old = prune(example("canary.yaml"), schema_of("Rollout"))
     changed = copy.deepcopy(old)
