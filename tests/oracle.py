@@ -88,7 +88,8 @@ class Violation:
     message: str
 
     def __str__(self) -> str:
-        return f"[{self.invariant}] {NAMES[self.invariant]}: {self.object} @rv {self.rv}: {self.message}"
+        where = f"{self.object} @rv {self.rv}"
+        return f"[{self.invariant}] {NAMES[self.invariant]}: {where}: {self.message}"
 
 
 def report(violations: Iterable[Violation]) -> str:

@@ -21,6 +21,7 @@ V2 = pod_template_hash(TEMPLATE_V2)
 def rollout(
     template: Obj = TEMPLATE_V2,
     steps: list[Obj] | None = None,
+    *,
     host_level: bool = False,
     **status: Any,
 ) -> Obj:
@@ -135,13 +136,13 @@ class History:
         self.add(rollout(TEMPLATE_V1, steps), by_test=True, type_="ADDED")
         self.add(rs(V1, 3), type_="ADDED")
         self.add(dr(V1, V1))
-        healthy = {"stableRevision": V1, "canaryRevision": V1, "phase": "Healthy"}
+        healthy: Obj = {"stableRevision": V1, "canaryRevision": V1, "phase": "Healthy"}
         self.add(rollout(TEMPLATE_V1, steps, **healthy))
         self.add(rollout(TEMPLATE_V2, steps, **healthy), by_test=True)
         self.add(rs(V2, 0), type_="ADDED")
         self.add(dr(V1, V2))
         self.add(rs(V2, 1))
-        progressing = {"stableRevision": V1, "canaryRevision": V2, "phase": "Progressing"}
+        progressing: Obj = {"stableRevision": V1, "canaryRevision": V2, "phase": "Progressing"}
         self.add(rollout(TEMPLATE_V2, steps, **progressing))
         return self
 
@@ -282,7 +283,7 @@ def test_3_weight_rising_again_after_a_failed_verdict_is_caught() -> None:
 
 def test_3_a_retry_or_a_new_revision_lets_the_weight_rise() -> None:
     h = History().steady().add(vs(20))
-    aborted = {"stableRevision": V1, "canaryRevision": V2, "phase": "Degraded"}
+    aborted: Obj = {"stableRevision": V1, "canaryRevision": V2, "phase": "Degraded"}
     h.add(rollout(TEMPLATE_V2, **aborted, abort=True, abortReason="AnalysisFailed"))
     h.add(vs(0))
     h.add(rollout(TEMPLATE_V2, **aborted, abort=False), by_test=True)  # the operator retries
@@ -307,7 +308,7 @@ def test_4_a_changed_user_field_is_caught_with_what_changed() -> None:
 
 
 def test_4_a_dropped_user_mirror_and_a_stale_header_route_are_caught() -> None:
-    user_mirror = {"mirror": {"host": "recorder"}, "mirrorPercentage": {"value": 5.0}}
+    user_mirror: Obj = {"mirror": {"host": "recorder"}, "mirrorPercentage": {"value": 5.0}}
     h = History()
     h.add(vs(0, **user_mirror), by_test=True, type_="ADDED")
     h.add(dr(V1, V1), by_test=True, type_="ADDED")
@@ -377,7 +378,7 @@ def analysis(*phases: str, dry_run: bool = False) -> Obj:
 
 def test_5_promotion_on_an_inconclusive_latest_measurement_is_caught() -> None:
     h = History().steady()
-    running = {"stableRevision": V1, "canaryRevision": V2, "phase": "Progressing"}
+    running: Obj = {"stableRevision": V1, "canaryRevision": V2, "phase": "Progressing"}
     h.add(rollout(TEMPLATE_V2, **running, analysis=analysis("Successful", "Inconclusive")))
     h.add(rollout(TEMPLATE_V2, stableRevision=V2, canaryRevision=V2, phase="Healthy"))
     found = h.check()
@@ -386,9 +387,9 @@ def test_5_promotion_on_an_inconclusive_latest_measurement_is_caught() -> None:
 
 
 def test_5_promotion_after_success_dry_run_or_promote_full_is_fine() -> None:
-    running = {"stableRevision": V1, "canaryRevision": V2, "phase": "Progressing"}
-    promoted = {"stableRevision": V2, "canaryRevision": V2, "phase": "Healthy"}
-    cases = [
+    running: Obj = {"stableRevision": V1, "canaryRevision": V2, "phase": "Progressing"}
+    promoted: Obj = {"stableRevision": V2, "canaryRevision": V2, "phase": "Healthy"}
+    cases: list[Obj] = [
         {"analysis": analysis("Error", "Successful")},
         {"analysis": analysis("Failed", dry_run=True)},
         {"analysis": analysis("Error"), "promoteFull": True},
