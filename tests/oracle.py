@@ -16,8 +16,8 @@ it and returns every violation of (issue 12, section 8):
    (a crash the test caused must be repaired within the grace, not at once);
 3. after a Failed gate verdict for revision R (the run or a non-dry-run check Failed, or
    ``abortReason: AnalysisFailed``), the weight sent to R on a managed route never rises again,
-   until an operator retry (``status.abort`` true -> false) or a new revision (the template's
-   hash changes);
+   until an operator retry (``status.abort`` true -> false) or a new revision (an edit of
+   ``spec.template``);
 4. nothing the user wrote in a VirtualService or DestinationRule changes except the weights of
    managed routes, the revision label of the stable/canary subsets, the canary mirror of a
    managed route and header routes named after setHeaderRoute steps: each version the test did
@@ -39,7 +39,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from rollout.domain.revision import HASH_LABEL, pod_template_hash
+from rollout.domain.revision import HASH_LABEL
 
 Obj = dict[str, Any]
 Key = tuple[str, str, str]  # kind, namespace, name
@@ -483,11 +483,15 @@ class _Verdict:
     revision: str
     rv: int
     weights: dict[str, int]
+    template: Obj  # the spec.template judged: any edit of it is a new revision
 
 
 class _AfterFailure:
     def __init__(self) -> None:
         self.verdicts: dict[tuple[str, str], _Verdict] = {}
+        # reset by a retry or a new revision: the old verdict may linger in the status until
+        # the controller starts over, so no new verdict until the status shows none
+        self.stale: set[tuple[str, str]] = set()
         self.out: list[Violation] = []
 
     def on_rollout(self, world: _World, v: Version, previous: Obj | None) -> None:
@@ -502,13 +506,18 @@ class _AfterFailure:
             retried = bool(((previous or {}).get("status") or {}).get("abort")) and not bool(
                 status.get("abort")
             )
-            if retried or pod_template_hash(template) != verdict.revision:
+            if retried or template != verdict.template:
                 del self.verdicts[key]
+                self.stale.add(key)
                 verdict = None
-        if verdict is None and _failed_verdict(status) and status.get("canaryRevision"):
+        failed = _failed_verdict(status)
+        if not failed:
+            self.stale.discard(key)
+        if verdict is None and failed and key not in self.stale and status.get("canaryRevision"):
             revision = str(status["canaryRevision"])
             weights = _revision_weights(world, v.namespace, v.obj, revision)
-            self.verdicts[key] = _Verdict(revision, v.rv, weights)
+            template = (v.obj.get("spec") or {}).get("template") or {}
+            self.verdicts[key] = _Verdict(revision, v.rv, weights, template)
 
     def step(self, world: _World, v: Version) -> None:
         for (ns, name), verdict in self.verdicts.items():

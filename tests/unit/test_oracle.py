@@ -286,8 +286,11 @@ def test_3_a_retry_or_a_new_revision_lets_the_weight_rise() -> None:
     aborted: Obj = {"stableRevision": V1, "canaryRevision": V2, "phase": "Degraded"}
     h.add(rollout(TEMPLATE_V2, **aborted, abort=True, abortReason="AnalysisFailed"))
     h.add(vs(0))
-    h.add(rollout(TEMPLATE_V2, **aborted, abort=False), by_test=True)  # the operator retries
+    # the operator retries; the verdict lingers in the status until the controller starts over
+    h.add(rollout(TEMPLATE_V2, **aborted, abort=False, abortReason="AnalysisFailed"), by_test=True)
     h.add(vs(20))
+    h.add(rollout(TEMPLATE_V2, stableRevision=V1, canaryRevision=V2, phase="Progressing"))
+    h.add(vs(50))
     assert h.check() == []
     dry = History().steady().add(vs(20))
     dry_failed = {"phase": "Running", "checks": [{"name": "e", "phase": "Failed", "dryRun": True}]}
