@@ -257,6 +257,12 @@ def demo(
     plot_file: Path | None = typer.Option(
         None, "--plot", help="Draw weights and gate metrics over time into this PNG (matplotlib)."
     ),
+    kubeconfig: Path | None = typer.Option(
+        None,
+        "--kubeconfig",
+        help="Also write the demo sandbox's kubeconfig here, to watch the run with another "
+        "client (kubectl, a test).",
+    ),
 ) -> None:
     """Run a rollout end to end in the sandbox (cluster, traffic, Prometheus, controller).
 
@@ -264,7 +270,7 @@ def demo(
     """
     from rollout.demo_cli import run
 
-    raise typer.Exit(run(scenario, json_file, plot_file))
+    raise typer.Exit(run(scenario, json_file, plot_file, kubeconfig))
 
 
 # -- operator commands -------------------------------------------------------------------------

@@ -402,8 +402,12 @@ def _step_name(spec: Obj, index: int | None) -> str:
     )
 
 
-def run_demo(name: str, out: Any = None) -> Result:
-    """Run scenario ``name``; print progress to ``out`` (stdout)."""
+def run_demo(name: str, out: Any = None, kubeconfig: Path | None = None) -> Result:
+    """Run scenario ``name``; print progress to ``out`` (stdout).
+
+    ``kubeconfig``: also write the sandbox's kubeconfig there (atomically, once the API
+    answers and before any object exists), so another client can watch the whole run.
+    """
     from rollout.cluster.kube import KubeAccess, load_api_client
     from rollout.controller.runtime import Controller
     from rollout.sandbox.cluster import Sandbox
@@ -430,11 +434,12 @@ def run_demo(name: str, out: Any = None) -> Result:
         traffic.start()
         prometheus = PrometheusServer([f"127.0.0.1:{metrics.serve(0)}"], port=0)
         prometheus.start()
-        kubeconfig = workdir / "kubeconfig"
-        sandbox.write_kubeconfig(kubeconfig)
+        sandbox.write_kubeconfig(workdir / "kubeconfig")
+        if kubeconfig is not None:
+            sandbox.write_kubeconfig(kubeconfig)
         say(f"sandbox at {sandbox.url}, prometheus at {prometheus.url}")
         controller = Controller(
-            KubeAccess(load_api_client(str(kubeconfig))),
+            KubeAccess(load_api_client(str(workdir / "kubeconfig"))),
             namespace=NAMESPACE,
             workers=2,
             prometheus_url=prometheus.url,

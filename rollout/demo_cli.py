@@ -24,7 +24,12 @@ def _stop_on_sigterm(signum: int, frame: FrameType | None) -> None:
     raise Stopped(128 + signum)
 
 
-def run(scenario: str, json_file: Path | None, plot_file: Path | None) -> int:
+def run(
+    scenario: str,
+    json_file: Path | None,
+    plot_file: Path | None,
+    kubeconfig: Path | None = None,
+) -> int:
     from rollout.demo import SCENARIOS, run_demo, write_json
     from rollout.sandbox.prometheus import INSTALL_HINT
 
@@ -48,7 +53,7 @@ def run(scenario: str, json_file: Path | None, plot_file: Path | None) -> int:
             return 1
     previous = signal.signal(signal.SIGTERM, _stop_on_sigterm)
     try:
-        result = run_demo(scenario)
+        result = run_demo(scenario, kubeconfig=kubeconfig)
     except RuntimeError as error:
         print(f"rollout demo: {error}", file=sys.stderr)
         return 1

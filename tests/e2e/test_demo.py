@@ -7,6 +7,7 @@ timeline it writes with ``--json``.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import signal
 import subprocess
@@ -17,7 +18,10 @@ from typing import Any
 
 import pytest
 
+from rollout import demo as demo_module
 from rollout.sandbox.prometheus import INSTALL_HINT
+from tests.integration.sandbox_helpers import client_from
+from tests.oracle_watch import OracleWatch
 
 pytestmark = pytest.mark.e2e
 
@@ -28,13 +32,27 @@ def demo(scenario: str, tmp_path: Path) -> dict[str, Any]:
     if shutil.which("prometheus") is None:
         pytest.fail(INSTALL_HINT)
     out = tmp_path / "timeline.json"
-    done = subprocess.run(
-        [ROLLOUT, "demo", "--scenario", scenario, "--json", str(out)],
-        capture_output=True,
+    kubeconfig = tmp_path / "kubeconfig"
+    process = subprocess.Popen(
+        [ROLLOUT, "demo", "--scenario", scenario, "--json", str(out)]
+        + ["--kubeconfig", str(kubeconfig)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=240,
     )
+    try:
+        watch = watch_demo(process, kubeconfig)
+        stdout, stderr = process.communicate(timeout=240)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    done = subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
     assert done.returncode == 0, done.stdout + done.stderr
+    # The safety oracle judges everything the run wrote (the demo's sandbox is gone now).
+    nodeid = os.environ.get("PYTEST_CURRENT_TEST", scenario).split(" ")[0]
+    violations = watch.verify(nodeid, catch_up=False)
+    assert not violations, OracleWatch.failure(nodeid, violations)
     assert f"{scenario}: " in done.stdout
     result: dict[str, Any] = json.loads(out.read_text())
     assert result["scenario"] == scenario
@@ -48,6 +66,20 @@ def demo(scenario: str, tmp_path: Path) -> dict[str, Any]:
     progress = done.stdout.split("updated to v2", 1)[1].splitlines()[1]
     assert "Healthy" not in progress, progress
     return result
+
+
+def watch_demo(process: subprocess.Popen[str], kubeconfig: Path) -> OracleWatch:
+    """The safety oracle on the demo's namespace, from the moment its sandbox answers.
+
+    The demo writes its objects itself (not through a client this test can tap), so the
+    oracle takes the first version of each routing object it sees as the user's.
+    """
+    deadline = time.monotonic() + 60
+    while not kubeconfig.exists():
+        assert process.poll() is None, "rollout demo exited before its sandbox answered"
+        assert time.monotonic() < deadline, "rollout demo did not write its kubeconfig"
+        time.sleep(0.02)
+    return OracleWatch(client_from(str(kubeconfig)), [demo_module.NAMESPACE]).start()
 
 
 def test_a_good_canary_is_promoted_step_by_step(tmp_path: Path) -> None:
@@ -149,13 +181,15 @@ def alive(pid: int) -> bool:
 def test_sigterm_stops_the_demo_and_its_prometheus(tmp_path: Path) -> None:
     if shutil.which("prometheus") is None:
         pytest.fail(INSTALL_HINT)
+    kubeconfig = tmp_path / "kubeconfig"
     demo_process = subprocess.Popen(
-        [ROLLOUT, "demo", "--scenario", "good-canary"],
+        [ROLLOUT, "demo", "--scenario", "good-canary", "--kubeconfig", str(kubeconfig)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
     try:
+        watch = watch_demo(demo_process, kubeconfig)
         assert demo_process.stdout is not None
         for line in demo_process.stdout:  # ends at EOF if the demo dies early
             if line.startswith("scenario good-canary"):
@@ -175,3 +209,6 @@ def test_sigterm_stops_the_demo_and_its_prometheus(tmp_path: Path) -> None:
     while any(alive(pid) for pid in started):
         assert time.monotonic() < deadline, f"left running: {started}"
         time.sleep(0.1)
+    nodeid = os.environ.get("PYTEST_CURRENT_TEST", "sigterm").split(" ")[0]
+    violations = watch.verify(nodeid, catch_up=False)
+    assert not violations, OracleWatch.failure(nodeid, violations)

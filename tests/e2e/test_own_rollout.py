@@ -23,6 +23,7 @@ from kubernetes import client
 from rollout import demo
 from rollout.sandbox.prometheus import INSTALL_HINT
 from tests.integration.sandbox_helpers import client_from
+from tests.oracle_watch import OracleWatch, WriteLog
 
 pytestmark = pytest.mark.e2e
 
@@ -45,8 +46,11 @@ def stop(process: subprocess.Popen[bytes]) -> int:
 
 
 @pytest.fixture
-def cluster(tmp_path: Path) -> Iterator[tuple[Path, str]]:
-    """`rollout sandbox up` with traffic and Prometheus, and `rollout controller` on it."""
+def cluster(
+    tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[tuple[Path, str, client.ApiClient]]:
+    """`rollout sandbox up` with traffic and Prometheus, and `rollout controller` on it; the
+    test's client (its writes are the user's), and the safety oracle on the demo namespace."""
     if shutil.which("prometheus") is None:
         pytest.fail(INSTALL_HINT)
     kubeconfig = tmp_path / "kubeconfig"
@@ -72,7 +76,13 @@ def cluster(tmp_path: Path) -> Iterator[tuple[Path, str]]:
             ],
             stdout=subprocess.DEVNULL,
         )  # fmt: skip
-        yield kubeconfig, prometheus
+        writes = WriteLog()
+        api_client = client_from(str(kubeconfig))
+        writes.tap(api_client)
+        watch = OracleWatch(api_client, [demo.NAMESPACE], writes).start()
+        yield kubeconfig, prometheus, api_client
+        violations = watch.verify(request.node.nodeid)
+        assert not violations, OracleWatch.failure(request.node.nodeid, violations)
     finally:
         if controller is not None:
             assert stop(controller) == 0
@@ -98,10 +108,9 @@ def wait_status(api: client.CustomObjectsApi, check: Any, timeout: float) -> dic
 
 
 def test_a_users_bad_canary_is_rolled_back_by_the_controller_process(
-    cluster: tuple[Path, str],
+    cluster: tuple[Path, str, client.ApiClient],
 ) -> None:
-    kubeconfig, _ = cluster
-    api_client = client_from(str(kubeconfig))
+    _, _, api_client = cluster
     # The client's typed methods take models; plain dicts are what a manifest is.
     core: Any = client.CoreV1Api(api_client)
     custom: Any = client.CustomObjectsApi(api_client)

@@ -19,6 +19,7 @@ from kubernetes import client
 
 from tests.integration.controller_helpers import Cluster, ControllerHandle, Recorder
 from tests.integration.sandbox_helpers import client_from, core_v1
+from tests.oracle_watch import OracleWatch, WriteLog
 
 STARTUP_TIMEOUT = 30.0
 # The console script installed beside this interpreter: the command a user runs.
@@ -64,8 +65,16 @@ def sandbox_kubeconfig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pat
 
 
 @pytest.fixture(scope="session")
-def api_client(sandbox_kubeconfig: Path) -> client.ApiClient:
-    return client_from(str(sandbox_kubeconfig))
+def test_writes() -> WriteLog:
+    """Every write the tests' own client makes (the safety oracle tells them from others')."""
+    return WriteLog()
+
+
+@pytest.fixture(scope="session")
+def api_client(sandbox_kubeconfig: Path, test_writes: WriteLog) -> client.ApiClient:
+    api = client_from(str(sandbox_kubeconfig))
+    test_writes.tap(api)
+    return api
 
 
 @pytest.fixture
@@ -94,6 +103,34 @@ def controller(sandbox_kubeconfig: Path, namespace: str) -> Iterator[ControllerH
         yield handle
     finally:
         handle.stop()
+
+
+# The fixtures that run a controller: a test using one is judged by the safety oracle.
+CONTROLLERS = ("controller", "gated_controller", "replicas")
+
+
+@pytest.fixture(autouse=True)
+def safety_oracle(request: pytest.FixtureRequest) -> Iterator[None]:
+    """The safety oracle (tests/oracle.py) on every test that runs a controller.
+
+    It watches the test's namespace (and every namespace the test creates) while the test
+    runs, and fails the test at teardown on any violation of the five invariants, listed
+    readably; ``tests/oracle_known.py`` is the only allowlist. Tests without a controller
+    skip it at no cost.
+    """
+    running = [name for name in CONTROLLERS if name in request.fixturenames]
+    if not running:
+        yield
+        return
+    api = request.getfixturevalue("api_client")
+    namespace = request.getfixturevalue("namespace")
+    for name in running:  # set up first, so torn down after the verdict below
+        request.getfixturevalue(name)
+    watch = OracleWatch(api, [namespace], request.getfixturevalue("test_writes")).start()
+    yield
+    violations = watch.verify(request.node.nodeid)
+    if violations:
+        pytest.fail(OracleWatch.failure(request.node.nodeid, violations), pytrace=False)
 
 
 @pytest.fixture

@@ -527,42 +527,59 @@ class Recorder:
 
     def __init__(self, api_client: client.ApiClient, namespaces: Iterable[str]) -> None:
         self.api_client = api_client
-        custom = custom_objects(api_client)
-        core = core_v1(api_client)
-        apps = apps_v1(api_client)
         self.sources: list[_Source] = []
+        self.namespaces: list[str] = []
         for ns in namespaces:
-            self.sources += [
-                _Source(
-                    "VirtualService",
-                    ns,
-                    custom.list_namespaced_custom_object,
-                    (ISTIO_GROUP, ISTIO_VERSION, ns, "virtualservices"),
-                ),
-                _Source(
-                    "DestinationRule",
-                    ns,
-                    custom.list_namespaced_custom_object,
-                    (ISTIO_GROUP, ISTIO_VERSION, ns, "destinationrules"),
-                ),
-                _Source("Service", ns, core.list_namespaced_service, (ns,)),
-                _Source("ReplicaSet", ns, apps.list_namespaced_replica_set, (ns,)),
-                _Source(
-                    "Rollout",
-                    ns,
-                    custom.list_namespaced_custom_object,
-                    (GROUP, VERSION, ns, "rollouts"),
-                ),
-            ]
+            self._add_sources(ns)
         self._seen: list[Seen] = []
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self.errors: list[str] = []
 
+    def _add_sources(self, ns: str) -> list[_Source]:
+        custom = custom_objects(self.api_client)
+        core = core_v1(self.api_client)
+        apps = apps_v1(self.api_client)
+        added = [
+            _Source(
+                "VirtualService",
+                ns,
+                custom.list_namespaced_custom_object,
+                (ISTIO_GROUP, ISTIO_VERSION, ns, "virtualservices"),
+            ),
+            _Source(
+                "DestinationRule",
+                ns,
+                custom.list_namespaced_custom_object,
+                (ISTIO_GROUP, ISTIO_VERSION, ns, "destinationrules"),
+            ),
+            _Source("Service", ns, core.list_namespaced_service, (ns,)),
+            _Source("ReplicaSet", ns, apps.list_namespaced_replica_set, (ns,)),
+            _Source(
+                "Rollout",
+                ns,
+                custom.list_namespaced_custom_object,
+                (GROUP, VERSION, ns, "rollouts"),
+            ),
+        ]
+        self.namespaces.append(ns)
+        self.sources += added
+        return added
+
+    def watch(self, namespace: str) -> None:
+        """Also watch ``namespace`` from now on (a running recorder; no-op if watched)."""
+        if namespace in self.namespaces:
+            return
+        self._start(self._add_sources(namespace))
+
     def start(self) -> Recorder:
+        self._start(self.sources)
+        return self
+
+    def _start(self, sources: list[_Source]) -> None:
         ready = []
-        for source in self.sources:
+        for source in sources:
             started = threading.Event()
             ready.append(started)
             thread = threading.Thread(
@@ -575,7 +592,6 @@ class Recorder:
             self._threads.append(thread)
         for started in ready:
             assert started.wait(10), "recorder did not start"
-        return self
 
     def stop(self) -> None:
         self._stop.set()  # the watch threads notice within their short server timeout
@@ -678,7 +694,7 @@ class Recorder:
     def catch_up(self, timeout: float = 5.0) -> None:
         """Wait until every object that exists now has been seen at its current version."""
         current: dict[tuple[str, str, str], int] = {}
-        for source in self.sources:
+        for source in list(self.sources):
             raw: Any = source.list_fn(*source.args, _preload_content=False)
             for obj in json.loads(raw.data).get("items") or []:
                 meta = obj["metadata"]
