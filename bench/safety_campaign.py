@@ -8,8 +8,8 @@ separate processes. The controller reaches Prometheus through a fault proxy in t
 Every run deploys the demo's Rollout (steps 20% -> gate -> 50% -> gate -> 80% -> pause, gate
 interval 2 s, error rate max 5%) in a fresh namespace, waits until v1 is Healthy, updates it to
 v2 and records every version of the VirtualService, DestinationRule, ReplicaSets and Rollout
-(``tests.integration.controller_helpers.Recorder``), then checks them with the invariant
-oracle (``tests.oracle``) where it is present, and always with these checks of its own:
+(``tests.integration.controller_helpers.Recorder``), then checks them with the test suite's
+invariant oracle (``tests.oracle``, the five invariants) and with these checks of its own:
 
 - every managed route's weights are integers in 0..100 summing to 100;
 - a v2 with 30% errors is never promoted, and its weight never rises after a Failed verdict;
@@ -51,11 +51,13 @@ from kubernetes import client  # noqa: E402
 from rollout import demo  # noqa: E402
 from tests.integration.controller_helpers import Recorder  # noqa: E402
 from tests.integration.sandbox_helpers import client_from, core_v1, custom_objects  # noqa: E402
+from tests.oracle_watch import OracleWatch, WriteLog  # noqa: E402
 
 ROLLOUT = str(Path(sys.executable).parent / "rollout")
 GOOD: dict[str, str] = {}
 BAD = {demo.ERROR_RATE: "0.3"}
 Obj = dict[str, Any]
+WRITES = WriteLog()
 
 STEPS: list[Obj] = [
     {"setWeight": 20},
@@ -353,18 +355,6 @@ def own_checks(recorder: Recorder, bad: bool, v1: str) -> tuple[list[str], int]:
     return violations, top
 
 
-def oracle_checks(recorder: Recorder) -> list[str]:
-    """The test suite's invariant oracle over the same history, where the oracle exists."""
-    try:
-        from tests import oracle  # type: ignore[attr-defined]
-    except ImportError:
-        return []
-    check = getattr(oracle, "check_recorder", None) or getattr(oracle, "check", None)
-    if check is None:
-        return []
-    return [str(v) for v in check(recorder)]
-
-
 def one_run(
     api: client.ApiClient,
     controller: Controller,
@@ -377,13 +367,14 @@ def one_run(
     timeout: float,
 ) -> Run:
     namespace = f"c-{uuid.uuid4().hex[:8]}"
-    recorder = Recorder(api, [namespace]).start()
+    watch = OracleWatch(api, [namespace], WRITES).start()
+    recorder = watch.recorder
     faults.mode = None
     deploy(api, namespace)
     healthy = wait(lambda: status_of(api, namespace).get("phase") == "Healthy", 60)
     if not healthy:
         run.outcome = "v1 never Healthy"
-        recorder.stop()
+        watch.stop()
         return run
     v1 = status_of(api, namespace)["stableRevision"]
     time.sleep(3)  # v1's traffic reaches Prometheus (scraped every second)
@@ -409,9 +400,9 @@ def one_run(
     faults.mode = None
     time.sleep(1)
     recorder.catch_up()
-    recorder.stop()
     violations, run.max_weight = own_checks(recorder, bad, v1)
-    run.violations = violations + oracle_checks(recorder)
+    oracle = watch.verify(f"campaign {run.part} {run.label}")
+    run.violations = violations + [str(o) for o in oracle]
     core_v1(api).delete_namespace(namespace)
     return run
 
@@ -433,6 +424,7 @@ def main() -> int:
     controller = Controller(sandbox.kubeconfig, address, workdir / "controller.log")
     controller.start()
     api = client_from(str(sandbox.kubeconfig))
+    WRITES.tap(api)  # the oracle tells the campaign's own writes from the controller's
     runs: list[Run] = []
     try:
         if args.part in ("crash", "both"):
