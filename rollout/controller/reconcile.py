@@ -28,6 +28,7 @@ from rollout.controller.metrics import Metrics
 from rollout.controller.observe import Measurer, observe
 from rollout.controller.persist import persist
 from rollout.domain import planner
+from rollout.domain.observed import RouteState, reverted_message
 from rollout.domain.plan import EmitEvent, SetRoute
 from rollout.routers.base import TrafficRouter
 
@@ -103,9 +104,10 @@ class Reconciler:
         plan = planner.plan(observed, now)
         writes = 0
         status = plan.status
+        routed: list[SetRoute] = []
         if rollout is not None:
             existing = {rs.revision for rs in observed.replica_sets}
-            writes += self.executor.run(obj, rollout, plan.actions, existing)
+            writes += self.executor.run(obj, rollout, plan.actions, existing, routed)
             status = _with_applied_weights(status, plan.of_type(SetRoute))
         try:
             updated = persist(self.access, obj, status)
@@ -121,7 +123,7 @@ class Reconciler:
         except NotFound:
             return Outcome(None, writes, False)
         writes += int(wrote)
-        events = plan.of_type(EmitEvent)
+        events = plan.of_type(EmitEvent) + _reverted(observed.route, routed)
         sent = self.executor.emit(obj, events)
         writes += sent
         self.metrics.events.inc(sent)
@@ -150,6 +152,15 @@ def _with_applied_weights(status: RolloutStatus, routes: list[SetRoute]) -> Roll
         stable=route.stable_weight, canary=route.canary_weight, mirror=route.mirror_percent
     )
     return status.model_copy(update={"weights": weights})
+
+
+def _reverted(read: RouteState | None, routed: list[SetRoute]) -> list[EmitEvent]:
+    """One Normal Event when this reconcile's route write undid edits made by someone else
+    (the router's read-back found them: ``RouteState.edits``)."""
+    if read is None or not read.edits or not routed:
+        return []
+    message = reverted_message(read.edits, routed[-1].route)
+    return [EmitEvent("Normal", "RouteReverted", message)]
 
 
 def _version(obj: Obj) -> str:
