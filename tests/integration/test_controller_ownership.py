@@ -20,7 +20,6 @@ from rollout.sandbox.traffic import TEST_USER, Snapshot, serve
 from tests.integration.controller_helpers import (
     Cluster,
     ControllerHandle,
-    Obj,
     Steps,
     canary_weight,
     condition,
@@ -35,7 +34,7 @@ from tests.integration.controller_helpers import (
     virtual_service,
     without_weights,
 )
-from tests.integration.sandbox_helpers import eventually
+from tests.integration.sandbox_helpers import Obj, eventually
 
 pytestmark = pytest.mark.integration
 
@@ -159,7 +158,7 @@ def test_fast_rollback_and_abort_remove_the_header_routes_of_the_previous_steps(
     eventually(lambda: _same(without_weights(cluster.vs()), original), timeout=3)
 
 
-def _same(a: Obj, b: Obj) -> None:
+def _same(a: object, b: object) -> None:
     assert a == b
 
 
@@ -439,10 +438,8 @@ def test_a_header_route_keeps_the_managed_routes_match_and_settings(
 
 def _snapshot(cluster: Cluster) -> Snapshot:
     ns = cluster.namespace
-    services = [
-        cluster.api_client.sanitize_for_serialization(s)
-        for s in cluster.core.list_namespaced_service(ns).items
-    ]
+    raw = cluster.core.list_namespaced_service(ns, _preload_content=False)
+    services: list[Obj] = json.loads(raw.data)["items"]
     for svc in services:
         svc["metadata"].setdefault("namespace", ns)
     rules = cluster.custom.list_namespaced_custom_object(

@@ -131,8 +131,8 @@ def test_a_header_route_keeps_everything_but_name_match_destinations_and_mirrors
         mirror={"host": "recorder"},
         mirrorPercentage={"value": 5},
         mirrors=[{"destination": {"host": "r2"}}],
-        **{"x-custom": {"a": 1}},
     )
+    route["x-custom"] = {"a": 1}
     built = header_route(route, JASON, "testers", CANARY, "here")
     assert built == {
         "name": "testers",
