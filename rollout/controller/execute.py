@@ -108,19 +108,28 @@ class Executor:
         self.router = router
 
     def run(
-        self, obj: Obj, rollout: Rollout, actions: tuple[Action, ...], existing: set[str]
+        self,
+        obj: Obj,
+        rollout: Rollout,
+        actions: tuple[Action, ...],
+        existing: set[str],
+        routed: list[SetRoute] | None = None,
     ) -> int:
         """Apply ``actions``; the number of API writes made (for the benchmarks).
 
-        ``existing``: the revisions whose ReplicaSet the cache holds.
+        ``existing``: the revisions whose ReplicaSet the cache holds. ``routed``, if given,
+        receives the SetRoute actions that changed anything.
         """
         writes = 0
         for action in actions:
             try:
-                writes += self._apply(obj, rollout, action, existing)
+                wrote = self._apply(obj, rollout, action, existing)
             except ApiRejected as rejected:
                 rejected.writes += writes
                 raise
+            if wrote and isinstance(action, SetRoute) and routed is not None:
+                routed.append(action)
+            writes += wrote
         return writes
 
     def _apply(self, obj: Obj, rollout: Rollout, action: Action, existing: set[str]) -> int:

@@ -38,6 +38,7 @@ from rollout.controller.metrics import Metrics
 from rollout.controller.observe import Measurer, observe
 from rollout.controller.persist import persist
 from rollout.domain import planner
+from rollout.domain.observed import RouteState, reverted_message
 from rollout.domain.plan import EmitEvent, SetRoute
 from rollout.domain.status import blocked
 from rollout.routers.base import TrafficRouter
@@ -125,11 +126,13 @@ class Reconciler:
         status = plan.status
         events = plan.of_type(EmitEvent)
         requeue_after = plan.requeue_after
+        routed: list[SetRoute] = []
         if rollout is not None:
             existing = {rs.revision for rs in observed.replica_sets}
             try:
-                writes += self.executor.run(obj, rollout, plan.actions, existing)
+                writes += self.executor.run(obj, rollout, plan.actions, existing, routed)
                 status = _with_applied_weights(status, plan.of_type(SetRoute))
+                events = events + _reverted(observed.route, routed)
             except ApiRejected as rejected:
                 # Report it; the plan's status and events did not happen.
                 writes += rejected.writes
@@ -200,6 +203,15 @@ def _with_applied_weights(status: RolloutStatus, routes: list[SetRoute]) -> Roll
         stable=route.stable_weight, canary=route.canary_weight, mirror=route.mirror_percent
     )
     return status.model_copy(update={"weights": weights})
+
+
+def _reverted(read: RouteState | None, routed: list[SetRoute]) -> list[EmitEvent]:
+    """One Normal Event when this reconcile's route write undid edits made by someone else
+    (the router's read-back found them: ``RouteState.edits``)."""
+    if read is None or not read.edits or not routed:
+        return []
+    message = reverted_message(read.edits, routed[-1].route)
+    return [EmitEvent("Normal", "RouteReverted", message)]
 
 
 def _version(obj: Obj) -> str:

@@ -6,8 +6,9 @@ and the gate's due measurements. Nothing here does I/O.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Literal
 
 from rollout.api.rollout import RolloutSpec
 from rollout.api.status import Measurement, RolloutStatus
@@ -28,6 +29,41 @@ class ReplicaSetView:
 
 
 @dataclass(frozen=True)
+class RouteEdit:
+    """Something the router owns that was changed outside the controller.
+
+    Found by the router's read-back: what it reads differs from what it last applied (recorded
+    with the change, in the same write). ``what`` names it ("route primary of VirtualService
+    shop/reviews"), ``found`` is what was read ("50/50", "edited", "deleted", a revision).
+    """
+
+    kind: Literal["weights", "header route", "mirror", "subset"]
+    what: str
+    found: str
+
+
+def reverted_message(edits: tuple[RouteEdit, ...], desired: RouteState) -> str:
+    """One sentence for the Normal Event sent when the controller undoes ``edits``.
+
+    e.g. "reverted route primary of VirtualService shop/reviews: weights stable/canary 50/50 ->
+    80/20 (edited outside the controller)".
+    """
+    parts = []
+    for edit in edits:
+        match edit.kind:
+            case "weights":
+                wanted = f"{desired.stable_weight}/{desired.canary_weight}"
+                parts.append(f"{edit.what}: weights stable/canary {edit.found} -> {wanted}")
+            case "subset":
+                side = "canary" if edit.what.startswith("canary") else "stable"
+                revision = desired.canary_revision if side == "canary" else desired.stable_revision
+                parts.append(f"{edit.what}: revision {edit.found} -> {revision}")
+            case _:
+                parts.append(f"{edit.what} ({edit.found})")
+    return f"reverted {'; '.join(parts)} (edited outside the controller)"
+
+
+@dataclass(frozen=True)
 class RouteState:
     """Traffic as the router applies it: which revision each side points at, and weights.
 
@@ -43,6 +79,9 @@ class RouteState:
     # False when the managed routes disagree (a write that was half applied): never equal to
     # a desired state, so the planner asks for the route again and the router repairs it.
     consistent: bool = True
+    # What the read-back found changed outside the controller since its last write; not part
+    # of the state (never compared), only reported when the controller reverts it.
+    edits: tuple[RouteEdit, ...] = field(default=(), compare=False)
 
     @property
     def stable_weight(self) -> int:

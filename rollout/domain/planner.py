@@ -222,7 +222,9 @@ class _Planner:
             self._abort(ABORT_OPERATOR, "aborted by the operator")
         stable, canary = self.st.stable_revision, self.st.canary_revision
         self._scale(stable, self.spec.replicas)
-        self._set_route(RouteState(stable, canary))
+        # Everything back to stable, the canary subset (or Service) included: a user's route
+        # to it must not reach the aborted revision, scaled to zero below. A retry re-pins it.
+        self._set_route(RouteState(stable, stable))
         delay = timedelta(seconds=self.spec.strategy.abort_scale_down_delay_seconds)
         aborted_at = self.st.aborted_at
         assert aborted_at is not None  # set by the abort that began this mode

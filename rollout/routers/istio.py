@@ -2,17 +2,34 @@
 
 What it owns, and nothing else:
 
-- in each named http route of each VirtualService: the ``weight`` of the stable and canary
-  destinations, and ``mirror``/``mirrorPercentage`` when they point at the canary;
-- whole http routes named after the strategy's ``setHeaderRoute`` steps, placed before the
-  first weighted route and sending matching requests to the canary;
+- in each managed http route (named in ``trafficRouting.istio.virtualServices[].routes``): the
+  ``weight`` of the stable and canary destinations;
+- the mirrors and header routes it created itself, recorded on the VirtualService in the
+  ``rollout.dev/managed-routes`` annotation (JSON keyed by ``<namespace>/<rollout>``, so that
+  Rollouts sharing a VirtualService do not clash), written in the same JSON patch as the
+  change. It removes exactly those when they are no longer wanted (a step renamed or removed
+  by a new revision, promotion, abort, fast rollback) and never changes or removes a route or
+  mirror it did not create: a header step whose route name is taken, or a mirror step on a
+  route with a ``mirror`` of its own, is refused (``RouteConfigError``, so InvalidSpec);
+- a mirror: ``mirror`` + ``mirrorPercentage`` on a route without one; an entry appended to the
+  route's ``mirrors`` list when the user wrote one (Istio forbids both fields together);
+- a header route per managed route and ``setHeaderRoute`` step, inserted just before its
+  managed route: the managed route's match entries ANDed with the step's (every pair), its
+  rewrite, timeout, retries, headers, fault, corsPolicy (everything but name, match,
+  destinations and mirrors), sending all matching requests to the canary. Named after the step
+  when the VirtualService has one managed route, ``<step>-<route>`` when it has several;
 - the ``rollout.dev/pod-template-hash`` label of the DestinationRule's stable and canary
-  subsets (subset-level split), or in the stable and canary Services' selectors (host-level).
+  subsets (subset-level split, recorded in the DestinationRule's ``rollout.dev/managed-subsets``
+  annotation in the same patch), or in the stable and canary Services' selectors (host-level).
 
 Everything else in those objects — other routes, matches, retries, timeouts, faults, headers,
 trafficPolicy, fields this code does not know — is written back exactly as read. Every write is
-a JSON patch whose first operation ``test``s the whole list it replaces, so a concurrent edit
-fails with 422 and the write is retried after a fresh read, never applied over it.
+a JSON patch that first ``test``s the list it replaces (and the annotations), so a concurrent
+edit fails with 422 and the write is retried after a fresh read, never applied over it.
+
+The read-back compares the objects with what the router last recorded: an owned thing changed
+outside the controller comes back as a ``RouteEdit`` (and as an inconsistent state, so the
+planner asks for its route again); the controller then reports the revert in an Event.
 
 Order of writes: when the canary revision changes while the canary has traffic, the traffic is
 drained first; then the revision labels; then the weights. So traffic never reaches pods of a
@@ -23,13 +40,15 @@ canary weight returns to 0.
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterable
+import hashlib
+import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from pydantic import ValidationError
 
-from rollout.api.rollout import Rollout
+from rollout.api.rollout import Rollout, RolloutSpec
 from rollout.api.strategy import SetHeaderRoute
 from rollout.api.traffic import IstioTrafficRouting, VirtualServiceRef
 from rollout.cluster.access import (
@@ -43,11 +62,17 @@ from rollout.cluster.access import (
     Obj,
     Resource,
 )
-from rollout.domain.observed import RouteState
+from rollout.domain.observed import RouteEdit, RouteState
 from rollout.domain.revision import HASH_LABEL
+from rollout.domain.steps import steps_of, traffic_at
 from rollout.routers.base import RouteConfigError, register
 
 WRITE_ATTEMPTS = 5
+MANAGED_ROUTES = "rollout.dev/managed-routes"
+MANAGED_SUBSETS = "rollout.dev/managed-subsets"
+# Fields of a managed route a header route does not copy: it has its own name, match and
+# destination, and mirrors nothing.
+NOT_COPIED = frozenset({"name", "match", "route", "mirror", "mirrorPercentage", "mirrors"})
 
 
 class Reader(Protocol):
@@ -97,11 +122,22 @@ def _sides(istio: IstioTrafficRouting) -> _Sides:
     return _Sides(_Side(service=istio.stable_service), _Side(service=istio.canary_service))
 
 
-def header_route_names(rollout: Rollout) -> set[str]:
-    canary = rollout.spec.strategy.canary
-    if canary is None:
-        return set()
-    return {s.set_header_route.name for s in canary.steps if s.set_header_route is not None}
+def owner_key(rollout: Rollout) -> str:
+    """The key of ``rollout``'s record in the ownership annotations: ``namespace/name``."""
+    return f"{rollout.namespace}/{rollout.metadata.name}"
+
+
+def _everything_asked(spec: RolloutSpec) -> tuple[float, tuple[SetHeaderRoute, ...]]:
+    """The largest mirror share and every header route any step of ``spec`` asks for."""
+    steps = steps_of(spec)
+    mirror = 0.0
+    headers: dict[str, SetHeaderRoute] = {}
+    for index in range(len(steps)):
+        traffic = traffic_at(steps, index)
+        mirror = max(mirror, traffic.mirror)
+        for route in traffic.header_routes:
+            headers.setdefault(route.name, route)
+    return mirror, tuple(headers.values())
 
 
 class IstioRouter:
@@ -117,22 +153,22 @@ class IstioRouter:
 
     def _read(self, rollout: Rollout, reader: Reader) -> RouteState:
         istio = rollout.spec.traffic_routing.istio
-        sides = _sides(istio)
-        managed = header_route_names(rollout)
+        key = owner_key(rollout)
+        mirror_asked, headers_asked = _everything_asked(rollout.spec)
         seen: list[tuple[int, float, tuple[SetHeaderRoute, ...]]] = []
+        consistent = True
+        edits: list[RouteEdit] = []
         for ref in istio.virtual_services:
             vs = self._virtual_service(rollout, ref, reader)
-            http = vs.get("spec", {}).get("http") or []
-            for index in _targets(vs, ref):
-                route = http[index]
-                stable_i, canary_i = _destinations(vs, route, sides)
-                entries = route["route"]
-                weight = int(entries[canary_i].get("weight", 0))
-                mirror = 0.0
-                if _mirrors_canary(route, entries[canary_i]):
-                    mirror = float((route.get("mirrorPercentage") or {}).get("value", 100.0))
-                seen.append((weight, mirror, _read_header_routes(http, managed)))
-        stable_rev, canary_rev = self._revisions(rollout, sides, reader)
+            # Whatever the steps will ask for must fit: refused now, before any change.
+            desired_http(
+                vs, ref, istio, RouteState(None, None, 0, mirror_asked, headers_asked), key
+            )
+            found = read_virtual_service(vs, ref, istio, key)
+            seen.extend(found.seen)
+            consistent &= found.consistent
+            edits.extend(found.edits)
+        stable_rev, canary_rev, subset_edits = self._revisions(rollout, reader)
         weight, mirror, headers = seen[0]
         return RouteState(
             stable_rev,
@@ -140,7 +176,8 @@ class IstioRouter:
             weight,
             mirror,
             headers,
-            consistent=all(s == seen[0] for s in seen),
+            consistent=consistent and all(s == seen[0] for s in seen),
+            edits=(*edits, *subset_edits),
         )
 
     def _virtual_service(self, rollout: Rollout, ref: VirtualServiceRef, reader: Reader) -> Obj:
@@ -151,14 +188,16 @@ class IstioRouter:
         return vs
 
     def _revisions(
-        self, rollout: Rollout, sides: _Sides, reader: Reader
-    ) -> tuple[str | None, str | None]:
+        self, rollout: Rollout, reader: Reader
+    ) -> tuple[str | None, str | None, tuple[RouteEdit, ...]]:
         istio = rollout.spec.traffic_routing.istio
         if istio.destination_rule is not None:
-            subsets = _subsets(self._destination_rule(rollout, reader), istio)
+            dr = self._destination_rule(rollout, reader)
+            stable, canary = _subsets(dr, istio)
             return (
-                subsets[0].get("labels", {}).get(HASH_LABEL),
-                subsets[1].get("labels", {}).get(HASH_LABEL),
+                stable.get("labels", {}).get(HASH_LABEL),
+                canary.get("labels", {}).get(HASH_LABEL),
+                _subset_edits(dr, istio, owner_key(rollout)),
             )
         revisions = []
         for service in (istio.stable_service, istio.canary_service):
@@ -167,7 +206,7 @@ class IstioRouter:
             if svc is None:
                 raise RouteConfigError(f"Service {rollout.namespace}/{service} not found")
             revisions.append((svc.get("spec", {}).get("selector") or {}).get(HASH_LABEL))
-        return revisions[0], revisions[1]
+        return revisions[0], revisions[1], ()
 
     def _destination_rule(self, rollout: Rollout, reader: Reader) -> Obj:
         dr_ref = rollout.spec.traffic_routing.istio.destination_rule
@@ -196,31 +235,34 @@ class IstioRouter:
 
     def _write_virtual_services(self, rollout: Rollout, desired: RouteState) -> bool:
         istio = rollout.spec.traffic_routing.istio
+        key = owner_key(rollout)
         changed = False
         for ref in istio.virtual_services:
             namespace = ref.vs_namespace(rollout.namespace)
 
-            def rebuild(vs: Obj, ref: VirtualServiceRef = ref) -> Any:
-                return _desired_http(vs, ref, istio, desired, header_route_names(rollout))
+            def ops_of(vs: Obj, ref: VirtualServiceRef = ref) -> list[Obj]:
+                http, record = desired_http(vs, ref, istio, desired, key)
+                current = vs.get("spec", {}).get("http")
+                ops = _replace_ops("/spec/http", current, http)
+                records = _records(vs, MANAGED_ROUTES)
+                records[key] = record
+                return ops + _annotation_ops(vs, MANAGED_ROUTES, _dump(records))
 
-            changed |= self._guarded_replace(
-                VIRTUAL_SERVICES,
-                namespace,
-                ref.vs_name,
-                "/spec/http",
-                lambda vs: vs.get("spec", {}).get("http"),
-                rebuild,
-                lambda ref=ref: self._virtual_service(rollout, ref, self.fresh),
-            )
+            def fetch(ref: VirtualServiceRef = ref) -> Obj:
+                return self._virtual_service(rollout, ref, self.fresh)
+
+            changed |= self._guarded(VIRTUAL_SERVICES, namespace, ref.vs_name, ops_of, fetch)
         return changed
 
     def _write_revisions(self, rollout: Rollout, desired: RouteState) -> bool:
         istio = rollout.spec.traffic_routing.istio
         if istio.destination_rule is not None:
             dr_ref = istio.destination_rule
+            key = owner_key(rollout)
 
-            def relabel(dr: Obj) -> Any:
-                subsets = copy.deepcopy(dr.get("spec", {}).get("subsets") or [])
+            def relabel(dr: Obj) -> list[Obj]:
+                current = dr.get("spec", {}).get("subsets")
+                subsets = copy.deepcopy(current or [])
                 wanted = {
                     dr_ref.stable_subset: desired.stable_revision,
                     dr_ref.canary_subset: desired.canary_revision,
@@ -229,14 +271,21 @@ class IstioRouter:
                     revision = wanted.get(subset.get("name"))
                     if revision is not None:
                         subset.setdefault("labels", {})[HASH_LABEL] = revision
-                return subsets
+                ops = _replace_ops("/spec/subsets", current, subsets)
+                if not ops:
+                    return []
+                records = _records(dr, MANAGED_SUBSETS)
+                stable, canary = _subsets({"spec": {"subsets": subsets}}, istio)
+                records[key] = {
+                    "stable": stable.get("labels", {}).get(HASH_LABEL),
+                    "canary": canary.get("labels", {}).get(HASH_LABEL),
+                }
+                return ops + _annotation_ops(dr, MANAGED_SUBSETS, _dump(records))
 
-            return self._guarded_replace(
+            return self._guarded(
                 DESTINATION_RULES,
                 rollout.namespace,
                 dr_ref.name,
-                "/spec/subsets",
-                lambda dr: dr.get("spec", {}).get("subsets"),
                 relabel,
                 lambda: _checked_dr(self._destination_rule(rollout, self.fresh), istio),
             )
@@ -250,8 +299,11 @@ class IstioRouter:
             if revision is None:
                 continue
 
-            def select(svc: Obj, revision: str = revision) -> Any:
-                return {**(svc.get("spec", {}).get("selector") or {}), HASH_LABEL: revision}
+            def select(svc: Obj, revision: str = revision) -> list[Obj]:
+                current = svc.get("spec", {}).get("selector")
+                return _replace_ops(
+                    "/spec/selector", current, {**(current or {}), HASH_LABEL: revision}
+                )
 
             def fetch(service: str = service) -> Obj:
                 svc = self.fresh.get(SERVICES, rollout.namespace, service)
@@ -259,40 +311,26 @@ class IstioRouter:
                     raise RouteConfigError(f"Service {rollout.namespace}/{service} not found")
                 return svc
 
-            changed |= self._guarded_replace(
-                SERVICES,
-                rollout.namespace,
-                service,
-                "/spec/selector",
-                lambda svc: svc.get("spec", {}).get("selector"),
-                select,
-                fetch,
-            )
+            changed |= self._guarded(SERVICES, rollout.namespace, service, select, fetch)
         return changed
 
-    def _guarded_replace(
+    def _guarded(
         self,
         res: Resource,
         namespace: str,
         name: str,
-        path: str,
-        current_of: Any,
-        desired_of: Any,
-        fetch: Any,
+        ops_of: Callable[[Obj], list[Obj]],
+        fetch: Callable[[], Obj],
     ) -> bool:
-        """Replace the list/map at ``path`` if it differs, guarded by a ``test`` of its value."""
+        """Apply the JSON patch ``ops_of`` builds from a fresh read; none: nothing to do.
+
+        The operations start with ``test``s of what they replace, so a concurrent change fails
+        the patch (409/422): read again and rebuild.
+        """
         for _ in range(WRITE_ATTEMPTS):
-            obj = fetch()
-            current = current_of(obj)
-            wanted = desired_of(obj)
-            if wanted == current:
+            ops = ops_of(fetch())
+            if not ops:
                 return False
-            ops: list[Obj] = [
-                {"op": "test", "path": path, "value": current}
-                if current is not None
-                else {"op": "add", "path": path, "value": wanted},
-                {"op": "replace", "path": path, "value": wanted},
-            ]
             try:
                 self.access.patch(res, namespace, name, ops, patch_type="json")
                 return True
@@ -301,13 +339,69 @@ class IstioRouter:
         raise Conflict(f"{res.kind} {namespace}/{name} kept changing; gave up after retries")
 
 
+# -- JSON patches and annotations -----------------------------------------------------------
+
+
+def _replace_ops(path: str, current: Any, wanted: Any) -> list[Obj]:
+    """Replace the value at ``path`` by ``wanted``, guarded by a ``test`` of ``current``."""
+    if wanted == current:
+        return []
+    if current is None:
+        return [{"op": "add", "path": path, "value": wanted}]
+    return [
+        {"op": "test", "path": path, "value": current},
+        {"op": "replace", "path": path, "value": wanted},
+    ]
+
+
+def _annotation_ops(obj: Obj, name: str, value: str) -> list[Obj]:
+    """Set annotation ``name`` to ``value``, guarded by a ``test`` of all the annotations."""
+    annotations = (obj.get("metadata") or {}).get("annotations")
+    if isinstance(annotations, dict) and annotations.get(name) == value:
+        return []
+    if not isinstance(annotations, dict):
+        return [{"op": "add", "path": "/metadata/annotations", "value": {name: value}}]
+    pointer = name.replace("~", "~0").replace("/", "~1")
+    return [
+        {"op": "test", "path": "/metadata/annotations", "value": annotations},
+        {"op": "add", "path": f"/metadata/annotations/{pointer}", "value": value},
+    ]
+
+
+def _records(obj: Obj, name: str) -> dict[str, Any]:
+    """The ownership records in annotation ``name``: {owner key: record}; unreadable: none.
+
+    An unreadable record owns nothing: what it named is then the user's, never deleted.
+    """
+    text = ((obj.get("metadata") or {}).get("annotations") or {}).get(name)
+    try:
+        records = json.loads(text) if isinstance(text, str) else {}
+    except ValueError:
+        return {}
+    return records if isinstance(records, dict) else {}
+
+
+def _dump(records: dict[str, Any]) -> str:
+    return json.dumps(records, sort_keys=True, separators=(",", ":"))
+
+
+def _digest(route: Obj) -> str:
+    """A short fingerprint of a route as written, to notice later edits by someone else."""
+    text = json.dumps(route, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
 # -- pure helpers on Istio objects ----------------------------------------------------------
+
+
+def _where(vs: Obj) -> str:
+    meta = vs.get("metadata", {})
+    return f"VirtualService {meta.get('namespace')}/{meta.get('name')}"
 
 
 def _targets(vs: Obj, ref: VirtualServiceRef) -> list[int]:
     """Indexes of the weighted routes to manage in ``vs``."""
-    meta = vs.get("metadata", {})
-    where = f"VirtualService {meta.get('namespace')}/{meta.get('name')}"
+    where = _where(vs)
     http = vs.get("spec", {}).get("http") or []
     names = [r.get("name") for r in http]
     if ref.routes is None:
@@ -327,9 +421,7 @@ def _targets(vs: Obj, ref: VirtualServiceRef) -> list[int]:
 
 
 def _destinations(vs: Obj, route: Obj, sides: _Sides) -> tuple[int, int]:
-    meta = vs.get("metadata", {})
-    vs_name = f"{meta.get('namespace')}/{meta.get('name')}"
-    where = f"route {route.get('name') or '(unnamed)'} of VirtualService {vs_name}"
+    where = f"route {route.get('name') or '(unnamed)'} of {_where(vs)}"
     entries = route.get("route") or []
     found: dict[str, int] = {}
     for i, entry in enumerate(entries):
@@ -348,63 +440,292 @@ def _destinations(vs: Obj, route: Obj, sides: _Sides) -> tuple[int, int]:
     return found["stable"], found["canary"]
 
 
-def _mirrors_canary(route: Obj, canary_entry: Obj) -> bool:
-    mirror = route.get("mirror")
-    return isinstance(mirror, dict) and mirror == canary_entry.get("destination")
+def combine_matches(route_match: list[Obj] | None, step: SetHeaderRoute, where: str) -> list[Obj]:
+    """The managed route's match entries ANDed with the step's: one entry per pair.
+
+    Istio ORs the entries of a ``match`` list and ANDs the conditions inside one entry, so
+    ``(A or B) and (H1 or H2)`` is ``[A+H1, A+H2, B+H1, B+H2]``; a route without match is
+    ``[H1, H2]``. A header both sides constrain differently cannot be written in one entry:
+    ``RouteConfigError``.
+    """
+    combined = []
+    for base in route_match or [{}]:
+        for header_match in step.match:
+            entry = copy.deepcopy(base)
+            headers = dict(entry.get("headers") or {})
+            lowered = {str(k).lower(): k for k in headers}
+            for name, rule in header_match.wire()["headers"].items():
+                existing = lowered.get(name.lower())
+                if existing is not None and headers[existing] != rule:
+                    raise RouteConfigError(
+                        f"header route {step.name}: header {name} is also matched by {where} "
+                        "with another condition; the two cannot be combined"
+                    )
+                headers[existing if existing is not None else name] = rule
+            entry["headers"] = headers
+            combined.append(entry)
+    return combined
 
 
-def _read_header_routes(http: list[Obj], managed: set[str]) -> tuple[SetHeaderRoute, ...]:
-    found = []
-    for route in http:
-        if route.get("name") not in managed:
-            continue
-        try:
-            found.append(
-                SetHeaderRoute.model_validate({"name": route["name"], "match": route.get("match")})
-            )
-        except ValidationError:
-            continue  # edited beyond recognition: the desired state rewrites it
-    return tuple(found)
+def header_route(
+    managed: Obj, step: SetHeaderRoute, name: str, canary_destination: Obj, where: str
+) -> Obj:
+    """The header route for ``step`` inside the managed route ``managed``, named ``name``.
 
-
-def _header_route(route: SetHeaderRoute, canary_destination: Obj) -> Obj:
+    It matches what ``managed`` matches AND the step's headers (``combine_matches``), keeps
+    every other field of ``managed`` (rewrite, timeout, retries, headers, fault, corsPolicy,
+    fields unknown here) and sends everything to the canary; it mirrors nothing.
+    """
+    kept = {k: copy.deepcopy(v) for k, v in managed.items() if k not in NOT_COPIED}
     return {
-        "name": route.name,
-        "match": [m.wire() for m in route.match],
+        "name": name,
+        "match": combine_matches(managed.get("match"), step, where),
+        **kept,
         "route": [{"destination": copy.deepcopy(canary_destination), "weight": 100}],
     }
 
 
-def _desired_http(
-    vs: Obj,
-    ref: VirtualServiceRef,
-    istio: IstioTrafficRouting,
-    desired: RouteState,
-    managed: Iterable[str],
-) -> list[Obj]:
+def header_route_name(step: str, managed: str, managed_routes: int) -> str:
+    """``step`` in a VirtualService with one managed route, ``step-route`` with several."""
+    return step if managed_routes == 1 else f"{step}-{managed}"
+
+
+def _owned_mirror(route: Obj, record: Obj) -> float | None:
+    """The share mirrored by the mirror ``record`` says this Rollout put on ``route``."""
+    destination = record.get("destination")
+    if record.get("field") == "mirrors":
+        for entry in route.get("mirrors") or []:
+            if isinstance(entry, dict) and entry.get("destination") == destination:
+                return float((entry.get("percentage") or {}).get("value", 100.0))
+        return None
+    if route.get("mirror") == destination:
+        return float((route.get("mirrorPercentage") or {}).get("value", 100.0))
+    return None
+
+
+def _drop_mirror(route: Obj, record: Obj) -> None:
+    """Remove the mirror ``record`` says this Rollout added, and nothing else."""
+    destination = record.get("destination")
+    if record.get("field") == "mirrors":
+        mirrors = route.get("mirrors")
+        if not isinstance(mirrors, list):
+            return
+        for i, entry in enumerate(mirrors):
+            if isinstance(entry, dict) and entry.get("destination") == destination:
+                del mirrors[i]
+                break
+        if not mirrors:
+            route.pop("mirrors")
+    elif route.get("mirror") == destination:
+        route.pop("mirror", None)
+        route.pop("mirrorPercentage", None)
+
+
+def _add_mirror(route: Obj, destination: Obj, percent: float, where: str) -> Obj:
+    """Mirror ``percent`` of ``route`` to ``destination``; the ownership record of it."""
+    if isinstance(route.get("mirrors"), list):
+        route["mirrors"].append(
+            {"destination": copy.deepcopy(destination), "percentage": {"value": percent}}
+        )
+        return {
+            "route": route.get("name"),
+            "field": "mirrors",
+            "destination": destination,
+            "percent": percent,
+        }
+    if "mirror" in route:
+        raise RouteConfigError(
+            f"{where} already has a mirror this Rollout did not create: write it as "
+            "mirrors: [{destination: ..., percentage: ...}] so that the canary's mirror can be "
+            "added next to it"
+        )
+    route["mirror"] = copy.deepcopy(destination)
+    route["mirrorPercentage"] = {"value": percent}
+    return {
+        "route": route.get("name"),
+        "field": "mirror",
+        "destination": destination,
+        "percent": percent,
+    }
+
+
+def desired_http(
+    vs: Obj, ref: VirtualServiceRef, istio: IstioTrafficRouting, desired: RouteState, key: str
+) -> tuple[list[Obj], Obj]:
+    """The http routes of ``vs`` for ``desired``, and the new ownership record of ``key``.
+
+    The header routes and mirrors the current record lists are removed, then those of
+    ``desired`` are added; user routes and fields stay as they are. Raises
+    ``RouteConfigError`` when something the user wrote is in the way.
+    """
     sides = _sides(istio)
-    http = copy.deepcopy(vs.get("spec", {}).get("http") or [])
-    targets = set(_targets(vs, ref))
-    canary_destination: Obj = {}
+    where = _where(vs)
+    http: list[Obj] = copy.deepcopy(vs.get("spec", {}).get("http") or [])
+    targets = _targets(vs, ref)
+    record = _records(vs, MANAGED_ROUTES).get(key) or {}
+    owned_routes = {
+        name for entry in record.get("headerRoutes") or [] for name in entry.get("routes") or {}
+    }
+    old_mirrors = record.get("mirrors") or []
+    weights: dict[str, int] = {}
+    mirrors: list[Obj] = []
+    headers_of: dict[int, list[Obj]] = {}
+    header_records: dict[str, dict[str, str]] = {}
     for index in targets:
         route = http[index]
+        name = str(route.get("name"))
+        route_where = f"route {name} of {where}"
         stable_i, canary_i = _destinations(vs, route, sides)
         entries = route["route"]
         entries[stable_i]["weight"] = 100 - desired.canary_weight
         entries[canary_i]["weight"] = desired.canary_weight
+        weights[name] = desired.canary_weight
         canary_destination = entries[canary_i].get("destination") or {}
+        for old in old_mirrors:
+            if isinstance(old, dict) and old.get("route") == route.get("name"):
+                _drop_mirror(route, old)
         if desired.mirror_percent > 0:
-            route["mirror"] = copy.deepcopy(canary_destination)
-            route["mirrorPercentage"] = {"value": float(desired.mirror_percent)}
-        elif _mirrors_canary(route, entries[canary_i]):
-            route.pop("mirror", None)
-            route.pop("mirrorPercentage", None)
-    managed_names = set(managed)
-    first = min(targets)
-    before = [r for r in http[:first] if r.get("name") not in managed_names]
-    after = [r for r in http[first:] if r.get("name") not in managed_names]
-    headers = [_header_route(r, canary_destination) for r in desired.header_routes]
-    return before + headers + after
+            added = _add_mirror(
+                route, canary_destination, float(desired.mirror_percent), route_where
+            )
+            mirrors.append(added)
+        built = []
+        for step in desired.header_routes:
+            route_name = header_route_name(step.name, name, len(targets))
+            built.append(header_route(route, step, route_name, canary_destination, route_where))
+            header_records.setdefault(step.name, {})[route_name] = _digest(built[-1])
+        headers_of[index] = built
+    result: list[Obj] = []
+    taken = set()
+    for index, route in enumerate(http):
+        if index not in headers_of and route.get("name") in owned_routes:
+            continue  # one of ours, not wanted any more (or rebuilt below)
+        result.extend(headers_of.get(index, []))
+        result.append(route)
+        taken.add(route.get("name"))
+    for built in headers_of.values():
+        for h in built:
+            if h["name"] in taken:
+                raise RouteConfigError(
+                    f"route {h['name']} already exists in {where} and was not created by "
+                    "this Rollout"
+                )
+    new_record: Obj = {"weights": weights}
+    if header_records:
+        new_record["headerRoutes"] = [
+            {
+                "step": step.name,
+                "match": [m.wire() for m in step.match],
+                "routes": header_records[step.name],
+            }
+            for step in desired.header_routes
+        ]
+    if mirrors:
+        new_record["mirrors"] = mirrors
+    return result, new_record
+
+
+@dataclass(frozen=True)
+class _Found:
+    seen: list[tuple[int, float, tuple[SetHeaderRoute, ...]]]
+    consistent: bool
+    edits: tuple[RouteEdit, ...]
+
+
+def read_virtual_service(
+    vs: Obj, ref: VirtualServiceRef, istio: IstioTrafficRouting, key: str
+) -> _Found:
+    """The traffic ``vs`` gives each managed route, as far as ``key`` owns it.
+
+    Header routes and mirrors count only when the ownership record lists them and they are
+    there. ``consistent`` is False when the VirtualService is not exactly what the router
+    would write for the state read (an owned route edited, deleted or misplaced); ``edits``
+    say what changed since the router's last write.
+    """
+    sides = _sides(istio)
+    where = _where(vs)
+    http = vs.get("spec", {}).get("http") or []
+    record = _records(vs, MANAGED_ROUTES).get(key) or {}
+    by_name = {r.get("name"): r for r in http}
+    edits: list[RouteEdit] = []
+    headers: list[SetHeaderRoute] = []
+    consistent = True
+    for entry in record.get("headerRoutes") or []:
+        routes = entry.get("routes") or {}
+        for name, digest in routes.items():
+            found = by_name.get(name)
+            if found is None or _digest(found) != digest:
+                state = "deleted" if found is None else "edited"
+                edits.append(RouteEdit("header route", f"header route {name} of {where}", state))
+        if not all(name in by_name for name in routes):
+            consistent = False
+            continue
+        try:
+            headers.append(
+                SetHeaderRoute.model_validate(
+                    {"name": entry.get("step"), "match": entry.get("match")}
+                )
+            )
+        except ValidationError:
+            consistent = False  # a record edited beyond recognition: rewritten from desired
+    seen = []
+    recorded_weights = record.get("weights") or {}
+    for index in _targets(vs, ref):
+        route = http[index]
+        name = route.get("name")
+        stable_i, canary_i = _destinations(vs, route, sides)
+        entries = route["route"]
+        weight = int(entries[canary_i].get("weight", 0))
+        stable_weight = int(entries[stable_i].get("weight", 0))
+        if recorded_weights.get(name) is not None and recorded_weights[name] != weight:
+            edits.append(
+                RouteEdit("weights", f"route {name} of {where}", f"{stable_weight}/{weight}")
+            )
+        mirror = 0.0
+        for owned in record.get("mirrors") or []:
+            if isinstance(owned, dict) and owned.get("route") == name:
+                share = _owned_mirror(route, owned)
+                if share is None:
+                    edits.append(
+                        RouteEdit("mirror", f"mirror of route {name} of {where}", "deleted")
+                    )
+                    consistent = False
+                else:
+                    if owned.get("percent") is not None and owned["percent"] != share:
+                        what = f"mirror of route {name} of {where}"
+                        edits.append(RouteEdit("mirror", what, f"edited to {share}%"))
+                    mirror = share
+        seen.append((weight, mirror, tuple(headers)))
+    if consistent and seen:
+        weight, mirror, found_headers = seen[0]
+        try:
+            rebuilt, _ = desired_http(
+                vs, ref, istio, RouteState(None, None, weight, mirror, found_headers), key
+            )
+            consistent = rebuilt == http
+        except RouteConfigError:
+            consistent = False
+    return _Found(seen, consistent, tuple(edits))
+
+
+def _subset_edits(dr: Obj, istio: IstioTrafficRouting, key: str) -> tuple[RouteEdit, ...]:
+    """The pinned subset labels that differ from what the router last wrote."""
+    record = _records(dr, MANAGED_SUBSETS).get(key)
+    dr_ref = istio.destination_rule
+    if not isinstance(record, dict) or dr_ref is None:
+        return ()
+    meta = dr.get("metadata", {})
+    where = f"DestinationRule {meta.get('namespace')}/{meta.get('name')}"
+    stable, canary = _subsets(dr, istio)
+    edits = []
+    for side, name, subset in (
+        ("stable", dr_ref.stable_subset, stable),
+        ("canary", dr_ref.canary_subset, canary),
+    ):
+        label = (subset.get("labels") or {}).get(HASH_LABEL)
+        if record.get(side) is not None and label != record.get(side):
+            edits.append(RouteEdit("subset", f"{side} subset {name} of {where}", str(label)))
+    return tuple(edits)
 
 
 def _subsets(dr: Obj, istio: IstioTrafficRouting) -> tuple[Obj, Obj]:

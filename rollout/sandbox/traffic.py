@@ -7,8 +7,11 @@ Istio routes them:
 - http routes in order, the first whose ``match`` fits the request (headers exact/prefix/regex,
   uri exact/prefix/regex against the path ``/``); ``user_share`` of the simulated users send
   ``end-user: jason``;
-- a weighted destination (a lone destination without weight gets 100), and ``mirror`` with
-  ``mirrorPercentage`` (a mirrored request is also served and counted by the mirror);
+- a weighted destination (a lone destination without weight gets 100), ``mirror`` with
+  ``mirrorPercentage`` and each entry of ``mirrors`` with its ``percentage`` (a mirrored
+  request is also served and counted by the mirror);
+- ``serve`` takes the request's path (``/`` by default, what the simulator's own traffic asks
+  for), so a test can check where a request for ``/admin`` would go;
 - a destination's ``subset`` through the DestinationRule of that host in the VirtualService's
   namespace, to the ReplicaSets whose pod template labels match both the subset's labels and
   the host Service's selector; a destination without subset through the Service's selector;
@@ -152,6 +155,22 @@ def mirror_destination(route: Obj, rng: random.Random) -> Obj | None:
     return mirror if rng.random() * 100.0 < share else None
 
 
+def mirror_destinations(route: Obj, rng: random.Random) -> list[Obj]:
+    """The mirrors a request is copied to: ``mirror`` (as ``mirror_destination``) and each
+    entry of ``mirrors``, for its own ``percentage.value`` % of requests (100 % when not set)."""
+    found = [m for m in (mirror_destination(route, rng),) if m is not None]
+    for entry in route.get("mirrors") or []:
+        if not isinstance(entry, dict) or not isinstance(entry.get("destination"), dict):
+            continue
+        percentage = entry.get("percentage")
+        share = 100.0
+        if isinstance(percentage, dict) and percentage.get("value") is not None:
+            share = float(percentage["value"])
+        if rng.random() * 100.0 < share:
+            found.append(entry["destination"])
+    return found
+
+
 # -- endpoints ---------------------------------------------------------------------------------
 
 
@@ -270,14 +289,16 @@ def serve(
     virtual_service: Obj,
     headers: Mapping[str, str],
     rng: random.Random,
+    uri: str = PATH,
 ) -> list[Served]:
-    """What one request to a VirtualService's host produces: the served copy, and the mirror."""
+    """What one request for ``uri`` to a VirtualService's host produces: the served copy, and
+    the mirrors."""
     namespace = virtual_service["metadata"].get("namespace") or ""
-    route = select_route((virtual_service.get("spec") or {}).get("http") or [], headers)
+    route = select_route((virtual_service.get("spec") or {}).get("http") or [], headers, uri)
     if route is None:
         return []
     results = []
-    for destination in (pick_destination(route, rng), mirror_destination(route, rng)):
+    for destination in (pick_destination(route, rng), *mirror_destinations(route, rng)):
         if destination is None:
             continue
         rs = pick_endpoint(endpoints(snapshot, namespace, destination), rng)

@@ -359,3 +359,31 @@ def test_simulator_steps_at_rps_per_host_from_the_store() -> None:
         if s.name == "istio_requests_total"
     )
     assert total == 1010
+
+
+def test_mirrors_list_entries_each_mirror_their_share() -> None:
+    from rollout.sandbox.traffic import mirror_destinations
+
+    route = {
+        "mirrors": [
+            {"destination": {"host": "recorder"}},
+            {"destination": {"host": "web", "subset": "canary"}, "percentage": {"value": 25.0}},
+        ]
+    }
+    rng = random.Random(3)
+    hosts = Counter(m["host"] for _ in range(4000) for m in mirror_destinations(route, rng))
+    assert hosts["recorder"] == 4000
+    assert 800 < hosts["web"] < 1200
+
+
+def test_a_request_path_picks_the_route_by_uri() -> None:
+    routes = [
+        {"name": "api", "match": [{"uri": {"prefix": "/api"}, "headers": TEST_HEADERS}]},
+        {"name": "rest"},
+    ]
+    assert select_route(routes, TEST_USER, "/api/reviews") == routes[0]
+    assert select_route(routes, TEST_USER, "/admin") == routes[1]
+    assert select_route(routes, {}, "/api/reviews") == routes[1]
+
+
+TEST_HEADERS = {"end-user": {"exact": "jason"}}
