@@ -546,11 +546,10 @@ class _AfterFailure:
 def _without_owned(world: _World, obj: Obj, header_names: set[str], baseline: Obj) -> Obj:
     """What the user owns in a VirtualService or DestinationRule (status aside)."""
     meta = obj.get("metadata") or {}
-    base_annotations = (baseline.get("metadata") or {}).get("annotations") or {}
     annotations = {
         k: v
         for k, v in (meta.get("annotations") or {}).items()
-        if OWN_ANNOTATION not in k or k in base_annotations
+        if not k.startswith(OWN_ANNOTATION)  # the controller's own record, whoever copied it
     }
     spec = copy.deepcopy(obj.get("spec") or {})
     if obj.get("kind") == "VirtualService" or "http" in spec:
@@ -561,7 +560,7 @@ def _without_owned(world: _World, obj: Obj, header_names: set[str], baseline: Ob
             if not isinstance(route, dict):
                 kept.append(route)
                 continue
-            if route.get("name") in header_names:
+            if _is_header_route(route.get("name"), header_names, http, managed):
                 continue  # a header route the controller creates
             if index in managed:
                 entries = route.get("route") or []
@@ -600,6 +599,17 @@ def _without_owned(world: _World, obj: Obj, header_names: set[str], baseline: Ob
         "annotations": annotations,
         "spec": spec,
     }
+
+
+def _is_header_route(name: Any, header_names: set[str], http: list[Any], managed: Any) -> bool:
+    """A route named after a setHeaderRoute step: ``<step>``, or ``<step>-<managed route>``
+    when the VirtualService has several managed routes."""
+    if not isinstance(name, str):
+        return False
+    if name in header_names:
+        return True
+    routes = {r.get("name") for i, r in enumerate(http) if isinstance(r, dict) and i in managed}
+    return any(f"{step}-{route}" == name for step in header_names for route in routes)
 
 
 def _pinned_subsets(world: _World, namespace: str, name: str) -> set[str]:
