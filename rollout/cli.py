@@ -178,6 +178,23 @@ def controller(
         True, "--leader-elect/--no-leader-elect", help="Only the Lease holder reconciles."
     ),
     lease_namespace: str = typer.Option("default", "--lease-namespace"),
+    lease_duration: float = typer.Option(
+        15.0,
+        "--lease-duration",
+        help="Seconds a standby waits, after it last saw the Lease renewed, before taking it.",
+    ),
+    renew_deadline: float = typer.Option(
+        10.0,
+        "--renew-deadline",
+        help="Seconds after its last successful renewal at which the leader stops every write "
+        "and exits (must be < --lease-duration).",
+    ),
+    retry_period: float = typer.Option(
+        2.0,
+        "--retry-period",
+        help="Seconds between renewals by the leader and attempts by a standby "
+        "(must be < --renew-deadline).",
+    ),
     prometheus_url: str | None = typer.Option(
         None, "--prometheus-url", help="Default Prometheus address for gates."
     ),
@@ -185,10 +202,15 @@ def controller(
     log_level: str = typer.Option("info", "--log-level"),
 ) -> None:
     """Run the controller until SIGTERM."""
+    from rollout.controller.leader import check_durations
     from rollout.controller.main import Options, run_controller
 
     if log_format not in ("text", "json"):
         raise typer.BadParameter("must be text or json", param_hint="--log-format")
+    try:
+        check_durations(lease_duration, renew_deadline, retry_period)
+    except ValueError as error:
+        raise typer.BadParameter(str(error)) from None
     options = Options(
         kubeconfig=kubeconfig,
         context=context,
@@ -199,6 +221,9 @@ def controller(
         bind_address=bind_address,
         leader_elect=leader_elect,
         lease_namespace=lease_namespace,
+        lease_duration=lease_duration,
+        renew_deadline=renew_deadline,
+        retry_period=retry_period,
         prometheus_url=prometheus_url,
         log_format=log_format,
         log_level=log_level,

@@ -3,7 +3,8 @@
 One production implementation (``kube.py``, the only importer of ``kubernetes``), the sandbox
 behind it in tests. Errors are typed so that callers never parse HTTP codes: ``NotFound``,
 ``Conflict`` (a stale resourceVersion or an existing name), ``Invalid`` (422, with the
-apiserver's causes), ``Gone`` (a watch too old to resume), ``Unavailable`` (retries spent).
+apiserver's causes), ``Gone`` (a watch too old to resume), ``Unavailable`` (retries spent),
+``NotLeader`` (a write the leader-election fence refused before sending it; see ``fence.py``).
 ``ClusterError.rejects`` says whether a refusal is final (a 4xx other than 401/404/409/410/429).
 """
 
@@ -108,6 +109,12 @@ class Forbidden(ClusterError):
 
 class Unavailable(ClusterError):
     """The API could not be reached, or kept failing, within the retry budget."""
+
+
+class NotLeader(ClusterError):
+    """A write refused before it was sent: this replica does not hold the Lease, or has not
+    renewed it within the renew deadline. Not an API error: nothing was sent, and retrying
+    is pointless until the replica leads again."""
 
 
 @dataclass(frozen=True)

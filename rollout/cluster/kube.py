@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -77,6 +77,10 @@ def load_api_client(kubeconfig: str | None = None, context: str | None = None) -
 
 
 class KubeAccess:
+    """``before_write(what)``, when given, runs right before every attempt of every request
+    that is not a GET (retries included) and may raise a ``ClusterError`` to stop it from
+    being sent: the controller passes its leader-election fence (``fence.WriteFence.check``)."""
+
     def __init__(
         self,
         api_client: client.ApiClient,
@@ -85,12 +89,14 @@ class KubeAccess:
         max_backoff: float = 2.0,
         budget: float = 10.0,
         request_timeout: float = 30.0,
+        before_write: Callable[[str], None] | None = None,
     ) -> None:
         self.api = api_client
         self.attempts = attempts
         self.max_backoff = max_backoff
         self.budget = budget
         self.request_timeout = request_timeout
+        self.before_write = before_write
 
     # -- HTTP -------------------------------------------------------------------------------
 
@@ -105,6 +111,8 @@ class KubeAccess:
         timeout: Any = None,
     ) -> Any:
         """One request; its parsed JSON body. Raises _Transient or a ClusterError."""
+        if self.before_write is not None and method != "GET":
+            self.before_write(f"{method} {path}")
         headers = {"Accept": "application/json", "Content-Type": content_type}
         _, url, headers, body, _ = self.api.param_serialize(
             method,

@@ -26,6 +26,7 @@ from rollout.cluster.access import (
     ClusterError,
     Conflict,
     NotFound,
+    NotLeader,
     Obj,
 )
 from rollout.controller.observe import SCALE_DOWN_AT
@@ -192,12 +193,15 @@ class Executor:
     def emit(self, obj: Obj, events: list[EmitEvent]) -> int:
         """Record the events; the number written. Best effort, as client-go's recorder: the
         status already says what happened, so an Event the API refuses (its namespace being
-        deleted, say) is logged and dropped rather than failing and retrying the reconcile."""
+        deleted, say) is logged and dropped rather than failing and retrying the reconcile.
+        ``NotLeader`` (the leader fence refused it: nothing was sent) stops the reconcile."""
         written = 0
         for event in events:
             try:
                 self.access.event(obj, event.type, event.reason, event.message, COMPONENT)
                 written += 1
+            except NotLeader:
+                raise
             except ClusterError as error:
                 meta = obj.get("metadata") or {}
                 log.warning(

@@ -3,6 +3,11 @@
 Start-up: connect (in-cluster, else kubeconfig), serve ``/healthz`` and ``/readyz`` and the
 metrics, fill the watch caches, then reconcile — at once, or once this replica holds the Lease.
 SIGTERM or Ctrl-C: stop taking work, let running reconciles finish, release the Lease, exit 0.
+
+With leader election every write but the Lease's goes through a ``WriteFence`` (the
+``FencedAccess`` wrapper, and ``KubeAccess`` before each retry): it is refused unless this
+replica renewed the Lease within the renew deadline. A replica that loses the Lease stops its
+workers and exits 1 (client-go's default), so that it restarts clean and campaigns again.
 """
 
 from __future__ import annotations
@@ -31,6 +36,9 @@ class Options:
     bind_address: str = "127.0.0.1"
     leader_elect: bool = True
     lease_namespace: str = "default"
+    lease_duration: float = 15.0
+    renew_deadline: float = 10.0
+    retry_period: float = 2.0
     prometheus_url: str | None = None
     log_format: str = "text"
     log_level: str = "info"
@@ -87,17 +95,34 @@ def serve_health(address: str, port: int, ready: threading.Event) -> ThreadingHT
 
 def run_controller(options: Options) -> int:
     setup_logging(options.log_format, options.log_level)
-    from rollout.cluster.access import ClusterError
+    from rollout.cluster.access import ClusterAccess, ClusterError
+    from rollout.cluster.fence import FencedAccess, WriteFence
     from rollout.cluster.kube import KubeAccess, load_api_client
-    from rollout.controller.leader import LeaderElector
+    from rollout.controller.leader import LeaderElector, check_durations
     from rollout.controller.metrics import Metrics
     from rollout.controller.runtime import Controller
 
     try:
-        access = KubeAccess(load_api_client(options.kubeconfig, options.context))
+        check_durations(options.lease_duration, options.renew_deadline, options.retry_period)
+    except ValueError as error:
+        print(f"rollout controller: {error}", file=sys.stderr)
+        return 2
+    fence = WriteFence(options.renew_deadline) if options.leader_elect else None
+    try:
+        api_client = load_api_client(options.kubeconfig, options.context)
+        # The Lease has its own client: one attempt per retry period (the elector is the
+        # retry loop), bounded as client-go's users bound it (renew deadline / 2), never
+        # queued behind the workers' requests, and never fenced.
+        lease_access = KubeAccess(
+            load_api_client(options.kubeconfig, options.context),
+            attempts=1,
+            request_timeout=max(options.renew_deadline / 2, 0.5),
+        )
     except Exception as error:  # a bad kubeconfig: one clear line, not a traceback
         print(f"rollout controller: cannot load cluster configuration: {error}", file=sys.stderr)
         return 1
+    kube = KubeAccess(api_client, before_write=fence.check if fence is not None else None)
+    access: ClusterAccess = FencedAccess(kube, fence) if fence is not None else kube
     metrics = Metrics()
     controller = Controller(
         access,
@@ -131,7 +156,14 @@ def run_controller(options: Options) -> int:
         return 1
     elector = None
     if options.leader_elect:
-        elector = LeaderElector(access, options.lease_namespace)
+        elector = LeaderElector(
+            lease_access,
+            options.lease_namespace,
+            lease_duration=options.lease_duration,
+            renew_deadline=options.renew_deadline,
+            retry_period=options.retry_period,
+            fence=fence,
+        )
 
         def on_lost() -> None:
             lost.set()

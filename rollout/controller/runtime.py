@@ -4,7 +4,9 @@ Watch events enqueue the key of the Rollout they concern: a Rollout itself, the 
 ReplicaSet, or every Rollout whose traffic routing names a changed VirtualService,
 DestinationRule or Service. Workers take keys from the queue (never one key on two workers),
 reconcile, and schedule the next look through the timers when the plan asks for one. A failed
-reconcile is retried with capped exponential backoff.
+reconcile is retried with capped exponential backoff — except one whose write the leader
+fence refused (``NotLeader``): that key is dropped, with no retry and no Event, since this
+replica is about to stop (a new leader reconciles every Rollout when it starts).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from rollout.cluster.access import (
     ClusterAccess,
     ClusterError,
     NotFound,
+    NotLeader,
     Obj,
     Resource,
 )
@@ -213,6 +216,9 @@ class Controller:
                 continue
             try:
                 outcome = self.reconciler.reconcile(key)
+            except NotLeader as error:
+                self.queue.forget(key)
+                log.debug("%s: not reconciled: %s", key, error)
             except (ClusterError, RouteConfigError) as error:
                 delay = self.queue.backoff(key)
                 self.metrics.errors.inc()

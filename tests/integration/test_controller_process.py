@@ -7,13 +7,20 @@ through the official client.
 
 from __future__ import annotations
 
+import http.client
 import os
 import signal
 import subprocess
-from collections.abc import Iterator
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
+import yaml
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
@@ -36,7 +43,9 @@ LEASE = "rollout-controller"
 
 
 class Replica:
-    def __init__(self, kubeconfig: Path, namespace: str, log: Path) -> None:
+    def __init__(
+        self, kubeconfig: Path, namespace: str, log: Path, extra: Sequence[str] = ()
+    ) -> None:
         self.log = log
         self._out = log.open("w")
         self.process = subprocess.Popen(
@@ -55,6 +64,7 @@ class Replica:
                 "0",
                 "--workers",
                 "2",
+                *extra,
             ],
             stdout=self._out,
             stderr=subprocess.STDOUT,
@@ -134,7 +144,8 @@ def test_one_leader_at_a_time_and_a_standby_takes_over(
     def taken_over() -> None:
         assert holder_pid(api_client, namespace) == standby.pid
 
-    eventually(taken_over, timeout=20, interval=0.2)
+    # Default durations: the standby waits 15 s from the last renewal it saw, trying every 2 s.
+    eventually(taken_over, timeout=25, interval=0.2)
     assert "became leader" in standby.log.read_text()
     lease = coordination_v1(api_client).read_namespaced_lease(LEASE, namespace)
     assert lease.spec.lease_transitions >= 1
@@ -176,3 +187,194 @@ def test_a_bad_kubeconfig_is_one_line_and_exit_1(tmp_path: Path) -> None:
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith("rollout controller: cannot load cluster configuration:")
     assert "Traceback" not in result.stderr and result.stdout == ""
+
+
+# -- the fence: a leader cut off from the Lease stops writing before the standby takes over ---
+
+
+class LeaseBreaker:
+    """An HTTP proxy (stdlib, 127.0.0.1) in front of the sandbox for one controller.
+
+    It forwards every request, streaming watch answers as they come. Once ``break_leases`` is
+    set it answers 503 to every request for a Lease (paths with ``/leases``) without forwarding
+    it, as an API server unreachable for that object would. It records every write it forwards
+    (method other than GET, Leases excluded) with the wall time it arrived.
+    """
+
+    def __init__(self, upstream: str) -> None:
+        target = urlsplit(upstream)
+        self.host, self.port = target.hostname or "127.0.0.1", target.port or 80
+        self.break_leases = threading.Event()
+        self.writes: list[tuple[float, str, str, int]] = []
+        self._lock = threading.Lock()
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def _forward(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else None
+                lease = "/leases" in self.path
+                if lease and proxy.break_leases.is_set():
+                    self._reply(503, b'{"kind":"Status","code":503,"reason":"ServiceUnavailable"}')
+                    return
+                arrived = time.time()
+                upstream = http.client.HTTPConnection(proxy.host, proxy.port, timeout=600)
+                headers = {
+                    k: v
+                    for k, v in self.headers.items()
+                    if k.lower() not in ("host", "connection", "content-length")
+                }
+                try:
+                    upstream.request(self.command, self.path, body=body, headers=headers)
+                    answer = upstream.getresponse()
+                    if self.command != "GET" and not lease:
+                        with proxy._lock:
+                            proxy.writes.append((arrived, self.command, self.path, answer.status))
+                    self.send_response(answer.status)
+                    for key, value in answer.getheaders():
+                        if key.lower() not in ("content-length", "transfer-encoding", "connection"):
+                            self.send_header(key, value)
+                    if answer.getheader("Content-Length") is not None:
+                        data = answer.read()
+                        self.send_header("Content-Length", str(len(data)))
+                        self.end_headers()
+                        self.wfile.write(data)
+                        return
+                    self.send_header("Transfer-Encoding", "chunked")
+                    self.end_headers()
+                    while chunk := answer.read1(65536):
+                        self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+                        self.wfile.flush()
+                    self.wfile.write(b"0\r\n\r\n")
+                except OSError:
+                    self.close_connection = True
+                finally:
+                    upstream.close()
+
+            def _reply(self, code: int, data: bytes) -> None:
+                self.send_response(code)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _forward
+
+            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def writes_since(self, when: float) -> list[tuple[float, str, str, int]]:
+        with self._lock:
+            return [w for w in self.writes if w[0] >= when]
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def lease_breaker(sandbox_kubeconfig: Path, tmp_path: Path) -> Iterator[tuple[LeaseBreaker, Path]]:
+    """The proxy, and a kubeconfig that points at it."""
+    config = yaml.safe_load(sandbox_kubeconfig.read_text())
+    proxy = LeaseBreaker(config["clusters"][0]["cluster"]["server"])
+    for entry in config["clusters"]:
+        entry["cluster"]["server"] = proxy.url
+    kubeconfig = tmp_path / "proxied.kubeconfig"
+    kubeconfig.write_text(yaml.safe_dump(config))
+    try:
+        yield proxy, kubeconfig
+    finally:
+        proxy.close()
+
+
+# Short durations so that the test takes seconds: lease 3 s > renew deadline 2 s > retry 0.5 s.
+FAST = ["--lease-duration", "3", "--renew-deadline", "2", "--retry-period", "0.5"]
+# Many steps with short pauses: the rollout keeps moving, so a leader that is not fenced writes.
+BUSY_STEPS: Steps = [
+    step
+    for weight in (5, 10, 15, 20, 25, 30, 35, 40, 45, 50, 55, 60)
+    for step in ({"setWeight": weight}, {"pause": {"duration": 1}})
+]
+
+
+def test_a_leader_cut_off_from_the_lease_stops_writing_before_the_standby_leads(
+    api_client: client.ApiClient,
+    namespace: str,
+    sandbox_kubeconfig: Path,
+    lease_breaker: tuple[LeaseBreaker, Path],
+    tmp_path: Path,
+) -> None:
+    proxy, proxied = lease_breaker
+    cluster = Cluster(api_client, namespace)
+    old = Replica(proxied, namespace, tmp_path / "old.log", FAST)
+    new: Replica | None = None
+    try:
+
+        def old_leads() -> None:
+            assert holder_pid(api_client, namespace) == old.pid
+
+        eventually(old_leads, timeout=15, interval=0.05)
+        new = Replica(sandbox_kubeconfig, namespace, tmp_path / "new.log", FAST)
+
+        cluster.create_istio("destinationrules", destination_rule())
+        cluster.create_istio("virtualservices", virtual_service())
+        cluster.create_rollout(rollout_manifest(steps=BUSY_STEPS))
+        cluster.wait_healthy()
+        cluster.set_template(pod_template("reviews", "example.com/reviews:2"))
+        cluster.wait_status(lambda s: s["weights"]["canary"] >= 10, timeout=15)
+        old_leads()  # it did all that through the proxy
+
+        cut = time.time()
+        proxy.break_leases.set()
+        standby = new
+
+        def taken_over() -> None:
+            assert holder_pid(api_client, namespace) == standby.pid
+
+        eventually(taken_over, timeout=15, interval=0.05)
+        lease = coordination_v1(api_client).read_namespaced_lease(LEASE, namespace)
+        acquired = lease.spec.acquire_time.timestamp()
+        # The old leader was busy until its renew deadline: without the fence it would go on.
+        assert proxy.writes_since(cut - 10), "the old leader wrote nothing: the test shows nothing"
+        # It stops leading and exits 1 (it restarts clean, as client-go's default).
+        assert old.process.wait(timeout=15) == 1, old.log.read_text()
+        log = old.log.read_text()
+        assert "lost leadership" in log and "Traceback" not in log, log
+        late = proxy.writes_since(acquired)
+        assert late == [], f"the old leader wrote after the new one took the Lease: {late}"
+        # Nor in the last moment before: the fence closed at least lease - renew earlier.
+        assert proxy.writes_since(acquired - 0.25) == []
+
+        # The new leader carries the rollout on.
+        at_takeover = cluster.status()["weights"]["canary"]
+        cluster.wait_status(lambda s: s["weights"]["canary"] >= at_takeover + 10, timeout=15)
+        assert "Traceback" not in standby.log.read_text()
+    finally:
+        old.close()
+        if new is not None:
+            new.close()
+
+
+def test_inconsistent_durations_are_refused_with_a_clear_error() -> None:
+    for flags, message in (
+        (["--lease-duration", "10", "--renew-deadline", "10"], "--lease-duration (10s) must be"),
+        (["--renew-deadline", "2", "--retry-period", "3"], "--renew-deadline (2s) must be"),
+        (["--retry-period", "0"], "--retry-period must be > 0s"),
+    ):
+        result = subprocess.run(
+            [ROLLOUT, "controller", "--metrics-port", "0", "--health-port", "0", *flags],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert result.returncode == 2, result.stderr
+        words = " ".join(word for word in result.stderr.split() if word != "│")
+        assert message in words, result.stderr
+        assert "Traceback" not in result.stderr
