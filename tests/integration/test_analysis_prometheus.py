@@ -87,6 +87,23 @@ TEMPLATES = {
         "max": 1000,
     },
     "broken": {"query": "sum(rate(istio_requests_total[{{interval}}])", "max": 1},
+    # issue 12: NaN and ±Inf are never "no data", whatever noData says
+    "nan": {"query": "vector(0) / vector(0)", "max": 0.01, "noData": "pass"},
+    "minus-inf": {"query": "vector(-1) / vector(0)", "max": 0.01, "noData": "pass"},
+    # canary 5xx / stable 5xx, where stable has none: +Inf
+    "inf-ratio": {
+        "args": [{"name": "service"}],
+        "query": (
+            'sum(increase(istio_requests_total{destination_canonical_service="{{args.service}}",'
+            'destination_canonical_revision="{{canary.revision}}",response_code=~"5.."}'
+            "[{{interval}}])) / (sum(increase(istio_requests_total{"
+            'destination_canonical_service="{{args.service}}",'
+            'destination_canonical_revision="{{stable.revision}}",response_code=~"5.."}'
+            "[{{interval}}])) or vector(0))"
+        ),
+        "max": 2,
+        "noData": "pass",
+    },
 }
 
 
@@ -264,6 +281,30 @@ def test_template_no_data_policies(world: PrometheusWorld, runner: GateRunner) -
     assert 'x="templated"' in taken["fail"].query  # {{rollout}}
     assert "2 series" in (taken["many"].measurement.message or "")
     assert "no value for arg(s) service" in (taken["missing-arg"].measurement.message or "")
+
+
+def test_nan_and_infinities_are_errors_naming_the_value_never_no_data(
+    world: PrometheusWorld, runner: GateRunner
+) -> None:
+    spec = analysis(
+        template_check("nan", "nan"),
+        template_check("minus-inf", "minus-inf"),
+        template_check("inf-ratio", "inf-ratio", service="errors"),  # stable serves no 5xx
+    )
+    taken = measure(world, runner, spec, "errors")
+    assert phases(taken) == {"nan": "Error", "minus-inf": "Error", "inf-ratio": "Error"}, explain(
+        taken
+    )
+    for name, spelled in (("nan", "NaN"), ("minus-inf", "-Inf"), ("inf-ratio", "+Inf")):
+        measured = taken[name].measurement
+        assert measured.value is None
+        assert (measured.message or "").startswith(f"the query returned {spelled}:"), explain(taken)
+    # the same Errors, folded as the controller folds them, end the run as an Error: rollback
+    run = gate.new_run(spec, datetime.now(UTC), None)
+    for _ in range(spec.consecutive_error_limit + 1):
+        later = measure(world, runner, spec, "errors")
+        run = gate.record(run, spec, [(t.check, t.measurement) for t in later.values()])
+    assert run.phase == "Error", run.message
 
 
 def test_invalid_promql_reports_prometheus_own_parse_error(
