@@ -207,7 +207,9 @@ def test_nan_with_no_data_pass_is_an_error_naming_nan_and_exits_3(
     assert done.returncode == 3, done.stdout + done.stderr
     assert "  ratio: Error (value -): the query returned NaN: " in done.stdout
     assert "no data" not in done.stdout.replace("noData", "")
-    assert done.stdout.splitlines()[-1].startswith("result: Error: ")
+    assert done.stdout.splitlines()[-1].startswith(
+        "result: Error: ratio Error: the query returned NaN"
+    )
     as_json = analyze("-f", manifest, "--prometheus-url", world.url, *revisions(), "--json")
     assert as_json.returncode == 3, as_json.stdout + as_json.stderr
     report = json.loads(as_json.stdout)  # strict JSON: no bare NaN in it
