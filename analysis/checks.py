@@ -9,13 +9,33 @@ version by ``destination_canonical_revision`` within ``destination_workload_name
 Each check is ONE query: the numbers it needs (canary errors and requests, the p99 and request
 count, and the stable revision's when a relative threshold is set) come back as series told
 apart by a ``part`` label. A missing part means no series: zero requests, or no data.
+
+Domains. A number outside its domain is broken data, not a verdict on the canary: the
+measurement is an **Error** (it counts toward ``consecutiveErrorLimit``, so a gate that keeps
+getting broken numbers ends in rollback), with a message naming the part and the bad value —
+never Successful, and never mistaken for "no traffic". Error rather than Failed because the
+number proves nothing about the canary (a broken recording rule or proxy gives the same), and
+Error is what every other broken answer (garbage, HTTP 5xx) already is.
+
+- request and error counts: finite and >= 0, and errors <= requests. Both come from the same
+  series at the same instant over the same window (the 5xx series are a subset of all series,
+  each series' ``increase()`` extrapolated alike), so no slack is allowed beyond float rounding
+  (``_ROUNDING``): more errors than requests is a broken answer, e.g. a rewritten response;
+- an error rate, hence: in [0, 1];
+- latencies (p99, ms): finite and >= 0. ``histogram_quantile`` gives NaN for a window without
+  observations, so a latency is judged only once the request count says there was traffic;
+- stable's numbers too, whenever a relative threshold (``maxIncreaseOverStable``,
+  ``maxRatioToStable``) uses them: a comparison with a broken baseline is never a pass;
+- an AnalysisTemplate's value: any finite number (its ``min``/``max`` decide the rest). NaN or
+  ±Inf is an Error even with ``noData: pass``, which applies only to an empty result.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
-from analysis.provider import Sample
+from analysis.provider import BadResponse, Sample
 from rollout.api.duration import format_duration
 from rollout.api.gate import ErrorRateCheck, LatencyP99Check
 from rollout.api.status import MeasurementPhase
@@ -85,8 +105,87 @@ def latency_query(check: LatencyP99Check, target: Target) -> str:
     return "\n  or ".join(parts)
 
 
+# errors may exceed requests by float rounding of the two sums, never more
+_ROUNDING = 1e-9
+
+
 def parts_of(samples: list[Sample]) -> dict[str, float]:
-    return {s.labels["part"]: s.value for s in samples if "part" in s.labels}
+    """``{part: value}`` of a built-in check's answer; values may be NaN or ±Inf (judged later).
+
+    Raises ``BadResponse`` when a part comes twice: each part is one ``sum``, so one series.
+    """
+    parts: dict[str, float] = {}
+    for sample in samples:
+        part = sample.labels.get("part")
+        if part is None:
+            continue
+        if part in parts:
+            raise BadResponse(f"Prometheus answered {part} twice: each part is one series")
+        parts[part] = sample.value
+    return parts
+
+
+def spell(value: float) -> str:
+    """A value as Prometheus spells it: ``NaN``, ``+Inf``, ``-Inf``, else ``%g``."""
+    if math.isnan(value):
+        return "NaN"
+    if math.isinf(value):
+        return "+Inf" if value > 0 else "-Inf"
+    return f"{value:g}"
+
+
+def _broken(message: str) -> Verdict:
+    return Verdict("Error", None, message)
+
+
+def _bad_count(parts: dict[str, float], names: tuple[str, ...]) -> Verdict | None:
+    """An Error for the first present count that is not a finite number >= 0."""
+    for name in names:
+        value = parts.get(name)
+        if value is None:
+            continue
+        if not math.isfinite(value):
+            return _broken(
+                f"the query returned {spell(value)} for {name}: a request count must be a "
+                "finite number"
+            )
+        if value < 0:
+            return _broken(f"{name} is {spell(value)}: a request count cannot be negative")
+    return None
+
+
+def _bad_rate(parts: dict[str, float], side: str) -> Verdict | None:
+    """An Error when ``side``'s counts are broken or give an error rate outside [0, 1]."""
+    broken = _bad_count(parts, (f"{side}_requests", f"{side}_errors"))
+    if broken is not None:
+        return broken
+    errors = parts.get(f"{side}_errors", 0.0)
+    requests = parts.get(f"{side}_requests", 0.0)
+    if errors > requests * (1 + _ROUNDING):
+        rate = errors / requests if requests > 0 else math.inf
+        return _broken(
+            f"error rate {spell(rate)} is outside [0, 1]: {side}_errors {spell(errors)} exceed "
+            f"{side}_requests {spell(requests)}"
+        )
+    return None
+
+
+def _bad_latency(parts: dict[str, float], name: str) -> Verdict | None:
+    value = parts.get(name)
+    if value is None:
+        return None
+    if not math.isfinite(value):
+        return _broken(
+            f"the query returned {spell(value)} for {name}: a latency must be a finite number"
+        )
+    if value < 0:
+        return _broken(f"{name} is {spell(value)} ms: a latency cannot be negative")
+    return None
+
+
+def _rate(parts: dict[str, float], side: str) -> float:
+    """errors / requests of a side whose counts passed ``_bad_rate``, within [0, 1]."""
+    return min(parts.get(f"{side}_errors", 0.0) / parts[f"{side}_requests"], 1.0)
 
 
 def _too_few(side: str, requests: float, minimum: int, target: Target) -> Verdict:
@@ -99,17 +198,29 @@ def _too_few(side: str, requests: float, minimum: int, target: Target) -> Verdic
 
 
 def judge_error_rate(check: ErrorRateCheck, parts: dict[str, float], target: Target) -> Verdict:
+    """The canary's share of 5xx against ``max`` and stable's share plus its allowance.
+
+    Broken counts (module docstring: domains) are an Error: the canary's first, then — only
+    when the canary has not already Failed ``max`` — stable's, when the relative threshold
+    needs them.
+    """
+    broken = _bad_rate(parts, "canary")
+    if broken is not None:
+        return broken
     requests = parts.get("canary_requests", 0.0)
     if requests < max(check.min_requests, 1):
         return _too_few("the canary", requests, check.min_requests, target)
-    rate = parts.get("canary_errors", 0.0) / requests
+    rate = _rate(parts, "canary")
     if check.max is not None and rate > check.max:
         return Verdict("Failed", rate, f"error rate {rate:.4f} above max {check.max}")
     if check.max_increase_over_stable is not None:
+        broken = _bad_rate(parts, "stable")
+        if broken is not None:
+            return broken
         stable_requests = parts.get("stable_requests", 0.0)
         if stable_requests < max(check.min_requests, 1):
             return _too_few("stable", stable_requests, check.min_requests, target)
-        stable = parts.get("stable_errors", 0.0) / stable_requests
+        stable = _rate(parts, "stable")
         limit = check.max_increase_over_stable
         if rate - stable > limit:
             return Verdict(
@@ -123,19 +234,36 @@ def judge_error_rate(check: ErrorRateCheck, parts: dict[str, float], target: Tar
 
 
 def judge_latency(check: LatencyP99Check, parts: dict[str, float], target: Target) -> Verdict:
+    """The canary's p99 (ms) against ``maxMs`` and stable's p99 times ``maxRatioToStable``.
+
+    Broken numbers (module docstring: domains) are an Error; a p99 is judged only once its
+    side's request count shows traffic (without any, ``histogram_quantile`` answers NaN).
+    """
+    broken = _bad_count(parts, ("canary_requests",))
+    if broken is not None:
+        return broken
     requests = parts.get("canary_requests", 0.0)
     if requests < max(check.min_requests, 1):
         return _too_few("the canary", requests, check.min_requests, target)
+    broken = _bad_latency(parts, "canary_p99")
+    if broken is not None:
+        return broken
     p99 = parts.get("canary_p99")
     if p99 is None:
         return Verdict("Inconclusive", None, "no latency histogram for the canary")
     if check.max_ms is not None and p99 > check.max_ms:
         return Verdict("Failed", p99, f"p99 {p99:.1f} ms above maxMs {check.max_ms}")
     if check.max_ratio_to_stable is not None:
+        broken = _bad_count(parts, ("stable_requests",))
+        if broken is not None:
+            return broken
         stable_requests = parts.get("stable_requests", 0.0)
-        stable = parts.get("stable_p99")
         if stable_requests < max(check.min_requests, 1):
             return _too_few("stable", stable_requests, check.min_requests, target)
+        broken = _bad_latency(parts, "stable_p99")
+        if broken is not None:
+            return broken
+        stable = parts.get("stable_p99")
         if stable is None or stable <= 0:
             return Verdict("Inconclusive", p99, "no latency histogram for stable to compare with")
         ratio = p99 / stable
@@ -153,7 +281,11 @@ def judge_latency(check: LatencyP99Check, parts: dict[str, float], target: Targe
 def judge_template(
     minimum: float | None, maximum: float | None, no_data: str, samples: list[Sample]
 ) -> Verdict:
-    """An AnalysisTemplate's verdict: one value within [min, max]; ``noData`` when empty."""
+    """An AnalysisTemplate's verdict: one finite value within [min, max]; ``noData`` when empty.
+
+    ``noData`` applies only to an empty result. NaN or ±Inf (e.g. ``vector(0) / vector(0)``) is
+    an Error naming the value, whatever ``noData`` says; so are several series.
+    """
     if not samples:
         if no_data == "fail":
             return Verdict("Failed", None, "the query returned no data (noData: fail)")
@@ -167,6 +299,11 @@ def judge_template(
             f"the query returned {len(samples)} series: aggregate it to one, e.g. sum(...)",
         )
     value = samples[0].value
+    if not math.isfinite(value):
+        return _broken(
+            f"the query returned {spell(value)}: only a finite number can be judged "
+            "(noData applies to an empty result only)"
+        )
     if minimum is not None and value < minimum:
         return Verdict("Failed", value, f"{value:g} below min {minimum:g}")
     if maximum is not None and value > maximum:

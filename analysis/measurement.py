@@ -16,8 +16,14 @@ the check goes on being measured every interval (the rollout waits, paused, and 
 then fails must still be caught) and stays Inconclusive until a measurement makes it Failed or
 Error, or the operator starts a new run.
 
-The run takes its worst non-dry-run check. A Successful measurement whose value is NaN or ±Inf
-is recorded as Inconclusive: a broken number is never a pass.
+
+The run takes its worst non-dry-run check. A measurement's value is finite or None: a NaN or
+±Inf value is dropped (the status is JSON), and a Successful measurement carrying one is
+recorded as an Error naming the value — broken data is never a pass, and an Error counts toward
+``consecutiveErrorLimit``, so broken data that persists ends in rollback. A Successful
+measurement without a value is kept: only an AnalysisTemplate's explicit ``noData: pass``
+produces one. (``analysis.checks`` already turns non-finite and out-of-domain numbers into
+Errors; this is the state machine's own guard against any other source.)
 """
 
 from __future__ import annotations
@@ -75,14 +81,21 @@ def run_phase(checks: Iterable[CheckStatus]) -> AnalysisPhase:
 
 
 def _sane(measurement: Measurement) -> Measurement:
-    # None is "no value", which only an AnalysisTemplate's explicit `noData: pass` produces;
-    # NaN or ±Inf is a broken number, and never a pass.
+    """A non-finite value never reaches the status, and never passes."""
     value = measurement.value
-    if measurement.phase == "Successful" and value is not None and not math.isfinite(value):
+    if value is None or math.isfinite(value):
+        return measurement
+    spelled = "NaN" if math.isnan(value) else ("+Inf" if value > 0 else "-Inf")
+    if measurement.phase == "Successful":
+        detail = f" ({measurement.message})" if measurement.message else ""
         return measurement.model_copy(
-            update={"phase": "Inconclusive", "message": "no value: missing data is not a pass"}
+            update={
+                "phase": "Error",
+                "value": None,
+                "message": f"the value is {spelled}: a broken number is never a pass{detail}",
+            }
         )
-    return measurement
+    return measurement.model_copy(update={"value": None})
 
 
 def _record(check: CheckStatus, measurement: Measurement, keep: int) -> CheckStatus:

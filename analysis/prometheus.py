@@ -6,13 +6,17 @@ Transport failures (connection refused, timeouts) are retried with tenacity with
 shorter than the gate's interval (no retry starts whose back-off would end past the budget); an
 HTTP error or a malformed answer is not retried: it is a typed error carrying Prometheus's own
 message.
+
+Values are returned as Prometheus wrote them, NaN and ±Inf included ("NaN", "+Inf", "-Inf"):
+only an empty result is "no data", and whether a number is usable is decided by the checks
+(``analysis.checks``). A value that is not a number at all (``"abc"``, ``null``) is a
+``BadResponse``, hence an Error measurement.
 """
 
 from __future__ import annotations
 
 import ast
 import json
-import math
 import re
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -155,26 +159,40 @@ def _http_error(text: str) -> MetricError:
     return BadResponse(f"Prometheus answered HTTP {code}: {message[:300]}")
 
 
-def _number(raw: Any) -> float | None:
+def _number(raw: Any) -> float:
+    """A sample's value as Prometheus writes it: a decimal string, or "NaN", "+Inf", "-Inf".
+
+    Non-finite values are kept (0/0 is NaN, x/0 is ±Inf): judging them is the checks' job, and
+    they are never "no data". Anything that is not a number at all is a ``BadResponse``.
+    """
+    if isinstance(raw, bool) or not isinstance(raw, str | int | float):
+        raise BadResponse(f"Prometheus answered a value that is not a number: {raw!r}")
     try:
-        value = float(raw)
-    except (TypeError, ValueError):
-        return None
-    return value if math.isfinite(value) else None
+        return float(raw)
+    except ValueError:
+        raise BadResponse(
+            f"Prometheus answered a value that is not a number: {_short_repr(raw)}"
+        ) from None
+
+
+def _short_repr(raw: Any) -> str:
+    text = repr(raw)
+    return text if len(text) < 80 else text[:80] + "..."
 
 
 def _samples(result: Any) -> list[Sample]:
-    """Finite values of a vector (list of series) or a scalar ``[ts, "v"]``."""
+    """Every value of a vector (list of series) or a scalar ``[ts, "v"]``, NaN and ±Inf included.
+
+    An empty vector is no samples: the only "no data". A value that is not a number is a
+    ``BadResponse``.
+    """
     if isinstance(result, list) and len(result) == 2 and not isinstance(result[0], dict):
-        value = _number(result[1])
-        return [Sample(value)] if value is not None else []
+        return [Sample(_number(result[1]))]
     if not isinstance(result, list):
         raise BadResponse(f"unexpected result shape: {type(result).__name__}")
     samples = []
     for series in result:
         if not isinstance(series, dict) or "value" not in series:
             raise BadResponse("a result series lacks its value: only instant queries are supported")
-        value = _number(series["value"][1])
-        if value is not None:
-            samples.append(Sample(value, dict(series.get("metric") or {})))
+        samples.append(Sample(_number(series["value"][1]), dict(series.get("metric") or {})))
     return samples

@@ -1,7 +1,8 @@
 """The MetricProvider seam: an instant query returning plain numbers, and typed failures.
 
-``query`` returns the finite values of an instant vector or scalar, each with its labels; NaN
-and ±Inf are not values (a 0/0 error rate with no traffic is "no data", never a pass). Every
+``query`` returns every value of an instant vector or scalar, each with its labels, NaN and ±Inf
+included: an empty list is the only "no data" (a 0/0 ratio is NaN, which the checks judge as
+broken data, never as "no data" and never as a pass). Every
 failure is a ``MetricError`` whose message is the backend's own (an invalid PromQL query
 reports Prometheus's parse error) so that the status can show it.
 """
@@ -31,6 +32,8 @@ class BadResponse(MetricError):
 
 @dataclass(frozen=True)
 class Sample:
+    """One value of an instant query; may be NaN or ±Inf, as Prometheus answered it."""
+
     value: float
     labels: dict[str, str] = field(default_factory=dict)
 

@@ -21,9 +21,11 @@ Which service and revisions. The built-in checks select Istio's ``destination_ca
 Output. Per round and check: its name, phase, value, message and query; then the run's phase.
 With ``--json``, one JSON document instead. Exit status: 0 Successful, 1 Failed, 2
 Inconclusive, 3 Error (Prometheus unreachable or refusing a query, a missing template argument,
-or a run still undecided after ``count`` rounds because measurements failed), 4 bad input
-(unreadable or invalid manifests, no such Rollout, no ``spec.analysis``, bad options). Bad input
-and an unreachable Prometheus are one line on stderr, never a traceback.
+a value outside its check's domain — NaN, ±Inf, a negative count, more errors than requests, a
+negative latency — or any run still undecided after ``count`` rounds because measurements
+failed: the result line then names the last error), 4 bad input (unreadable or invalid
+manifests, no such Rollout, no ``spec.analysis``, bad options). Bad input and an unreachable
+Prometheus are one line on stderr, never a traceback.
 """
 
 from __future__ import annotations
@@ -146,7 +148,7 @@ def _analyze(options: Options, out: TextIO, err: TextIO, sleep: Callable[[float]
     if options.json:
         print(json.dumps(report.document(run, phase), indent=2), file=out)
     else:
-        print(f"result: {phase}: {run.message}", file=out)
+        print(f"result: {phase}: {final_message(run)}", file=out)
     return EXIT_CODES[phase]
 
 
@@ -273,6 +275,20 @@ def final_phase(run: AnalysisStatus) -> AnalysisPhase:
     return "Error"
 
 
+def final_message(run: AnalysisStatus) -> str:
+    """The run's summary; a check left undecided by errors names its last error."""
+    if run.phase in gate.TERMINAL:
+        return run.message
+    parts = []
+    for check in run.checks:
+        last = check.measurements[-1] if check.measurements else None
+        if check.phase not in gate.TERMINAL and last is not None and last.phase == "Error":
+            parts.append(f"{check.name} Error: {last.message}")
+        else:
+            parts.append(gate.summary([check]))
+    return ", ".join(parts)
+
+
 @dataclass
 class Report:
     target: Target
@@ -331,7 +347,7 @@ class Report:
             "interval": format_duration(self.interval),
             "phase": phase,
             "exitCode": EXIT_CODES[phase],
-            "message": run.message,
+            "message": final_message(run),
             "checks": [
                 {
                     "name": check.name,

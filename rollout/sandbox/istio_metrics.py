@@ -5,6 +5,14 @@ with Istio's default buckets), with Istio's label names, served on /metrics by
 ``prometheus_client`` for a real Prometheus to scrape. ``Traffic`` generates requests for
 workloads whose behaviour (rate, error share, latency) a test or the traffic simulator sets,
 in fixed ticks driven by one thread that stops by itself.
+
+Error share. A revision with ``error_rate`` r fails exactly r of its requests, spread evenly
+(``ErrorShare``): any n consecutive requests hold floor(n*r) or ceil(n*r) failures, so every
+measurement window tells the truth. Failing each request by a coin flip (as before) gave a
+binomial spread instead: the demo's canary at 10-20 requests/s holds 40-80 requests in its 5 s
+window, where a coin flip at 0.3 reads 0.5 or more in one window out of 160 (40 requests) to one
+out of 7,000 (80) — the "0.3 measured as 0.50" of issue 12. The query was right: errors and
+requests come from the same scrapes, so their ``increase()`` extrapolation cancels in the ratio.
 """
 
 from __future__ import annotations
@@ -59,10 +67,41 @@ class Workload:
         return (self.namespace, self.service, self.revision)
 
 
-def sample(workload: Workload, rng: random.Random) -> tuple[int, float]:
+class ErrorShare:
+    """Which requests fail: exactly ``error_rate`` of each revision's requests, evenly spread.
+
+    Per revision, each request adds ``error_rate`` to a running fraction that starts at 0.5 and
+    fails when it reaches 1 (keeping the remainder): after n requests round(n * r) have failed,
+    and any n consecutive requests hold floor(n * r) or ceil(n * r) failures. Thread-safe.
+    """
+
+    def __init__(self) -> None:
+        self._owed: dict[tuple[str, str, str], float] = {}
+        self._lock = threading.Lock()
+
+    def fails(self, workload: Workload) -> bool:
+        """Whether the next request ``workload`` serves fails."""
+        rate = min(1.0, max(0.0, workload.error_rate))
+        with self._lock:
+            owed = self._owed.get(workload.key, 0.5) + rate
+            failed = owed >= 1.0
+            self._owed[workload.key] = owed - 1.0 if failed else owed
+        return failed
+
+
+def sample(
+    workload: Workload, rng: random.Random, errors: ErrorShare | None = None
+) -> tuple[int, float]:
     """(response code, milliseconds) of one request served by ``workload``: a 500 with its
-    error share, a log-normal latency with its median and p99 (default: 3x the median)."""
-    code = 500 if rng.random() < workload.error_rate else 200
+    error share, a log-normal latency with its median and p99 (default: 3x the median).
+
+    With ``errors`` (what the simulators pass) the share is exact over any run of requests;
+    without, each request fails by a coin flip, which is only right on average."""
+    if errors is not None:
+        failed = errors.fails(workload)
+    else:
+        failed = rng.random() < workload.error_rate
+    code = 500 if failed else 200
     p99 = workload.latency_p99_ms or 3 * workload.latency_ms
     sigma = max(math.log(max(p99, workload.latency_ms) / workload.latency_ms) / 2.326, 1e-6)
     return code, workload.latency_ms * math.exp(rng.gauss(0, sigma))
@@ -128,6 +167,7 @@ class Traffic:
         self.metrics = metrics
         self.tick = tick
         self._random = random.Random(seed)
+        self._errors = ErrorShare()
         self._workloads: dict[tuple[str, str, str], Workload] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -155,7 +195,7 @@ class Traffic:
             count = int(due)
             self._carry[workload.key] = due - count
             for _ in range(count):
-                self.metrics.record(workload, *sample(workload, self._random))
+                self.metrics.record(workload, *sample(workload, self._random, self._errors))
 
     def run(self, until: float) -> threading.Thread:
         """Generate traffic in a thread until ``stop()`` or ``until`` (a monotonic deadline)."""

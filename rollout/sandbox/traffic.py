@@ -19,8 +19,10 @@ Istio routes them:
   available the request fails with 503 before any sidecar sees it, so nothing is recorded.
 
 A revision behaves as its pod template's annotations say: ``sandbox.rollout.dev/error-rate``
-(share of 5xx), ``sandbox.rollout.dev/latency-ms`` (median, log-normal) and optionally
-``sandbox.rollout.dev/latency-p99-ms``. Randomness is seeded, so a run is reproducible.
+(share of 5xx: exactly that share of the revision's requests, evenly spread, so any measurement
+window sees it — see ``istio_metrics.ErrorShare``), ``sandbox.rollout.dev/latency-ms`` (median,
+log-normal) and optionally ``sandbox.rollout.dev/latency-p99-ms``. Randomness is seeded, so a
+run is reproducible.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from rollout.sandbox.istio_metrics import IstioMetrics, Workload, sample
+from rollout.sandbox.istio_metrics import ErrorShare, IstioMetrics, Workload, sample
 from rollout.sandbox.resources import Registry
 from rollout.sandbox.selectors import field_selector, label_selector
 from rollout.sandbox.store import Obj, Store
@@ -290,9 +292,12 @@ def serve(
     headers: Mapping[str, str],
     rng: random.Random,
     uri: str = PATH,
+    errors: ErrorShare | None = None,
 ) -> list[Served]:
     """What one request for ``uri`` to a VirtualService's host produces: the served copy, and
-    the mirrors."""
+    the mirrors.
+
+    ``errors`` decides which requests fail (exact shares); without it, a coin flip each."""
     namespace = virtual_service["metadata"].get("namespace") or ""
     route = select_route((virtual_service.get("spec") or {}).get("http") or [], headers, uri)
     if route is None:
@@ -306,7 +311,7 @@ def serve(
             continue  # 503 no healthy upstream: no destination sidecar records it
         service, _ = host_parts(str(destination.get("host") or ""), namespace)
         workload = workload_of(rs, service)
-        code, millis = sample(workload, rng)
+        code, millis = sample(workload, rng, errors)
         results.append(Served(workload, code, millis))
     return results
 
@@ -332,6 +337,7 @@ class TrafficSimulator:
         self.user_share = user_share
         self.tick = tick
         self._random = random.Random(seed)
+        self._errors = ErrorShare()
         self._types = {
             plural: registry.get(group, plural)
             for group, plural in (
@@ -374,7 +380,9 @@ class TrafficSimulator:
                 self._carry[key] = due - count
                 for _ in range(count):
                     user = self._random.random() < self.user_share
-                    for served in serve(snapshot, vs, TEST_USER if user else {}, self._random):
+                    for served in serve(
+                        snapshot, vs, TEST_USER if user else {}, self._random, errors=self._errors
+                    ):
                         self.metrics.record(served.workload, served.code, served.millis)
                         recorded += 1
         self._carry = {k: v for k, v in self._carry.items() if k in live}

@@ -60,6 +60,9 @@ WORKLOADS = [
     Workload(NAMESPACE, "templated", "c1", rps=400, error_rate=0.02),
     # for the Prometheus that is stopped mid-run
     Workload(NAMESPACE, "stopped", "c1", rps=100),
+    # the demo's bad canary: 30% errors at 20% of 100 requests/s; must measure 0.3 in every window
+    Workload(NAMESPACE, "truth", "c1", rps=20, error_rate=0.3),
+    Workload(NAMESPACE, "truth", "s1", rps=80),
     # for `rollout analyze`
     Workload(NAMESPACE, "cli-healthy", "c1", rps=100, latency_ms=20, latency_p99_ms=60),
     Workload(NAMESPACE, "cli-healthy", "s1", rps=100, latency_ms=20, latency_p99_ms=60),

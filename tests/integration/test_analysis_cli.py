@@ -11,7 +11,11 @@ import json
 import socket
 import subprocess
 import sys
+import threading
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -188,6 +192,174 @@ def test_invalid_promql_is_an_error_after_count_rounds(
     last = checks["broken"]["measurements"][-1]
     assert last["query"] == "sum(rate(istio_requests_total[5s])"
     assert "parse error: unclosed left parenthesis" in last["message"]
+
+
+# --- broken numbers: an Error naming the value, never a pass (issue 12) ----------------------
+
+
+def test_nan_with_no_data_pass_is_an_error_naming_nan_and_exits_3(
+    world: PrometheusWorld, tmp_path: Path
+) -> None:
+    rollout = rollout_doc("cli-errors", [{"name": "ratio", "templateRef": {"name": "ratio"}}])
+    nan = template_doc("ratio", "vector(0) / vector(0)", max=0.01, noData="pass")
+    manifest = write(tmp_path / "nan.yaml", rollout, nan)
+    done = analyze("-f", manifest, "--prometheus-url", world.url, *revisions())
+    assert done.returncode == 3, done.stdout + done.stderr
+    assert "  ratio: Error (value -): the query returned NaN: " in done.stdout
+    assert "no data" not in done.stdout.replace("noData", "")
+    assert done.stdout.splitlines()[-1].startswith(
+        "result: Error: ratio Error: the query returned NaN"
+    )
+    as_json = analyze("-f", manifest, "--prometheus-url", world.url, *revisions(), "--json")
+    assert as_json.returncode == 3, as_json.stdout + as_json.stderr
+    report = json.loads(as_json.stdout)  # strict JSON: no bare NaN in it
+    (measured,) = report["checks"][0]["measurements"]
+    assert (measured["phase"], measured["value"]) == ("Error", None)
+    assert measured["message"].startswith("the query returned NaN")
+
+
+def test_an_infinite_ratio_is_an_error_naming_inf_and_exits_3(
+    world: PrometheusWorld, tmp_path: Path
+) -> None:
+    # canary 5xx / stable 5xx; cli-errors' stable serves no 5xx: +Inf
+    ratio = (
+        'sum(increase(istio_requests_total{destination_canonical_service="cli-errors",'
+        'destination_canonical_revision="{{canary.revision}}",response_code=~"5.."}'
+        "[{{interval}}])) / (sum(increase(istio_requests_total{"
+        'destination_canonical_service="cli-errors",'
+        'destination_canonical_revision="{{stable.revision}}",response_code=~"5.."}'
+        "[{{interval}}])) or vector(0))"
+    )
+    rollout = rollout_doc("cli-errors", [{"name": "ratio", "templateRef": {"name": "ratio"}}])
+    manifest = write(tmp_path / "inf.yaml", rollout, template_doc("ratio", ratio, max=2))
+    done = analyze("-f", manifest, "--prometheus-url", world.url, *revisions(),
+                   "--count", "2", "--interval", "1s")  # fmt: skip
+    assert done.returncode == 3, done.stdout + done.stderr
+    errors = [line for line in done.stdout.splitlines() if line.startswith("  ratio: ")]
+    assert len(errors) == 2, done.stdout
+    assert all(
+        line.startswith("  ratio: Error (value -): the query returned +Inf: ") for line in errors
+    )
+
+
+class RewritingProxy:
+    """Forwards queries to a real Prometheus and rewrites the values of chosen ``part`` series.
+
+    It stands for a broken recording rule, exporter or proxy: Prometheus' own answer, with
+    e.g. ``canary_errors`` replaced by ``"-5"``.
+    """
+
+    def __init__(self, upstream: str, rewrites: dict[str, str]) -> None:
+        self.upstream = upstream
+        self.rewrites = rewrites
+        self.rewritten: list[str] = []
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self.handler())
+        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,))
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def handler(self) -> type[BaseHTTPRequestHandler]:
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
+                try:
+                    with urllib.request.urlopen(proxy.upstream + self.path, timeout=10) as up:
+                        status, body = up.status, up.read()
+                except urllib.error.HTTPError as error:
+                    status, body = error.code, error.read()
+                if status == 200 and self.path.startswith("/api/v1/query"):
+                    body = proxy.rewrite(body)
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        return Handler
+
+    def rewrite(self, body: bytes) -> bytes:
+        document = json.loads(body)
+        for series in document.get("data", {}).get("result", []):
+            part = series.get("metric", {}).get("part")
+            if part in self.rewrites:
+                series["value"][1] = self.rewrites[part]
+                self.rewritten.append(part)
+        return json.dumps(document).encode()
+
+    def __enter__(self) -> RewritingProxy:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(timeout=5)
+
+
+def test_a_rewritten_negative_count_and_p99_are_errors_not_a_promotion(
+    world: PrometheusWorld, tmp_path: Path
+) -> None:
+    # The issue's example: canary_errors = -5 and p99 = -1 promoted a failing, slow canary.
+    # "slow" serves a ~900 ms p99; cli-errors' canary 5% errors.
+    checks = [ERROR_RATE, LATENCY]
+    for service in ("cli-errors", "slow"):
+        manifest = write(tmp_path / f"{service}.yaml", rollout_doc(service, checks))
+        honest = analyze("-f", manifest, "--prometheus-url", world.url, *revisions())
+        assert honest.returncode == 1, honest.stdout + honest.stderr  # Failed, as it should
+    rewrites = {"canary_errors": "-5", "canary_p99": "-1"}
+    with RewritingProxy(world.url, rewrites) as proxy:
+        done = analyze("-f", tmp_path / "cli-errors.yaml", "--prometheus-url", proxy.url,
+                       *revisions(), "--json")  # fmt: skip
+        slow = analyze("-f", tmp_path / "slow.yaml", "--prometheus-url", proxy.url, *revisions())
+    assert {"canary_errors", "canary_p99"} <= set(proxy.rewritten)
+    assert done.returncode == 3, done.stdout + done.stderr
+    report = json.loads(done.stdout)
+    assert report["phase"] == "Error"
+    checks_by_name = {c["name"]: c for c in report["checks"]}
+    (errors,) = checks_by_name["error-rate"]["measurements"]
+    assert errors["phase"] == "Error"
+    assert errors["message"] == "canary_errors is -5: a request count cannot be negative"
+    assert slow.returncode == 3, slow.stdout + slow.stderr
+    assert "latency: Error (value -): canary_p99 is -1 ms: a latency cannot be negative" in (
+        slow.stdout
+    )
+    assert "served 0 requests" not in done.stdout + slow.stdout
+
+
+@pytest.mark.parametrize(
+    ("rewrites", "check", "message"),
+    [
+        ({"canary_requests": "NaN"}, "error-rate", "the query returned NaN for canary_requests"),
+        ({"canary_errors": "+Inf"}, "error-rate", "the query returned +Inf for canary_errors"),
+        ({"canary_requests": "-Inf"}, "error-rate", "the query returned -Inf for canary_requests"),
+        ({"canary_errors": "100000"}, "error-rate", "error rate "),
+        (
+            {"canary_errors": "abc"},
+            "error-rate",
+            "Prometheus answered a value that is not a number",
+        ),
+        ({"canary_p99": "NaN"}, "latency", "the query returned NaN for canary_p99"),
+        ({"canary_requests": "-100"}, "error-rate", "canary_requests is -100"),
+    ],
+)
+def test_other_broken_numbers_are_errors_naming_them(
+    world: PrometheusWorld, tmp_path: Path, rewrites: dict[str, str], check: str, message: str
+) -> None:
+    # cli-errors' canary has a 5xx series to rewrite; cli-healthy passes both checks otherwise
+    service = "cli-errors" if "canary_errors" in rewrites else "cli-healthy"
+    manifest = write(tmp_path / "r.yaml", rollout_doc(service, [ERROR_RATE, LATENCY]))
+    with RewritingProxy(world.url, rewrites) as proxy:
+        done = analyze("-f", manifest, "--prometheus-url", proxy.url, *revisions())
+    assert set(proxy.rewritten) == set(rewrites)
+    assert done.returncode == 3, done.stdout + done.stderr
+    assert f"  {check}: Error (value -): {message}" in done.stdout, done.stdout
+    assert "served 0 requests" not in done.stdout
 
 
 def test_an_unreachable_prometheus_is_one_line_and_exit_3(tmp_path: Path) -> None:

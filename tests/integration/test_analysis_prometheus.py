@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -87,6 +87,23 @@ TEMPLATES = {
         "max": 1000,
     },
     "broken": {"query": "sum(rate(istio_requests_total[{{interval}}])", "max": 1},
+    # issue 12: NaN and ±Inf are never "no data", whatever noData says
+    "nan": {"query": "vector(0) / vector(0)", "max": 0.01, "noData": "pass"},
+    "minus-inf": {"query": "vector(-1) / vector(0)", "max": 0.01, "noData": "pass"},
+    # canary 5xx / stable 5xx, where stable has none: +Inf
+    "inf-ratio": {
+        "args": [{"name": "service"}],
+        "query": (
+            'sum(increase(istio_requests_total{destination_canonical_service="{{args.service}}",'
+            'destination_canonical_revision="{{canary.revision}}",response_code=~"5.."}'
+            "[{{interval}}])) / (sum(increase(istio_requests_total{"
+            'destination_canonical_service="{{args.service}}",'
+            'destination_canonical_revision="{{stable.revision}}",response_code=~"5.."}'
+            "[{{interval}}])) or vector(0))"
+        ),
+        "max": 2,
+        "noData": "pass",
+    },
 }
 
 
@@ -264,6 +281,61 @@ def test_template_no_data_policies(world: PrometheusWorld, runner: GateRunner) -
     assert 'x="templated"' in taken["fail"].query  # {{rollout}}
     assert "2 series" in (taken["many"].measurement.message or "")
     assert "no value for arg(s) service" in (taken["missing-arg"].measurement.message or "")
+
+
+def test_nan_and_infinities_are_errors_naming_the_value_never_no_data(
+    world: PrometheusWorld, runner: GateRunner
+) -> None:
+    spec = analysis(
+        template_check("nan", "nan"),
+        template_check("minus-inf", "minus-inf"),
+        template_check("inf-ratio", "inf-ratio", service="errors"),  # stable serves no 5xx
+    )
+    taken = measure(world, runner, spec, "errors")
+    assert phases(taken) == {"nan": "Error", "minus-inf": "Error", "inf-ratio": "Error"}, explain(
+        taken
+    )
+    for name, spelled in (("nan", "NaN"), ("minus-inf", "-Inf"), ("inf-ratio", "+Inf")):
+        measured = taken[name].measurement
+        assert measured.value is None
+        assert (measured.message or "").startswith(f"the query returned {spelled}:"), explain(taken)
+    # the same Errors, folded as the controller folds them, end the run as an Error: rollback
+    run = gate.new_run(spec, datetime.now(UTC), None)
+    for _ in range(spec.consecutive_error_limit + 1):
+        later = measure(world, runner, spec, "errors")
+        run = gate.record(run, spec, [(t.check, t.measurement) for t in later.values()])
+    assert run.phase == "Error", run.message
+
+
+def test_an_annotated_error_share_is_measured_in_every_window(
+    world: PrometheusWorld, runner: GateRunner
+) -> None:
+    # issue 12: a revision annotated 0.3 was once measured at 0.50. The share is exact per
+    # window now (ErrorShare), and the query reads it: every 5 s window over the last 10 s.
+    history = 15
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:  # poll until Prometheus holds `history` seconds of it
+        body = instant(
+            world.url,
+            'sum(increase(istio_requests_total{destination_canonical_service="truth",'
+            f'destination_canonical_revision="c1"}}[{history}s]))',
+        )
+        result = body["data"]["result"]
+        if result and float(result[0]["value"][1]) >= 0.8 * 20 * history:
+            break
+        time.sleep(0.25)
+    spec = analysis({"name": "error-rate", "errorRate": {"max": 0.05, "minRequests": 10}})
+    provider = world.provider(timeout=5.0)
+    now = datetime.now(UTC)
+    rates = []
+    for tenth in range(0, 100, 5):  # 20 instants, 0.5 s apart: overlapping 5 s windows
+        at = now - timedelta(seconds=tenth / 10)
+        (taken,) = runner.measure(spec, context("truth"), provider, ["error-rate"], at)
+        assert taken.measurement.phase == "Failed", taken.measurement.message
+        assert taken.measurement.value is not None
+        rates.append(taken.measurement.value)
+    # ~80 requests a window: floor or ceil of 0.3 x 80, and a scrape may fall mid-tick
+    assert all(0.27 <= rate <= 0.33 for rate in rates), rates
 
 
 def test_invalid_promql_reports_prometheus_own_parse_error(

@@ -6,6 +6,7 @@ implementation of the protocol that answers canned samples: no HTTP, no Promethe
 
 from __future__ import annotations
 
+import math
 import re
 from datetime import datetime
 from typing import Any
@@ -21,7 +22,7 @@ from analysis.checks import (
     latency_query,
     parts_of,
 )
-from analysis.provider import BadQuery, Sample
+from analysis.provider import BadQuery, BadResponse, Sample
 from analysis.query import UnknownVariable
 from analysis.runner import GateContext, GateRunner, template_query, window_of
 from rollout.api.gate import Analysis, Check, ErrorRateCheck, LatencyP99Check
@@ -523,3 +524,176 @@ def test_provider_failures_become_error_measurements(
     assert [t.measurement.phase for t in taken] == ["Error"] * 3
     assert all(message in (t.measurement.message or "") for t in taken)
     assert all(t.query for t in taken)  # the query that failed is reported
+
+
+# --- domains: a number outside its domain is an Error naming it, never a pass ----------------
+
+NAN, INF = math.nan, math.inf
+SHORT = {
+    "cr": "canary_requests",
+    "ce": "canary_errors",
+    "sr": "stable_requests",
+    "se": "stable_errors",
+    "cp": "canary_p99",
+    "sp": "stable_p99",
+}
+
+
+def P(**short: float) -> dict[str, float]:  # noqa: N802 - a table's shorthand
+    """Parts by short names: cr/ce canary requests/errors, sr/se stable's, cp/sp p99s."""
+    return {SHORT[k]: v for k, v in short.items()}
+
+
+C = {"cr": 1000.0, "ce": 1.0}  # a healthy canary, by short names
+
+
+@pytest.mark.parametrize(
+    ("check", "parts", "message"),
+    [
+        ({"max": 0.01}, P(cr=100, ce=NAN), "returned NaN for canary_errors"),
+        ({"max": 0.01}, P(cr=NAN), "returned NaN for canary_requests"),
+        ({"max": 0.01}, P(cr=INF, ce=5), "returned +Inf for canary_requests"),
+        ({"max": 0.01}, P(cr=100, ce=-INF), "returned -Inf for canary_errors"),
+        (
+            {"max": 0.01},
+            P(cr=300, ce=-5),
+            "canary_errors is -5: a request count cannot be negative",
+        ),
+        ({"max": 0.01}, P(cr=-100), "canary_requests is -100: a request count cannot be negative"),
+        ({"max": 0.01}, P(cr=100, ce=170), "error rate 1.7 is outside [0, 1]"),
+        ({"max": 0.01}, P(ce=3), "error rate +Inf is outside [0, 1]"),
+        ({"max": 0.01, "minRequests": 500}, P(cr=10, ce=-1), "canary_errors is -1"),
+        # stable's numbers, whenever the relative threshold uses them
+        (
+            {"maxIncreaseOverStable": 0.005},
+            P(**C, sr=1000, se=NAN),
+            "returned NaN for stable_errors",
+        ),
+        ({"maxIncreaseOverStable": 0.005}, P(**C, sr=1000, se=-50), "stable_errors is -50"),
+        ({"maxIncreaseOverStable": 0.005}, P(**C, sr=-1000), "stable_requests is -1000"),
+        ({"maxIncreaseOverStable": 0.005}, P(**C, sr=INF), "returned +Inf for stable_requests"),
+        ({"maxIncreaseOverStable": 0.005}, P(**C, sr=10, se=20), "error rate 2 is outside [0, 1]"),
+        (
+            {"max": 0.01, "maxIncreaseOverStable": 0.005},
+            P(**C, sr=NAN),
+            "returned NaN for stable_requests",
+        ),
+    ],
+)
+def test_error_rate_outside_its_domain_is_an_error_naming_the_value(
+    check: dict[str, Any], parts: dict[str, float], message: str
+) -> None:
+    verdict = judge_error_rate(error_check(**check), parts, TARGET)
+    assert verdict.phase == "Error", verdict.message
+    assert verdict.value is None
+    assert message in verdict.message
+    assert "served" not in verdict.message  # never "the canary served 0 requests"
+
+
+def test_a_canary_failing_max_fails_whatever_stable_answered() -> None:
+    parts = {"canary_requests": 100.0, "canary_errors": 30.0, "stable_errors": NAN}
+    verdict = judge_error_rate(error_check(max=0.01, max_increase_over_stable=0.1), parts, TARGET)
+    assert verdict.phase == "Failed" and verdict.value == pytest.approx(0.3)
+
+
+def test_errors_equal_to_requests_up_to_float_rounding_is_a_rate_of_one() -> None:
+    parts = {"canary_requests": 100.0, "canary_errors": 100.0 * (1 + 1e-12)}
+    verdict = judge_error_rate(error_check(max=1.0), parts, TARGET)
+    assert verdict.phase == "Successful" and verdict.value == 1.0
+
+
+@pytest.mark.parametrize(
+    ("check", "parts", "message"),
+    [
+        ({"maxMs": 300}, P(cr=100, cp=-1), "canary_p99 is -1 ms: a latency cannot be negative"),
+        ({"maxMs": 300}, P(cr=100, cp=NAN), "returned NaN for canary_p99"),
+        ({"maxMs": 300}, P(cr=100, cp=INF), "returned +Inf for canary_p99"),
+        ({"maxMs": 300}, P(cr=100, cp=-INF), "returned -Inf for canary_p99"),
+        ({"maxMs": 300}, P(cr=-100, cp=900), "canary_requests is -100"),
+        ({"maxMs": 300}, P(cr=NAN, cp=900), "returned NaN for canary_requests"),
+        ({"maxRatioToStable": 1.5}, P(cr=100, cp=150, sr=100, sp=-100), "stable_p99 is -100 ms"),
+        (
+            {"maxRatioToStable": 1.5},
+            P(cr=100, cp=150, sr=100, sp=INF),
+            "returned +Inf for stable_p99",
+        ),
+        (
+            {"maxRatioToStable": 1.5},
+            P(cr=100, cp=150, sr=100, sp=NAN),
+            "returned NaN for stable_p99",
+        ),
+        ({"maxRatioToStable": 1.5}, P(cr=100, cp=150, sr=-5), "stable_requests is -5"),
+        (
+            {"maxMs": 500, "maxRatioToStable": 2},
+            P(cr=100, cp=150, sr=NAN),
+            "returned NaN for stable_requests",
+        ),
+    ],
+)
+def test_latency_outside_its_domain_is_an_error_naming_the_value(
+    check: dict[str, Any], parts: dict[str, float], message: str
+) -> None:
+    verdict = judge_latency(latency_check(**check), parts, TARGET)
+    assert verdict.phase == "Error", verdict.message
+    assert verdict.value is None
+    assert message in verdict.message
+
+
+def test_a_nan_p99_without_traffic_is_too_few_requests_not_an_error() -> None:
+    # histogram_quantile over a window without observations is NaN: the count says why
+    verdict = judge_latency(
+        latency_check(max_ms=300), {"canary_requests": 0, "canary_p99": NAN}, TARGET
+    )
+    assert verdict.phase == "Inconclusive" and "served 0 requests" in verdict.message
+    stable = judge_latency(
+        latency_check(max_ratio_to_stable=2),
+        {"canary_requests": 100, "canary_p99": 80, "stable_requests": 0, "stable_p99": NAN},
+        TARGET,
+    )
+    assert stable.phase == "Inconclusive" and stable.message.startswith("stable served 0")
+
+
+@pytest.mark.parametrize(("value", "spelled"), [(NAN, "NaN"), (INF, "+Inf"), (-INF, "-Inf")])
+@pytest.mark.parametrize("no_data", ["pass", "fail", "inconclusive"])
+@pytest.mark.parametrize(("minimum", "maximum"), [(None, 0.01), (0.0, None), (-1e308, 1e308)])
+def test_a_template_value_that_is_not_finite_is_an_error_whatever_no_data_says(
+    value: float, spelled: str, no_data: str, minimum: float | None, maximum: float | None
+) -> None:
+    verdict = judge_template(minimum, maximum, no_data, [Sample(value)])
+    assert verdict.phase == "Error"
+    assert verdict.value is None
+    assert verdict.message.startswith(f"the query returned {spelled}:")
+    assert "no data" not in verdict.message.replace("noData", "")
+
+
+def test_a_template_keeps_negative_finite_values_for_min_and_max() -> None:
+    assert judge_template(-5.0, 0.0, "pass", [Sample(-1.0)]).phase == "Successful"
+    assert judge_template(0.0, None, "pass", [Sample(-1.0)]).phase == "Failed"
+
+
+def test_a_part_answered_twice_is_a_bad_response() -> None:
+    samples = [Sample(1.0, {"part": "canary_errors"}), Sample(0.0, {"part": "canary_errors"})]
+    with pytest.raises(BadResponse, match="canary_errors twice"):
+        parts_of(samples)
+
+
+def samples(**short: float) -> list[Sample]:
+    return [Sample(v, {"part": k}) for k, v in P(**short).items()]
+
+
+@pytest.mark.parametrize(
+    ("answer", "check", "message"),
+    [
+        (samples(cr=100, ce=-5), "errors", "canary_errors is -5"),
+        (samples(cr=100, cp=-1), "latency", "canary_p99 is -1 ms"),
+        ([Sample(NAN)], "custom", "the query returned NaN"),
+        ([Sample(INF)], "custom", "the query returned +Inf"),
+    ],
+)
+def test_the_runner_records_broken_numbers_as_errors(
+    runner: GateRunner, answer: list[Sample], check: str, message: str
+) -> None:
+    (taken,) = runner.measure(ANALYSIS, CONTEXT, CannedProvider(answer), [check], T0)
+    assert taken.measurement.phase == "Error"
+    assert taken.measurement.value is None
+    assert message in (taken.measurement.message or "")

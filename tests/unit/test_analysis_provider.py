@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 import shutil
 import socket
 import ssl
@@ -137,18 +138,41 @@ def test_a_vector_is_its_samples_with_labels_and_the_time_is_sent(fake: Any) -> 
     assert seen.params == {"query": 'sum(up{job="x"})', "time": f"{at.timestamp():.3f}"}
 
 
-def test_nan_and_infinities_are_not_values(fake: Any) -> None:
+def test_nan_and_infinities_are_values_never_no_data(fake: Any) -> None:
     prometheus = fake(lambda _: vector("NaN", "+Inf", "0.5", "-Inf"))
-    assert provider(prometheus.url).query("x") == [Sample(0.5, {"pod": "p2"})]
+    samples = provider(prometheus.url).query("x")
+    assert [s.labels for s in samples] == [{"pod": f"p{i}"} for i in range(4)]
+    values = [s.value for s in samples]
+    assert math.isnan(values[0])
+    assert values[1:] == [math.inf, 0.5, -math.inf]
     nan_only = fake(lambda _: vector("NaN"))
-    assert provider(nan_only.url).query("x") == []
+    (nan,) = provider(nan_only.url).query("x")
+    assert math.isnan(nan.value)
 
 
 def test_a_scalar_result_is_one_unlabelled_sample(fake: Any) -> None:
     prometheus = fake(lambda _: success("scalar", [1700000000.0, "2.5"]))
     assert provider(prometheus.url).query("scalar(x)") == [Sample(2.5)]
-    nan = fake(lambda _: success("scalar", [1700000000.0, "NaN"]))
-    assert provider(nan.url).query("scalar(x)") == []
+    infinite = fake(lambda _: success("scalar", [1700000000.0, "+Inf"]))
+    assert provider(infinite.url).query("scalar(x)") == [Sample(math.inf)]
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        vector("0.5", "abc"),
+        vector(""),
+        success("vector", [{"metric": {}, "value": [1700000000.0, None]}]),
+        success("vector", [{"metric": {}, "value": [1700000000.0, True]}]),
+        success("vector", [{"metric": {}, "value": [1700000000.0, {"v": 1}]}]),
+        success("scalar", [1700000000.0, "many"]),
+    ],
+)
+def test_a_value_that_is_not_a_number_is_a_bad_response(fake: Any, reply: Reply) -> None:
+    prometheus = fake(lambda _: reply)
+    with pytest.raises(BadResponse, match="not a number"):
+        provider(prometheus.url).query("x")
+    assert len(prometheus.requests) == 1
 
 
 def test_an_empty_vector_is_no_samples(fake: Any) -> None:

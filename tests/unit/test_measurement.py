@@ -68,14 +68,39 @@ def test_a_dry_run_check_is_reported_but_never_decides() -> None:
     assert run.checks[1].phase == "Failed" and run.checks[1].dry_run
 
 
-@pytest.mark.parametrize("value", [math.nan, math.inf, -math.inf])
-def test_a_pass_with_a_broken_number_is_inconclusive(value: float) -> None:
+@pytest.mark.parametrize(
+    ("value", "spelled"), [(math.nan, "NaN"), (math.inf, "+Inf"), (-math.inf, "-Inf")]
+)
+def test_a_pass_with_a_broken_number_is_an_error_naming_it(value: float, spelled: str) -> None:
+    spec = analysis(consecutiveErrorLimit=1)
+    run = gate.new_run(spec, T0, 3)
+    for i in (1, 2):
+        m = Measurement(at=T0 + timedelta(seconds=30 * i), phase="Successful", value=value)
+        run = gate.record(run, spec, [("error-rate", m)])
+        (check, _) = run.checks
+        recorded = check.measurements[-1]
+        assert recorded.phase == "Error" and recorded.value is None  # JSON has no NaN
+        assert f"the value is {spelled}" in (recorded.message or "")
+    assert check.successful == 0 and check.errors == 2
+    assert check.phase == "Error" and run.phase == "Error"  # the limit ends it: rollback
+
+
+def test_a_pass_without_a_value_is_kept_for_no_data_pass() -> None:
+    spec = analysis()
+    run = gate.new_run(spec, T0, 1)
+    m = Measurement(at=T0 + timedelta(seconds=30), phase="Successful", value=None)
+    run = gate.record(run, spec, [("error-rate", m)])
+    assert run.checks[0].phase == "Successful"
+
+
+@pytest.mark.parametrize("phase", ["Failed", "Inconclusive", "Error"])
+def test_other_phases_keep_their_phase_but_drop_a_broken_value(phase: MeasurementPhase) -> None:
     spec = analysis()
     run = gate.new_run(spec, T0, 3)
-    m = Measurement(at=T0 + timedelta(seconds=30), phase="Successful", value=value)
+    m = Measurement(at=T0 + timedelta(seconds=30), phase=phase, value=math.nan, message="m")
     run = gate.record(run, spec, [("error-rate", m)])
-    assert run.checks[0].phase == "Inconclusive" and run.phase == "Inconclusive"
-    assert run.checks[0].measurements[0].message is not None
+    recorded = run.checks[0].measurements[0]
+    assert (recorded.phase, recorded.value, recorded.message) == (phase, None, "m")
 
 
 def test_measurements_from_before_the_run_or_unknown_checks_are_ignored() -> None:

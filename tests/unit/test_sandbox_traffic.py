@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import random
 from collections import Counter
 from typing import Any
@@ -9,7 +10,7 @@ from typing import Any
 import pytest
 
 from rollout.sandbox.admission import SandboxAdmission
-from rollout.sandbox.istio_metrics import IstioMetrics, Workload
+from rollout.sandbox.istio_metrics import ErrorShare, IstioMetrics, Workload
 from rollout.sandbox.resources import Registry
 from rollout.sandbox.store import Store
 from rollout.sandbox.traffic import (
@@ -387,3 +388,45 @@ def test_a_request_path_picks_the_route_by_uri() -> None:
 
 
 TEST_HEADERS = {"end-user": {"exact": "jason"}}
+
+
+# -- the error share is exact in every window (issue 12: "0.3 measured as 0.50") ----------------
+
+
+@pytest.mark.parametrize("rate", [0.0, 0.001, 0.05, 0.3, 0.5, 0.999, 1.0])
+def test_error_share_fails_floor_or_ceil_of_any_run_of_requests(rate: float) -> None:
+    errors = ErrorShare()
+    workload = Workload(NS, "web", "bbb", error_rate=rate)
+    failed = [errors.fails(workload) for _ in range(2_000)]
+    for n in (1, 7, 40, 80, 333):
+        for start in range(0, len(failed) - n, 13):
+            count = sum(failed[start : start + n])
+            assert math.floor(n * rate) <= count <= math.ceil(n * rate), (n, start, count)
+    assert sum(failed) == round(2_000 * rate)
+
+
+def test_error_share_is_kept_per_revision() -> None:
+    errors = ErrorShare()
+    bad, good = Workload(NS, "web", "bbb", error_rate=0.3), Workload(NS, "web", "aaa")
+    failed = []
+    for _ in range(10):  # interleaved: the healthy revision's requests never use bad's share
+        assert not errors.fails(good)
+        failed.append(errors.fails(bad))
+    assert sum(failed) == 3
+
+
+def test_the_simulator_serves_an_annotated_share_exactly_in_every_window() -> None:
+    bad = rs("web-bbb", "bbb", annotations={"sandbox.rollout.dev/error-rate": "0.3"})
+    snapshot = subset_world(rs("web-aaa", "aaa"), bad)
+    rng, errors = random.Random(5), ErrorShare()
+    canary: list[bool] = []
+    for _ in range(5_000):  # 80/20: ~1,000 canary requests
+        for served in serve(snapshot, vs(weighted(80, 20)), {}, rng, errors=errors):
+            if served.workload.revision == "bbb":
+                canary.append(served.code == 500)
+            else:
+                assert served.code == 200
+    # the demo's canary window holds 40-80 requests: a coin flip read 0.5 in 1 of 160-7,000
+    for n in (40, 80):
+        shares = [sum(canary[i : i + n]) / n for i in range(len(canary) - n)]
+        assert 0.3 - 1 / n <= min(shares) and max(shares) <= 0.3 + 1 / n, (n, min(shares))
