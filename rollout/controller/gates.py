@@ -89,7 +89,6 @@ class GateMeasurer:
         status: RolloutStatus,
         replica_sets: list[Obj],
         revision: str,
-        now: datetime,
     ) -> Preflight:
         """Resolve and run every check of ``spec.analysis`` once for canary ``revision``.
 
@@ -136,9 +135,10 @@ class GateMeasurer:
                 problems.append(f"{path}.templateRef: check {check.name!r}: {where}: {error}")
         if problems:
             return Preflight("invalid", "; ".join(problems))
+        # Sent without a time (Prometheus's own now): the value does not matter, and an error
+        # message that is the same at every try keeps the held status from changing.
         futures = [
-            (i, name, self.runner.pool.submit(provider.query, query, at=now))
-            for i, name, query in queries
+            (i, name, self.runner.pool.submit(provider.query, query)) for i, name, query in queries
         ]
         unreachable: list[str] = []
         for i, name, future in futures:

@@ -81,7 +81,6 @@ class Measurer(Protocol):
         status: RolloutStatus,
         replica_sets: list[Obj],
         revision: str,
-        now: datetime,
     ) -> Preflight: ...
 
 
@@ -143,7 +142,7 @@ def observe(
     if measurer is not None and now is not None and route is not None:
         status = base["status"]
         if needs_preflight(rollout, status, revision, route):
-            preflight = measurer.preflight(rollout, status, owned, revision, now)
+            preflight = measurer.preflight(rollout, status, owned, revision)
         if preflight is None or preflight.ok:
             measurements = measurer.measure(rollout, status, owned, now)
     observed = Observed(

@@ -95,6 +95,35 @@ class _Forward(BaseHTTPRequestHandler):
         self._forward(self.rfile.read(int(self.headers.get("Content-Length", 0))))
 
 
+class Failing(ThreadingHTTPServer):
+    """A "Prometheus" that answers every request with HTTP 503, and counts them."""
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), _Unavailable)
+        self.requests = 0
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}"
+
+
+class _Unavailable(BaseHTTPRequestHandler):
+    server: Failing
+
+    def log_message(self, format: str, *args: Any) -> None:  # quiet
+        pass
+
+    def _fail(self) -> None:
+        self.server.requests += 1  # one handler thread at a time is enough here
+        data = b'{"status":"error","errorType":"unavailable","error":"overloaded"}'
+        self.send_response(503)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    do_GET = do_POST = _fail
+
+
 @pytest.fixture(scope="module")
 def prometheus() -> Iterator[PrometheusServer]:
     server = start_prometheus([])  # no targets: preflight asks whether a query is accepted
@@ -290,10 +319,10 @@ def test_an_unreachable_prometheus_holds_without_traffic_until_the_progress_dead
     recorder: Callable[..., Recorder],
 ) -> None:
     closed = f"http://127.0.0.1:{free_port()}"  # nothing listens there
-    check = {"name": "error-rate", "errorRate": {"max": 0.02}}
+    create_template(cluster, template(query="vector(1)"))  # a short URL, all in the error text
     handle = start_controller(sandbox_kubeconfig, namespace, None)
     try:
-        rec = start_update(cluster, recorder, gate(check, address=closed), deadline=8)
+        rec = start_update(cluster, recorder, gate(TEMPLATED, address=closed), deadline=10)
         status = cluster.wait_status(
             lambda s: f"waiting for Prometheus at {closed}" in s.get("message", ""), timeout=20
         )
@@ -301,6 +330,11 @@ def test_an_unreachable_prometheus_holds_without_traffic_until_the_progress_dead
         progressing = condition(status, "Progressing")
         assert progressing["status"] == "True" and closed in progressing["message"]
         assert condition(status, "InvalidSpec")["status"] == "False"
+        # Held quietly: the status does not change at every try (no write, no watch event,
+        # no immediate reconcile: no storm of connection attempts).
+        versions = len(rec.of("Rollout", "reviews"))
+        consistently(lambda: None, 3.0, interval=0.5)
+        assert len(rec.of("Rollout", "reviews")) - versions <= 2
         status = cluster.wait_status(lambda s: s.get("phase") == "Degraded", timeout=30)
         assert status["abortReason"] == "ProgressDeadlineExceeded"
         aborted = cluster.wait_events("ProgressDeadlineExceeded")
@@ -338,3 +372,35 @@ def test_a_missing_credentials_secret_is_invalid_spec(
     consistently(lambda: None, 2.0, interval=0.5)
     never_had_traffic(cluster, rec)
     assert query_log.seen("istio_requests_total") == 0
+
+
+def test_a_prometheus_answering_5xx_holds_without_a_retry_storm_then_the_deadline_aborts(
+    sandbox_kubeconfig: Path,
+    cluster: Cluster,
+    namespace: str,
+    recorder: Callable[..., Recorder],
+) -> None:
+    failing = Failing()
+    threading.Thread(target=failing.serve_forever, daemon=True).start()
+    check = {"name": "error-rate", "errorRate": {"max": 0.02}}
+    handle = start_controller(sandbox_kubeconfig, namespace, failing.url)
+    try:
+        rec = start_update(cluster, recorder, gate(check), deadline=15)
+        status = cluster.wait_status(
+            lambda s: f"waiting for Prometheus at {failing.url}" in s.get("message", ""),
+            timeout=20,
+        )
+        assert "HTTP 503" in status["message"] and status["phase"] == "Progressing"
+        cluster.wait_status(lambda s: s.get("availableReplicas", 0) >= 3)  # replicas settled
+        before, versions = failing.requests, len(rec.of("Rollout", "reviews"))
+        consistently(lambda: None, 6.0, interval=0.5)
+        # Asked again every 5 s, not at every reconcile: the held status does not change.
+        assert failing.requests - before <= 3, failing.requests - before
+        assert len(rec.of("Rollout", "reviews")) - versions <= 2
+        status = cluster.wait_status(lambda s: s.get("phase") == "Degraded", timeout=30)
+        assert status["abortReason"] == "ProgressDeadlineExceeded"
+        never_had_traffic(cluster, rec)
+    finally:
+        handle.stop()
+        failing.shutdown()
+        failing.server_close()

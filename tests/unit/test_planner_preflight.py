@@ -67,6 +67,7 @@ def invalid_spec(world: World) -> tuple[str, str]:
 def test_invalid_gate_holds_the_canary_at_no_traffic_with_invalid_spec_and_one_event() -> None:
     world = canary(MISSING)
     old, new = world.status.stable_revision, world.revision
+    assert old is not None
     world.run_for(600)
     no_canary_traffic(world)
     assert world.status.phase == "Degraded"
@@ -124,8 +125,11 @@ def test_prometheus_back_before_the_deadline_lets_the_canary_go_on() -> None:
 
 
 def test_every_kind_of_first_traffic_waits_header_route_mirror_promote_full() -> None:
-    header = {"setHeaderRoute": {"name": "testers", "match": [{"headers": {"x": {"exact": "1"}}}]}}
-    for steps in ([header, {"pause": {}}], [{"setMirror": {"percent": 10}}, {"pause": {}}]):
+    header: dict[str, Any] = {
+        "setHeaderRoute": {"name": "testers", "match": [{"headers": {"x": {"exact": "1"}}}]}
+    }
+    mirror: dict[str, Any] = {"setMirror": {"percent": 10}}
+    for steps in ([header, {"pause": {}}], [mirror, {"pause": {}}]):
         world = canary(MISSING, steps)
         world.run_for(60)
         no_canary_traffic(world)

@@ -4,7 +4,8 @@ It stands in for the executor and the cluster at our own seam (the planner's Obs
 types): ReplicaSets become available as soon as they are scaled (unless a revision is marked
 broken), the router applies routes exactly, and the gate's outcome per check is a function the
 test chooses; ``preflight`` is what observe's preflight reports for a canary with a gate and no
-traffic yet (None: it passes). Operator actions edit the status as the CLI does through the status subresource.
+traffic yet (None: it passes). Operator actions edit the status as the CLI does through the
+status subresource.
 """
 
 from __future__ import annotations
