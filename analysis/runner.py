@@ -90,6 +90,39 @@ def template_query(
     return render(spec.query, values)
 
 
+class TemplateMissing(ValueError):
+    """A check's ``templateRef`` names an AnalysisTemplate that does not exist (or is invalid)."""
+
+
+def check_query(
+    analysis: Analysis,
+    check: Check,
+    context: GateContext,
+    templates: TemplateLookup,
+) -> str:
+    """The one PromQL query ``check`` sends for ``context``, as ``measure_one`` builds it.
+
+    Raises ``TemplateMissing`` for a ``templateRef`` whose AnalysisTemplate is not found, and
+    ``UnknownVariable`` for an argument the template lacks, a required one not given, or a
+    variable the query uses that is neither an argument nor a built-in. Pure but for the
+    ``templates`` lookup; used by the controller's preflight (``rollout.controller.gates``).
+    """
+    window = window_of(check, analysis)
+    target = Target(
+        context.namespace, context.service, context.canary_revision, context.stable_revision, window
+    )
+    if check.error_rate is not None:
+        return error_rate_query(check.error_rate, target)
+    if check.latency_p99 is not None:
+        return latency_query(check.latency_p99, target)
+    ref = check.template_ref
+    assert ref is not None
+    spec = templates(context.namespace, ref.name)
+    if spec is None:
+        raise TemplateMissing(f"AnalysisTemplate {context.namespace}/{ref.name} not found")
+    return template_query(spec, check, context, window)
+
+
 class GateRunner:
     def __init__(self, templates: TemplateLookup, workers: int = 8) -> None:
         self.templates = templates

@@ -7,6 +7,12 @@ controller's ``--prometheus-url``; credentials come from the Rollout's namespace
 files, and providers are cached per configuration for a minute so that rotated Secrets are
 picked up. A gate that cannot be measured gives Error measurements with the reason, never a
 silent pass.
+
+Before the canary's first traffic, ``preflight`` resolves and runs every check once (template
+found, arguments complete, no undeclared variable, a Prometheus address, readable credential
+Secrets, the query accepted by Prometheus; the value is ignored: the canary has no traffic
+yet). A pass is remembered per (Rollout uid, generation, canary revision); a failure is
+checked again at the next reconcile.
 """
 
 from __future__ import annotations
@@ -23,18 +29,33 @@ from pathlib import Path
 
 from analysis import measurement as gate
 from analysis.prometheus import PrometheusAuth, PrometheusProvider
-from analysis.provider import MetricProvider
-from analysis.runner import GateContext, GateRunner
+from analysis.provider import BadQuery, MetricProvider
+from analysis.query import UnknownVariable
+from analysis.runner import GateContext, GateRunner, TemplateMissing, check_query
 from rollout.api.gate import Analysis, PrometheusConfig
 from rollout.api.rollout import Rollout
 from rollout.api.status import Measurement, RolloutStatus
 from rollout.api.template import AnalysisTemplate, AnalysisTemplateSpec
-from rollout.cluster.access import ClusterAccess, ClusterError, Obj, Resource
+from rollout.cluster.access import ClusterAccess, ClusterError, Forbidden, NotFound, Obj, Resource
 from rollout.controller.execute import CANONICAL_NAME, CANONICAL_REVISION
+from rollout.domain.observed import PREFLIGHT_OK, Preflight
 from rollout.domain.revision import HASH_LABEL
 
 SECRETS = Resource("", "v1", "secrets", "Secret")
 PROVIDER_TTL = 60.0
+PROMETHEUS = "spec.analysis.prometheus"
+# Preflight: how soon an unreachable Prometheus is asked again; how soon a missing or
+# unreadable Secret is read again (Secrets are not watched: the controller may only `get` them).
+PREFLIGHT_RETRY_SECONDS = 5.0
+SECRET_RECHECK_SECONDS = 30.0
+
+
+class GateConfigError(ValueError):
+    """The gate's Prometheus configuration cannot be used: ``path`` is the field to fix."""
+
+    def __init__(self, path: str, reason: str, *, recheck_after: float | None = None) -> None:
+        super().__init__(f"{path}: {reason}")
+        self.recheck_after = recheck_after
 
 
 class GateMeasurer:
@@ -49,6 +70,8 @@ class GateMeasurer:
         self.default_address = default_address
         self.runner = GateRunner(self._template)
         self._providers: dict[str, tuple[float, MetricProvider]] = {}
+        # Rollout uid -> (generation, canary revision) whose preflight passed
+        self._preflight_passed: dict[str, tuple[int, str]] = {}
         self._lock = threading.Lock()
 
     def _template(self, namespace: str, name: str) -> AnalysisTemplateSpec | None:
@@ -59,6 +82,94 @@ class GateMeasurer:
             return AnalysisTemplate.model_validate(obj).spec
         except ValueError:
             return None
+
+    def preflight(
+        self,
+        rollout: Rollout,
+        status: RolloutStatus,
+        replica_sets: list[Obj],
+        revision: str,
+    ) -> Preflight:
+        """Resolve and run every check of ``spec.analysis`` once for canary ``revision``.
+
+        ``invalid`` (bad input, with the field path): no Prometheus address, a credential
+        Secret or key missing or forbidden, a ``templateRef`` to a missing AnalysisTemplate,
+        an argument missing or unknown, an undeclared variable, a query Prometheus refuses
+        (HTTP 400/422). ``unreachable``: no usable answer (refused connection, timeout, 5xx,
+        garbage), asked again in ``PREFLIGHT_RETRY_SECONDS``. Only acceptance matters, not the
+        values. Other API errors reading a Secret propagate (the reconcile is retried).
+        """
+        analysis = rollout.spec.analysis
+        if analysis is None:
+            return PREFLIGHT_OK
+        uid = str(rollout.metadata.uid or "")
+        key = (rollout.metadata.generation or 0, revision)
+        with self._lock:
+            if uid and self._preflight_passed.get(uid) == key:
+                return PREFLIGHT_OK
+        try:
+            provider = self._provider(analysis.prometheus, rollout.namespace, analysis)
+        except GateConfigError as error:
+            return Preflight("invalid", str(error), error.recheck_after)
+        address = analysis.prometheus.address or self.default_address
+        context = GateContext(
+            rollout=rollout.metadata.name,
+            namespace=rollout.namespace,
+            service=rollout.spec.template.metadata.labels.get(
+                CANONICAL_NAME, rollout.metadata.name
+            ),
+            canary_revision=_canonical(replica_sets, revision),
+            stable_revision=_canonical(replica_sets, status.stable_revision),
+        )
+        queries: list[tuple[int, str, str]] = []
+        problems: list[str] = []
+        for i, check in enumerate(analysis.checks):
+            path = f"spec.analysis.checks[{i}]"
+            try:
+                queries.append((i, check.name, check_query(analysis, check, context, self._lookup)))
+            except TemplateMissing as error:
+                problems.append(f"{path}.templateRef: check {check.name!r}: {error}")
+            except UnknownVariable as error:
+                assert check.template_ref is not None  # built-in checks have no variables
+                where = f"AnalysisTemplate {rollout.namespace}/{check.template_ref.name}"
+                problems.append(f"{path}.templateRef: check {check.name!r}: {where}: {error}")
+        if problems:
+            return Preflight("invalid", "; ".join(problems))
+        # Sent without a time (Prometheus's own now): the value does not matter, and an error
+        # message that is the same at every try keeps the held status from changing.
+        futures = [
+            (i, name, self.runner.pool.submit(provider.query, query)) for i, name, query in queries
+        ]
+        unreachable: list[str] = []
+        for i, name, future in futures:
+            try:
+                future.result()
+            except BadQuery as error:
+                problems.append(f"spec.analysis.checks[{i}]: check {name!r}: {error}")
+            except Exception as error:  # Unreachable, BadResponse, or a provider's bug
+                unreachable.append(f"check {name!r}: {error}")
+        if problems:
+            return Preflight("invalid", "; ".join(problems))
+        if unreachable:
+            message = f"waiting for Prometheus at {address}: {unreachable[0]}"
+            return Preflight("unreachable", message, PREFLIGHT_RETRY_SECONDS)
+        if uid:
+            with self._lock:
+                self._preflight_passed[uid] = key
+        return PREFLIGHT_OK
+
+    def _lookup(self, namespace: str, name: str) -> AnalysisTemplateSpec | None:
+        """The template for preflight; one that does not parse is reported, not skipped."""
+        obj = self.templates(namespace, name)
+        if obj is None:
+            return None
+        try:
+            return AnalysisTemplate.model_validate(obj).spec
+        except ValueError as error:
+            reason = str(error).splitlines()[0]
+            raise TemplateMissing(
+                f"AnalysisTemplate {namespace}/{name} is invalid: {reason}"
+            ) from error
 
     def measure(
         self, rollout: Rollout, status: RolloutStatus, replica_sets: list[Obj], now: datetime
@@ -98,9 +209,9 @@ class GateMeasurer:
     ) -> MetricProvider:
         address = config.address or self.default_address
         if not address:
-            raise ValueError(
-                "no Prometheus address: set spec.analysis.prometheus.address or run the "
-                "controller with --prometheus-url"
+            raise GateConfigError(
+                f"{PROMETHEUS}.address",
+                "no Prometheus address: set it, or run the controller with --prometheus-url",
             )
         key = json.dumps([address, namespace, config.model_dump(mode="json")], sort_keys=True)
         with self._lock:
@@ -121,15 +232,16 @@ class GateMeasurer:
         ca_file = config.ca_file
         if config.bearer_token_secret is not None:
             ref = config.bearer_token_secret
-            token = self._secret(namespace, ref.name, ref.key)
+            token = self._secret(namespace, ref.name, ref.key, "bearerTokenSecret")
         if config.basic_auth_secret is not None:
+            name = config.basic_auth_secret
             basic = (
-                self._secret(namespace, config.basic_auth_secret, "username"),
-                self._secret(namespace, config.basic_auth_secret, "password"),
+                self._secret(namespace, name, "username", "basicAuthSecret"),
+                self._secret(namespace, name, "password", "basicAuthSecret"),
             )
         if config.ca_secret is not None:
             ref = config.ca_secret
-            ca_file = self._ca_file(self._secret(namespace, ref.name, ref.key))
+            ca_file = self._ca_file(self._secret(namespace, ref.name, ref.key, "caSecret"))
         return PrometheusAuth(
             headers=dict(config.headers),
             bearer_token=token,
@@ -139,12 +251,32 @@ class GateMeasurer:
             insecure=config.insecure_skip_verify,
         )
 
-    def _secret(self, namespace: str, name: str, key: str) -> str:
-        secret = self.access.get(SECRETS, namespace, name)
+    def _secret(self, namespace: str, name: str, key: str, field: str) -> str:
+        """A Secret's key, decoded; a missing or forbidden one is a ``GateConfigError`` naming
+        ``spec.analysis.prometheus.<field>`` (other API errors propagate)."""
+        path = f"{PROMETHEUS}.{field}"
+        later = SECRET_RECHECK_SECONDS
+        try:
+            secret = self.access.get(SECRETS, namespace, name)
+        except NotFound:
+            raise GateConfigError(
+                path, f"Secret {namespace}/{name} not found", recheck_after=later
+            ) from None
+        except Forbidden as error:
+            raise GateConfigError(
+                path, f"cannot read Secret {namespace}/{name}: {error}", recheck_after=later
+            ) from None
         data = (secret.get("data") or {}).get(key)
         if data is None:
-            raise ValueError(f"Secret {namespace}/{name} has no key {key!r}")
-        return base64.b64decode(data).decode().strip()
+            raise GateConfigError(
+                path, f"Secret {namespace}/{name} has no key {key!r}", recheck_after=later
+            )
+        try:
+            return base64.b64decode(data).decode().strip()
+        except ValueError as error:
+            raise GateConfigError(
+                path, f"Secret {namespace}/{name} key {key!r} is not readable: {error}"
+            ) from None
 
     def _ca_file(self, pem: str) -> str:
         """A CA bundle from a Secret, written once to a file named by its content."""

@@ -16,7 +16,7 @@ from rollout.api.manifest import InvalidManifest, parse_rollout
 from rollout.api.rollout import Rollout
 from rollout.api.status import Measurement, RolloutStatus
 from rollout.cluster.access import Obj
-from rollout.domain.observed import Observed, ReplicaSetView, RouteState
+from rollout.domain.observed import Observed, Preflight, ReplicaSetView, RouteState
 from rollout.domain.revision import HASH_LABEL, pod_template_hash
 from rollout.routers.base import RouteConfigError, TrafficRouter
 
@@ -75,6 +75,28 @@ class Measurer(Protocol):
         self, rollout: Rollout, status: RolloutStatus, replica_sets: list[Obj], now: datetime
     ) -> tuple[tuple[str, Measurement], ...]: ...
 
+    def preflight(
+        self,
+        rollout: Rollout,
+        status: RolloutStatus,
+        replica_sets: list[Obj],
+        revision: str,
+    ) -> Preflight: ...
+
+
+def needs_preflight(
+    rollout: Rollout, status: RolloutStatus, revision: str, route: RouteState
+) -> bool:
+    """A canary that has a gate and no traffic yet: ``revision`` is not the stable one, the
+    rollout is not aborted on it, and the route read back gives it no traffic at all (no
+    weight, no mirror, no header route). Its gate must pass preflight before its first
+    traffic (issue 12, section 3)."""
+    if rollout.spec.analysis is None or status.stable_revision in (None, revision):
+        return False
+    if status.abort and status.canary_revision == revision:
+        return False
+    return not (route.canary_revision == revision and route.sends_canary_traffic)
+
 
 def observe(
     obj: Obj,
@@ -85,7 +107,9 @@ def observe(
 ) -> tuple[Observed, Rollout | None]:
     """The Observed for one Rollout object, and its parsed model (None when invalid).
 
-    With a ``measurer``, the gate measurements due at ``now`` are taken here.
+    With a ``measurer``, the gate measurements due at ``now`` are taken here, after the
+    preflight of a canary that has no traffic yet; while that preflight fails, no
+    measurement is taken (it would fail the same way, and no gate is judged on it).
     """
     meta = obj.get("metadata", {})
     base: dict[str, Any] = {
@@ -112,13 +136,20 @@ def observe(
     except RouteConfigError as error:
         route_error = str(error)
     owned = [rs for rs in replica_sets if owned_by(rs, meta.get("uid", ""))]
+    revision = pod_template_hash(rollout.spec.template.wire())
     measurements: tuple[tuple[str, Measurement], ...] = ()
-    if measurer is not None and now is not None and route_error is None:
-        measurements = measurer.measure(rollout, base["status"], owned, now)
+    preflight: Preflight | None = None
+    if measurer is not None and now is not None and route is not None:
+        status = base["status"]
+        if needs_preflight(rollout, status, revision, route):
+            preflight = measurer.preflight(rollout, status, owned, revision)
+        if preflight is None or preflight.ok:
+            measurements = measurer.measure(rollout, status, owned, now)
     observed = Observed(
         measurements=measurements,
+        preflight=preflight,
         spec=rollout.spec,
-        revision=pod_template_hash(rollout.spec.template.wire()),
+        revision=revision,
         replica_sets=views,
         route=route,
         route_error=route_error,

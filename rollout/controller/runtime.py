@@ -1,12 +1,14 @@
 """The controller process: watch caches, the queue, workers and timers around the Reconciler.
 
 Watch events enqueue the key of the Rollout they concern: a Rollout itself, the owner of a
-ReplicaSet, or every Rollout whose traffic routing names a changed VirtualService,
-DestinationRule or Service. Workers take keys from the queue (never one key on two workers),
-reconcile, and schedule the next look through the timers when the plan asks for one. A failed
-reconcile is retried with capped exponential backoff — except one whose write the leader
-fence refused (``NotLeader``): that key is dropped, with no retry and no Event, since this
-replica is about to stop (a new leader reconciles every Rollout when it starts).
+ReplicaSet, every Rollout whose traffic routing names a changed VirtualService,
+DestinationRule or Service, or whose gate names a changed AnalysisTemplate (so that a canary
+held by its preflight for a missing template goes on once the template is created). Workers
+take keys from the queue (never one key on two workers), reconcile, and schedule the next look
+through the timers when the plan asks for one. A failed reconcile is retried with capped
+exponential backoff — except one whose write the leader fence refused (``NotLeader``): that
+key is dropped, with no retry and no Event, since this replica is about to stop (a new leader
+reconciles every Rollout when it starts).
 """
 
 from __future__ import annotations
@@ -61,6 +63,18 @@ def routing_refs(rollout: Obj) -> set[tuple[str, str, str]]:
     for field in ("stableService", "canaryService"):
         if istio.get(field):
             refs.add(("services", namespace, istio[field]))
+    return refs
+
+
+def template_refs(rollout: Obj) -> set[tuple[str, str]]:
+    """``(namespace, name)`` of the AnalysisTemplates a raw Rollout's gate names."""
+    namespace = rollout.get("metadata", {}).get("namespace", "")
+    analysis = (rollout.get("spec") or {}).get("analysis") or {}
+    refs = set()
+    for check in analysis.get("checks") or []:
+        ref = (check or {}).get("templateRef") or {}
+        if ref.get("name"):
+            refs.add((namespace, str(ref["name"])))
     return refs
 
 
@@ -154,6 +168,7 @@ class Controller:
         self.informers["replicasets"].add_handler(self._on_replica_set)
         for plural in ("virtualservices", "destinationrules", "services"):
             self.informers[plural].add_handler(self._routing_handler(plural))
+        self.informers["analysistemplates"].add_handler(self._on_template)
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         # key -> what the user last asked for; a change of it is served before anything else
@@ -189,6 +204,13 @@ class Controller:
                     self.queue.add(rollout_key(rollout))
 
         return handler
+
+    def _on_template(self, type_: str, obj: Obj) -> None:
+        meta = obj.get("metadata", {})
+        changed = (meta.get("namespace", ""), meta.get("name", ""))
+        for rollout in self.informers["rollouts"].list():
+            if changed in template_refs(rollout):
+                self.queue.add(rollout_key(rollout))
 
     # -- running --------------------------------------------------------------------------
 

@@ -93,12 +93,40 @@ class RouteState:
 
 
 @dataclass(frozen=True)
+class Preflight:
+    """Whether every check of ``spec.analysis`` resolves and its query is accepted, tried once
+    before the canary's first traffic (``rollout.controller.gates``; only acceptance counts,
+    not the value: the canary has no traffic yet).
+
+    ``ok``; ``invalid``: bad input the user must fix (a missing AnalysisTemplate or argument,
+    an undeclared variable, no Prometheus address, a missing Secret or key, a query Prometheus
+    refuses), ``message`` names the check or field and the reason; ``unreachable``: Prometheus
+    did not answer usefully (refused connection, timeout, 5xx), ``message`` says where and why.
+    ``recheck_after`` (seconds): when to look again without a watch event (None: only when
+    the Rollout or an AnalysisTemplate changes).
+    """
+
+    outcome: Literal["ok", "invalid", "unreachable"]
+    message: str = ""
+    recheck_after: float | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.outcome == "ok"
+
+
+PREFLIGHT_OK = Preflight("ok")
+
+
+@dataclass(frozen=True)
 class Observed:
     """The Rollout and its world at one instant.
 
     ``spec`` is None when the spec is invalid; ``problems`` then says why, as
     ``field.path: reason`` lines. ``route_error`` is set when the router could not read the
     traffic (a missing VirtualService or route): the planner then changes nothing.
+    ``preflight`` is set while a canary with a gate has no traffic yet (None: not checked, as
+    when there is no gate or the canary already has traffic).
     """
 
     name: str
@@ -112,6 +140,7 @@ class Observed:
     measurements: tuple[tuple[str, Measurement], ...] = ()
     problems: tuple[str, ...] = ()
     route_error: str | None = None
+    preflight: Preflight | None = None
 
     def replica_set(self, revision: str | None) -> ReplicaSetView | None:
         return next((rs for rs in self.replica_sets if rs.revision == revision), None)

@@ -33,7 +33,7 @@ from rollout.api.status import (
     PauseCondition,
     RolloutStatus,
 )
-from rollout.domain.observed import Observed, RouteState
+from rollout.domain.observed import Observed, Preflight, RouteState
 from rollout.domain.plan import (
     Action,
     DeleteReplicaSet,
@@ -43,7 +43,14 @@ from rollout.domain.plan import (
     ScaleReplicaSet,
     SetRoute,
 )
-from rollout.domain.status import Progress, blocked, derive_status, stalled
+from rollout.domain.status import (
+    Progress,
+    blocked,
+    derive_status,
+    invalid_spec,
+    stalled,
+    with_progress_message,
+)
 from rollout.domain.steps import (
     Analyze,
     Pause,
@@ -100,6 +107,8 @@ class _Planner:
         self.wake: list[float] = []
         self.marked: set[str] = set()
         self.advanced = False
+        # Set when the canary's first traffic waits for a preflight that has not passed.
+        self.held: Preflight | None = None
 
     # -- entry ---------------------------------------------------------------------------
 
@@ -125,7 +134,8 @@ class _Planner:
             self._progress()
         self._guard_canary_traffic()
         self._retire_and_prune()
-        return Plan(tuple(self.actions), self._status(), min(self.wake, default=None))
+        status = self._status()
+        return Plan(tuple(self.actions), status, min(self.wake, default=None))
 
     # -- revision changes ----------------------------------------------------------------
 
@@ -265,6 +275,9 @@ class _Planner:
             # Promote on the next tick, from a state with no gate verdict at all.
             self.wake.append(0)
             return
+        if not self._first_traffic_allowed():
+            self._hold_before_first_traffic()
+            return
         if not self._gate_allows():
             return
         if self._has_pause_from_user():
@@ -318,6 +331,42 @@ class _Planner:
         if run is None or run.phase == "Successful":  # a counted run's verdict stands
             return False
         return run.phase == "Inconclusive" or not gate.latest_passed(run)
+
+    def _first_traffic_allowed(self) -> bool:
+        """Whether the canary may be given traffic for the first time (a weight, a mirror, a
+        header route, the blue-green switch, promotion): only once preflight — every check of
+        the gate resolved and its query accepted by Prometheus — has passed (issue 12, §3).
+
+        ``observed.preflight`` is None when observe did not check (no gate; or the canary
+        already has traffic, which this also allows so that a gate going bad mid-rollout is
+        judged by the gate itself, never by a frozen route)."""
+        preflight = self.obs.preflight
+        if preflight is None or preflight.ok:
+            return True
+        route = self.route
+        return route.canary_revision == self.st.canary_revision and route.sends_canary_traffic
+
+    def _hold_before_first_traffic(self) -> None:
+        """Preflight has not passed: the canary is scaled for its step, gets no traffic, and
+        no step advances. Invalid input waits for a fix (the status says InvalidSpec);
+        an unreachable Prometheus is asked again soon, until the progress deadline."""
+        preflight = self.obs.preflight
+        assert preflight is not None
+        stable, canary = self.st.stable_revision, self.st.canary_revision
+        index = self._step_index()
+        if index < len(self.steps):
+            self._ready_for(traffic_at(self.steps, index))
+        else:
+            self._scale(stable, self.spec.replicas)
+            self._scale(canary, self.spec.replicas)
+        self._set_route(RouteState(stable, canary))
+        self.held = preflight
+        if preflight.recheck_after is not None:
+            self.wake.append(preflight.recheck_after)
+        if preflight.outcome == "unreachable":
+            self._check_deadline(preflight.message)
+        else:
+            self.st.waiting_for_replicas_since = None
 
     def _run_step(self, index: int) -> None:
         step = self.steps[index]
@@ -497,13 +546,15 @@ class _Planner:
             if due is not None:
                 self._wake_at(due)
 
-    def _check_deadline(self) -> None:
-        """The canary must become available within progressDeadlineSeconds of being asked."""
+    def _check_deadline(self, why: str = "") -> None:
+        """The canary must become available within progressDeadlineSeconds of being asked
+        (and a preflight held by an unreachable Prometheus must pass within it)."""
         started: datetime = self.st.waiting_for_replicas_since or self.stamp
         self.st.waiting_for_replicas_since = started
         deadline = started + timedelta(seconds=self.spec.progress_deadline_seconds)
         if self.now >= deadline:
-            self._abort(ABORT_DEADLINE, f"no progress for {self.spec.progress_deadline_seconds}s")
+            text = f"no progress for {self.spec.progress_deadline_seconds}s"
+            self._abort(ABORT_DEADLINE, f"{text}: {why}" if why else text)
             self._aborted()
         else:
             self._wake_at(deadline)
@@ -607,4 +658,12 @@ class _Planner:
     # -- status ----------------------------------------------------------------------------
 
     def _status(self) -> RolloutStatus:
-        return derive_status(self.st, self.obs, self.spec, self.steps, self.route, self.now)
+        status = derive_status(self.st, self.obs, self.spec, self.steps, self.route, self.now)
+        held = self.held
+        if held is None or self.st.abort:
+            return status
+        if held.outcome == "invalid":
+            status, events = invalid_spec(self.obs, status, self.now, held.message)
+            self.actions.extend(events)
+            return status
+        return with_progress_message(status, held.message)

@@ -172,6 +172,22 @@ def blocked(observed: Observed, now: datetime, message: str, reason: str = "Inva
 
     ``reason`` (of the condition and the Event): ``InvalidSpec``, or ``ApiRejected`` when the
     API refused a write the plan needed (``rollout.controller.reconcile``)."""
+    status, events = invalid_spec(observed, observed.status, now, message, reason)
+    return Plan(events, status, None)
+
+
+def invalid_spec(
+    observed: Observed,
+    status: RolloutStatus,
+    now: datetime,
+    message: str,
+    reason: str = "InvalidSpec",
+) -> tuple[RolloutStatus, tuple[Action, ...]]:
+    """``status`` marked as bad input: phase Degraded, condition InvalidSpec (True) and
+    Progressing (False) saying ``message`` with ``reason``; a Warning Event when the problem
+    first appears (or its message or reason changes), none on the reconciles after. Transition
+    times are kept from the old status (``observed.status``), so an unchanged problem costs no
+    status write."""
     old = observed.status
     previous = old.condition("InvalidSpec")
     actions: tuple[Action, ...] = ()
@@ -187,15 +203,30 @@ def blocked(observed: Observed, now: datetime, message: str, reason: str = "Inva
         condition("InvalidSpec", True, reason, message, now, gen),
         condition("Progressing", False, reason, message, now, gen),
     ]
-    status = old.model_copy(
+    timed = {c.type: c for c in with_conditions(old.conditions, new) if c.type in _INVALID}
+    conditions = [timed.pop(c.type, c) for c in status.conditions] + list(timed.values())
+    marked = status.model_copy(
         update={
             "observed_generation": gen,
             "phase": "Degraded",
             "message": f"{reason}: {message}",
-            "conditions": with_conditions(old.conditions, new),
+            "conditions": conditions,
         }
     )
-    return Plan(actions, status, None)
+    return marked, actions
+
+
+_INVALID = ("InvalidSpec", "Progressing")
+
+
+def with_progress_message(status: RolloutStatus, message: str) -> RolloutStatus:
+    """``status`` whose message (and Progressing condition's message) says what it waits for."""
+    text = f"{status.message}: {message}" if status.message else message
+    conditions = [
+        c.model_copy(update={"message": text}) if c.type == "Progressing" else c
+        for c in status.conditions
+    ]
+    return status.model_copy(update={"message": text, "conditions": conditions})
 
 
 def condition(

@@ -3,7 +3,9 @@
 It stands in for the executor and the cluster at our own seam (the planner's Observed/Plan
 types): ReplicaSets become available as soon as they are scaled (unless a revision is marked
 broken), the router applies routes exactly, and the gate's outcome per check is a function the
-test chooses. Operator actions edit the status as the CLI does through the status subresource.
+test chooses; ``preflight`` is what observe's preflight reports for a canary with a gate and no
+traffic yet (None: it passes). Operator actions edit the status as the CLI does through the
+status subresource.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from rollout.api.status import (
     RolloutStatus,
 )
 from rollout.domain import planner
-from rollout.domain.observed import Observed, ReplicaSetView, RouteState
+from rollout.domain.observed import Observed, Preflight, ReplicaSetView, RouteState
 from rollout.domain.plan import (
     DeleteReplicaSet,
     EmitEvent,
@@ -64,6 +66,7 @@ class World:
     route: RouteState | None = field(default_factory=lambda: RouteState(None, None))
     broken: set[str] = field(default_factory=set)  # revisions whose pods never become ready
     outcome: Outcome = passing
+    preflight: Preflight | None = None
     route_error: str | None = None
     events: list[EmitEvent] = field(default_factory=list)
     plans: list[Plan] = field(default_factory=list)
@@ -88,6 +91,8 @@ class World:
                 revision=None,
                 problems=tuple(str(p) for p in invalid.problems),
             )
+        preflight = self._preflight(rollout.spec.analysis)
+        held = preflight is not None and not preflight.ok
         return Observed(
             name=rollout.metadata.name,
             namespace=rollout.namespace,
@@ -97,9 +102,23 @@ class World:
             revision=self.revision,
             replica_sets=tuple(self.replica_sets.values()),
             route=self.route,
-            measurements=self._measure(rollout.spec.analysis),
+            measurements=() if held else self._measure(rollout.spec.analysis),
             route_error=self.route_error,
+            preflight=preflight,
         )
+
+    def _preflight(self, analysis: Any) -> Preflight | None:
+        """As observe: checked for a canary with a gate that has no traffic yet."""
+        revision, route, status = self.revision, self.route, self.status
+        if self.preflight is None or analysis is None or route is None:
+            return None
+        if status.stable_revision in (None, revision):
+            return None
+        if status.abort and status.canary_revision == revision:
+            return None
+        if route.canary_revision == revision and route.sends_canary_traffic:
+            return None
+        return self.preflight
 
     def _measure(self, analysis: Any) -> tuple[tuple[str, Measurement], ...]:
         run = self.status.analysis
