@@ -67,8 +67,13 @@ STEPS: list[Obj] = [
     {"setWeight": 80},
     {"pause": {"duration": "2s"}},
 ]
+# inconclusiveLimit 2: with a 2 s window over 1 s scrapes, a measurement that a restart moves
+# to just after the weight change can see no canary sample yet (Inconclusive, too few
+# requests); with the default 0 that one pauses the rollout for an operator, which then ends
+# at the progress deadline: safe, but not what this campaign measures.
 GATE: Obj = {
     "interval": "2s",
+    "inconclusiveLimit": 2,
     "prometheus": {"scrapeInterval": "1s", "timeout": "2s"},
     "checks": [
         {"name": "error-rate", "errorRate": {"max": 0.05, "minRequests": 5}},
