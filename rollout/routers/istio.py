@@ -11,6 +11,8 @@ What it owns, and nothing else:
   by a new revision, promotion, abort, fast rollback) and never changes or removes a route or
   mirror it did not create: a header step whose route name is taken, or a mirror step on a
   route with a ``mirror`` of its own, is refused (``RouteConfigError``, so InvalidSpec);
+  when such a conflict appears mid-rollout the state is still read, with ``problem`` set,
+  so that the planner can drain the canary's traffic;
 - a mirror: ``mirror`` + ``mirrorPercentage`` on a route without one; an entry appended to the
   route's ``mirrors`` list when the user wrote one (Istio forbids both fields together);
 - a header route per managed route and ``setHeaderRoute`` step, inserted just before its
@@ -158,12 +160,17 @@ class IstioRouter:
         seen: list[tuple[int, float, tuple[SetHeaderRoute, ...]]] = []
         consistent = True
         edits: list[RouteEdit] = []
+        problem: str | None = None
         for ref in istio.virtual_services:
             vs = self._virtual_service(rollout, ref, reader)
-            # Whatever the steps will ask for must fit: refused now, before any change.
-            desired_http(
-                vs, ref, istio, RouteState(None, None, 0, mirror_asked, headers_asked), key
-            )
+            # Whatever the steps will ask for must fit: refused now, before any change. What
+            # does not fit is still read, so that the canary's traffic can be drained.
+            try:
+                desired_http(
+                    vs, ref, istio, RouteState(None, None, 0, mirror_asked, headers_asked), key
+                )
+            except RouteConfigError as error:
+                problem = problem or str(error)
             found = read_virtual_service(vs, ref, istio, key)
             seen.extend(found.seen)
             consistent &= found.consistent
@@ -178,6 +185,7 @@ class IstioRouter:
             headers,
             consistent=consistent and all(s == seen[0] for s in seen),
             edits=(*edits, *subset_edits),
+            problem=problem,
         )
 
     def _virtual_service(self, rollout: Rollout, ref: VirtualServiceRef, reader: Reader) -> Obj:
