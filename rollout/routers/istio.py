@@ -476,20 +476,22 @@ def combine_matches(route_match: list[Obj] | None, step: SetHeaderRoute, where: 
 
 
 def header_route(
-    managed: Obj, step: SetHeaderRoute, name: str, canary_destination: Obj, where: str
+    managed: Obj, step: SetHeaderRoute, name: str, canary_entry: Obj, where: str
 ) -> Obj:
     """The header route for ``step`` inside the managed route ``managed``, named ``name``.
 
     It matches what ``managed`` matches AND the step's headers (``combine_matches``), keeps
     every other field of ``managed`` (rewrite, timeout, retries, headers, fault, corsPolicy,
-    fields unknown here) and sends everything to the canary; it mirrors nothing.
+    fields unknown here) and sends everything to the canary through ``canary_entry``, the
+    managed route's canary destination with its own settings (its ``headers``); it mirrors
+    nothing.
     """
     kept = {k: copy.deepcopy(v) for k, v in managed.items() if k not in NOT_COPIED}
     return {
         "name": name,
         "match": combine_matches(managed.get("match"), step, where),
         **kept,
-        "route": [{"destination": copy.deepcopy(canary_destination), "weight": 100}],
+        "route": [{**copy.deepcopy(canary_entry), "weight": 100}],
     }
 
 
@@ -502,12 +504,25 @@ def _owned_mirror(route: Obj, record: Obj) -> float | None:
     """The share mirrored by the mirror ``record`` says this Rollout put on ``route``."""
     destination = record.get("destination")
     if record.get("field") == "mirrors":
-        for entry in route.get("mirrors") or []:
-            if isinstance(entry, dict) and entry.get("destination") == destination:
-                return float((entry.get("percentage") or {}).get("value", 100.0))
-        return None
+        mirrors = route.get("mirrors")
+        index = _own_entry(mirrors, destination)
+        if index is None or not isinstance(mirrors, list):
+            return None
+        return float((mirrors[index].get("percentage") or {}).get("value", 100.0))
     if route.get("mirror") == destination:
         return float((route.get("mirrorPercentage") or {}).get("value", 100.0))
+    return None
+
+
+def _own_entry(mirrors: Any, destination: Any) -> int | None:
+    """The index of the router's entry in a ``mirrors`` list: the last one to ``destination``
+    (it is appended after the user's, who may mirror to the same destination)."""
+    if not isinstance(mirrors, list):
+        return None
+    for i in range(len(mirrors) - 1, -1, -1):
+        entry = mirrors[i]
+        if isinstance(entry, dict) and entry.get("destination") == destination:
+            return i
     return None
 
 
@@ -515,15 +530,12 @@ def _drop_mirror(route: Obj, record: Obj) -> None:
     """Remove the mirror ``record`` says this Rollout added, and nothing else."""
     destination = record.get("destination")
     if record.get("field") == "mirrors":
+        # The list itself is the user's (the router only appends to one they wrote): it
+        # stays, even when it is empty again.
         mirrors = route.get("mirrors")
-        if not isinstance(mirrors, list):
-            return
-        for i, entry in enumerate(mirrors):
-            if isinstance(entry, dict) and entry.get("destination") == destination:
-                del mirrors[i]
-                break
-        if not mirrors:
-            route.pop("mirrors")
+        index = _own_entry(mirrors, destination)
+        if index is not None and isinstance(mirrors, list):
+            del mirrors[index]
     elif route.get("mirror") == destination:
         route.pop("mirror", None)
         route.pop("mirrorPercentage", None)
@@ -600,7 +612,7 @@ def desired_http(
         built = []
         for step in desired.header_routes:
             route_name = header_route_name(step.name, name, len(targets))
-            built.append(header_route(route, step, route_name, canary_destination, route_where))
+            built.append(header_route(route, step, route_name, entries[canary_i], route_where))
             header_records.setdefault(step.name, {})[route_name] = _digest(built[-1])
         headers_of[index] = built
     result: list[Obj] = []
