@@ -110,6 +110,15 @@ def _steps(rollout: Obj) -> list[Obj]:
     return list(canary.get("steps") or [])
 
 
+def _vs_namespaces(rollout: Obj, namespace: str) -> set[str]:
+    """The namespaces of the VirtualServices ``rollout`` (in ``namespace``) routes through
+    (``name.namespace`` refers to another namespace's)."""
+    return {
+        str(ref.get("name", "")).partition(".")[2] or namespace
+        for ref in _istio(rollout).get("virtualServices") or []
+    }
+
+
 def _header_names(rollout: Obj) -> set[str]:
     return {
         str(step["setHeaderRoute"].get("name"))
@@ -692,7 +701,8 @@ def check(
     for v in ordered:
         world.apply(v)
         if v.kind == "Rollout" and v.type != "DELETED":
-            header_history.append((v.at, v.namespace, _header_names(v.obj)))
+            for vs_ns in _vs_namespaces(v.obj, v.namespace):
+                header_history.append((v.at, vs_ns, _header_names(v.obj)))
         if v.kind in ("VirtualService", "DestinationRule"):
             if v.type == "DELETED":
                 if not v.by_test and v.key in baselines:
@@ -709,8 +719,9 @@ def check(
                 for at, ns, h in header_history:
                     if ns == v.namespace and at >= v.at - grace:
                         names |= h
-                for _, rollout in world.of("Rollout", v.namespace):
-                    names |= _header_names(rollout)
+                for (_, rollout_ns, _), rollout in world.of("Rollout"):
+                    if v.namespace in _vs_namespaces(rollout, rollout_ns):
+                        names |= _header_names(rollout)
                 baseline = baselines[v.key]
                 before = _without_owned(world, baseline, names, baseline)
                 after = _without_owned(world, v.obj, names, baseline)

@@ -133,13 +133,14 @@ def observe(
     route_error = None
     try:
         route = router.read(rollout)
+        route_error = route.problem
     except RouteConfigError as error:
         route_error = str(error)
     owned = [rs for rs in replica_sets if owned_by(rs, meta.get("uid", ""))]
     revision = pod_template_hash(rollout.spec.template.wire())
     measurements: tuple[tuple[str, Measurement], ...] = ()
     preflight: Preflight | None = None
-    if measurer is not None and now is not None and route is not None:
+    if measurer is not None and now is not None and route is not None and route_error is None:
         status = base["status"]
         if needs_preflight(rollout, status, revision, route):
             preflight = measurer.preflight(rollout, status, owned, revision)

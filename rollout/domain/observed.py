@@ -82,6 +82,10 @@ class RouteState:
     # What the read-back found changed outside the controller since its last write; not part
     # of the state (never compared), only reported when the controller reverts it.
     edits: tuple[RouteEdit, ...] = field(default=(), compare=False)
+    # Set when the traffic could be read but the routing objects do not fit what the steps
+    # ask for (something the user wrote is in the way): the Rollout is InvalidSpec, and its
+    # canary's traffic is drained (``rollout.domain.planner.plan``).
+    problem: str | None = field(default=None, compare=False)
 
     @property
     def stable_weight(self) -> int:
@@ -124,7 +128,9 @@ class Observed:
 
     ``spec`` is None when the spec is invalid; ``problems`` then says why, as
     ``field.path: reason`` lines. ``route_error`` is set when the router could not read the
-    traffic (a missing VirtualService or route): the planner then changes nothing.
+    traffic (a missing VirtualService or route), or read it but found that the routing
+    objects do not fit the steps (``RouteState.problem``): the planner then changes nothing
+    but, when it can, drains the canary's traffic to stable.
     ``preflight`` is set while a canary with a gate has no traffic yet (None: not checked, as
     when there is no gate or the canary already has traffic).
     """

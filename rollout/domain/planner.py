@@ -32,6 +32,7 @@ from rollout.api.status import (
     AnalysisStatus,
     PauseCondition,
     RolloutStatus,
+    Weights,
 )
 from rollout.domain.observed import Observed, Preflight, RouteState
 from rollout.domain.plan import (
@@ -86,9 +87,42 @@ def plan(observed: Observed, now: datetime) -> Plan:
     if observed.spec is None:
         return blocked(observed, now, "; ".join(observed.problems))
     if observed.route_error is not None or observed.route is None:
-        # The routing objects do not fit the spec: as invalid as a bad field, and as inert.
-        return blocked(observed, now, observed.route_error or "traffic routing unreadable")
+        # The routing objects do not fit the spec: as invalid as a bad field, and as inert,
+        # except that a canary nobody can judge or abort any more keeps no traffic.
+        message = observed.route_error or "traffic routing unreadable"
+        if observed.route is None:
+            return blocked(observed, now, message)
+        return _blocked_routing(observed, observed.route, now, message)
     return _Planner(observed, observed.spec, observed.route, now).run()
+
+
+def _blocked_routing(observed: Observed, route: RouteState, now: datetime, message: str) -> Plan:
+    """Routing that can be read but no longer fits the steps (someone else's mirror on the
+    managed route, a match the header route cannot be combined with, a route named like a
+    header step): InvalidSpec, and the canary's traffic drained to stable as at an abort
+    (weight 0, no header route or mirror, the canary subset following stable), since no
+    gate measures it and no abort could move it while the routing is refused.
+    """
+    plan = blocked(observed, now, message)
+    weights = Weights(
+        stable=route.stable_weight, canary=route.canary_weight, mirror=route.mirror_percent
+    )
+    status = plan.status.model_copy(update={"weights": weights})
+    stable = observed.status.stable_revision
+    drained = stable is None or (
+        not route.sends_canary_traffic and route.canary_revision in (None, stable)
+    )
+    if drained:
+        return Plan(plan.actions, status, plan.requeue_after)
+    drain = (
+        SetRoute(RouteState(stable, stable)),
+        EmitEvent(
+            "Warning",
+            "TrafficDrained",
+            f"canary traffic drained to stable revision {stable} until the routing fits again",
+        ),
+    )
+    return Plan((*plan.actions, *drain), status, plan.requeue_after)
 
 
 class _Planner:

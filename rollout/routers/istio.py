@@ -11,6 +11,8 @@ What it owns, and nothing else:
   by a new revision, promotion, abort, fast rollback) and never changes or removes a route or
   mirror it did not create: a header step whose route name is taken, or a mirror step on a
   route with a ``mirror`` of its own, is refused (``RouteConfigError``, so InvalidSpec);
+  when such a conflict appears mid-rollout the state is still read, with ``problem`` set,
+  so that the planner can drain the canary's traffic;
 - a mirror: ``mirror`` + ``mirrorPercentage`` on a route without one; an entry appended to the
   route's ``mirrors`` list when the user wrote one (Istio forbids both fields together);
 - a header route per managed route and ``setHeaderRoute`` step, inserted just before its
@@ -158,12 +160,17 @@ class IstioRouter:
         seen: list[tuple[int, float, tuple[SetHeaderRoute, ...]]] = []
         consistent = True
         edits: list[RouteEdit] = []
+        problem: str | None = None
         for ref in istio.virtual_services:
             vs = self._virtual_service(rollout, ref, reader)
-            # Whatever the steps will ask for must fit: refused now, before any change.
-            desired_http(
-                vs, ref, istio, RouteState(None, None, 0, mirror_asked, headers_asked), key
-            )
+            # Whatever the steps will ask for must fit: refused now, before any change. What
+            # does not fit is still read, so that the canary's traffic can be drained.
+            try:
+                desired_http(
+                    vs, ref, istio, RouteState(None, None, 0, mirror_asked, headers_asked), key
+                )
+            except RouteConfigError as error:
+                problem = problem or str(error)
             found = read_virtual_service(vs, ref, istio, key)
             seen.extend(found.seen)
             consistent &= found.consistent
@@ -178,6 +185,7 @@ class IstioRouter:
             headers,
             consistent=consistent and all(s == seen[0] for s in seen),
             edits=(*edits, *subset_edits),
+            problem=problem,
         )
 
     def _virtual_service(self, rollout: Rollout, ref: VirtualServiceRef, reader: Reader) -> Obj:
@@ -468,20 +476,22 @@ def combine_matches(route_match: list[Obj] | None, step: SetHeaderRoute, where: 
 
 
 def header_route(
-    managed: Obj, step: SetHeaderRoute, name: str, canary_destination: Obj, where: str
+    managed: Obj, step: SetHeaderRoute, name: str, canary_entry: Obj, where: str
 ) -> Obj:
     """The header route for ``step`` inside the managed route ``managed``, named ``name``.
 
     It matches what ``managed`` matches AND the step's headers (``combine_matches``), keeps
     every other field of ``managed`` (rewrite, timeout, retries, headers, fault, corsPolicy,
-    fields unknown here) and sends everything to the canary; it mirrors nothing.
+    fields unknown here) and sends everything to the canary through ``canary_entry``, the
+    managed route's canary destination with its own settings (its ``headers``); it mirrors
+    nothing.
     """
     kept = {k: copy.deepcopy(v) for k, v in managed.items() if k not in NOT_COPIED}
     return {
         "name": name,
         "match": combine_matches(managed.get("match"), step, where),
         **kept,
-        "route": [{"destination": copy.deepcopy(canary_destination), "weight": 100}],
+        "route": [{**copy.deepcopy(canary_entry), "weight": 100}],
     }
 
 
@@ -494,12 +504,25 @@ def _owned_mirror(route: Obj, record: Obj) -> float | None:
     """The share mirrored by the mirror ``record`` says this Rollout put on ``route``."""
     destination = record.get("destination")
     if record.get("field") == "mirrors":
-        for entry in route.get("mirrors") or []:
-            if isinstance(entry, dict) and entry.get("destination") == destination:
-                return float((entry.get("percentage") or {}).get("value", 100.0))
-        return None
+        mirrors = route.get("mirrors")
+        index = _own_entry(mirrors, destination)
+        if index is None or not isinstance(mirrors, list):
+            return None
+        return float((mirrors[index].get("percentage") or {}).get("value", 100.0))
     if route.get("mirror") == destination:
         return float((route.get("mirrorPercentage") or {}).get("value", 100.0))
+    return None
+
+
+def _own_entry(mirrors: Any, destination: Any) -> int | None:
+    """The index of the router's entry in a ``mirrors`` list: the last one to ``destination``
+    (it is appended after the user's, who may mirror to the same destination)."""
+    if not isinstance(mirrors, list):
+        return None
+    for i in range(len(mirrors) - 1, -1, -1):
+        entry = mirrors[i]
+        if isinstance(entry, dict) and entry.get("destination") == destination:
+            return i
     return None
 
 
@@ -507,15 +530,12 @@ def _drop_mirror(route: Obj, record: Obj) -> None:
     """Remove the mirror ``record`` says this Rollout added, and nothing else."""
     destination = record.get("destination")
     if record.get("field") == "mirrors":
+        # The list itself is the user's (the router only appends to one they wrote): it
+        # stays, even when it is empty again.
         mirrors = route.get("mirrors")
-        if not isinstance(mirrors, list):
-            return
-        for i, entry in enumerate(mirrors):
-            if isinstance(entry, dict) and entry.get("destination") == destination:
-                del mirrors[i]
-                break
-        if not mirrors:
-            route.pop("mirrors")
+        index = _own_entry(mirrors, destination)
+        if index is not None and isinstance(mirrors, list):
+            del mirrors[index]
     elif route.get("mirror") == destination:
         route.pop("mirror", None)
         route.pop("mirrorPercentage", None)
@@ -592,7 +612,7 @@ def desired_http(
         built = []
         for step in desired.header_routes:
             route_name = header_route_name(step.name, name, len(targets))
-            built.append(header_route(route, step, route_name, canary_destination, route_where))
+            built.append(header_route(route, step, route_name, entries[canary_i], route_where))
             header_records.setdefault(step.name, {})[route_name] = _digest(built[-1])
         headers_of[index] = built
     result: list[Obj] = []

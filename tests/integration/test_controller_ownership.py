@@ -349,6 +349,65 @@ def test_a_deleted_header_route_and_a_relabelled_subset_are_restored_and_reporte
     )
 
 
+def _users_mirror(vs: Obj) -> None:
+    http_route(vs)["mirror"] = {"host": "recorder"}
+
+
+def _conflicting_match(vs: Obj) -> None:
+    http_route(vs)["match"] = [{"headers": {"end-user": {"exact": "bob"}}}]
+
+
+def _record_deleted(vs: Obj) -> None:
+    del vs["metadata"]["annotations"]["rollout.dev/managed-routes"]
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [_users_mirror, _conflicting_match, _record_deleted],
+    ids=["users-mirror", "conflicting-match", "record-deleted"],
+)
+def test_an_edit_that_makes_the_routing_refuse_drains_the_canary(
+    cluster: Cluster, controller: ControllerHandle, edit: object
+) -> None:
+    """Mid-rollout, someone else's edit makes the steps unroutable. Before: InvalidSpec and
+    "change nothing": the canary kept 20% and its header route, unmeasured, and an abort
+    could not move them (the router refused every read)."""
+    cluster.create_service(service("reviews"))
+    steps: Steps = [
+        header_step("testers"),
+        {"setWeight": 20},
+        {"pause": {}},
+        {"setMirror": {"percent": 10}},
+        {"pause": {}},
+    ]
+    _, stable = start(cluster, steps)
+    canary = new_revision(cluster, "example.com/reviews:2")
+    paused(cluster, 20, canary)
+    vs = cluster.vs()
+    assert callable(edit)
+    edit(vs)
+    cluster.replace_vs(vs)
+
+    status = cluster.wait_status(
+        lambda s: s.get("phase") == "Degraded" and s["weights"]["canary"] == 0
+    )
+    assert condition(status, "InvalidSpec")["status"] == "True"
+    drained = cluster.wait_events("TrafficDrained")
+    assert drained[0]["type"] == "Warning"
+    assert subset_labels(cluster.dr())["canary"] == stable
+
+    def nothing_reaches_the_canary() -> None:
+        snapshot = _snapshot(cluster)
+        rng = random.Random(1)
+        vs = cluster.vs()
+        for headers in (TEST_USER, {}):
+            for _ in range(200):
+                for s in serve(snapshot, vs, headers, rng, "/"):
+                    assert s.workload.revision == stable
+
+    eventually(nothing_reaches_the_canary, timeout=3)
+
+
 # -- section 5: a header route stays inside its managed route ----------------------------------
 
 

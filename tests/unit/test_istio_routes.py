@@ -133,7 +133,7 @@ def test_a_header_route_keeps_everything_but_name_match_destinations_and_mirrors
         mirrors=[{"destination": {"host": "r2"}}],
     )
     route["x-custom"] = {"a": 1}
-    built = header_route(route, JASON, "testers", CANARY, "here")
+    built = header_route(route, JASON, "testers", {"destination": CANARY, "weight": 0}, "here")
     assert built == {
         "name": "testers",
         "match": [{"uri": {"prefix": "/api/reviews"}, "headers": {"end-user": {"exact": "jason"}}}],
@@ -228,6 +228,35 @@ def test_a_mirror_is_appended_to_the_users_mirrors_and_only_it_removed() -> None
     assert "mirror" not in primary
     http, _ = desired_http(v, ref(), ISTIO, RouteState("s", "s"), KEY)
     assert http[0]["mirrors"] == [recorder]
+
+
+def test_a_users_empty_mirrors_list_stays_when_the_canarys_entry_goes() -> None:
+    v = applied(vs(managed(mirrors=[])), RouteState("s", "c", 0, 10.0))
+    assert v["spec"]["http"][0]["mirrors"] == [
+        {"destination": CANARY, "percentage": {"value": 10.0}}
+    ]
+    http, _ = desired_http(v, ref(), ISTIO, RouteState("s", "s"), KEY)
+    assert http[0]["mirrors"] == []
+
+
+def test_a_users_mirror_to_the_canary_destination_is_not_taken_for_the_routers() -> None:
+    users = {"destination": dict(CANARY), "percentage": {"value": 5.0}}
+    v = applied(vs(managed(mirrors=[users])), RouteState("s", "c", 0, 10.0))
+    ours = {"destination": CANARY, "percentage": {"value": 10.0}}
+    assert v["spec"]["http"][0]["mirrors"] == [users, ours]
+    found = read_virtual_service(v, ref(), ISTIO, KEY)
+    assert found.seen == [(0, 10.0, ())] and found.consistent and found.edits == ()
+    http, _ = desired_http(v, ref(), ISTIO, RouteState("s", "s"), KEY)
+    assert http[0]["mirrors"] == [users]
+
+
+def test_a_header_route_keeps_the_canary_destinations_own_headers() -> None:
+    route = managed()
+    route["route"][1]["headers"] = {"response": {"set": {"x-canary": "1"}}}
+    http, _ = desired_http(vs(route), ref(), ISTIO, RouteState("s", "c", 0, 0, (JASON,)), KEY)
+    assert http[0]["route"] == [
+        {"destination": CANARY, "weight": 100, "headers": {"response": {"set": {"x-canary": "1"}}}}
+    ]
 
 
 def test_a_users_own_mirror_is_never_overwritten() -> None:

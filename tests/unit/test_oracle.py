@@ -359,6 +359,29 @@ def test_4_weights_pins_the_canary_mirror_header_routes_and_own_annotations_may_
     assert h.check() == []
 
 
+def test_4_a_header_route_in_another_namespaces_virtual_service_is_the_controllers() -> None:
+    """A Rollout in ``t`` routing through ``reviews.gw`` (``name.namespace``): its header
+    route there is its own. (Before, only Rollouts of the VirtualService's namespace counted.)"""
+
+    def in_gw(obj: Obj) -> Obj:
+        obj["metadata"]["namespace"] = "gw"
+        return obj
+
+    h = History()
+    h.add(in_gw(vs(0)), by_test=True, type_="ADDED")
+    h.add(dr(None, None), by_test=True, type_="ADDED")
+    moved = rollout(TEMPLATE_V1, steps=[{"setHeaderRoute": {"name": "testers"}}])
+    moved["spec"]["trafficRouting"]["istio"]["virtualServices"][0]["name"] = "reviews.gw"
+    h.add(moved, by_test=True)
+    h.add(dr(V1, V2))
+    header = {
+        "name": "testers",
+        "route": [{"destination": {"host": "reviews.t.svc.cluster.local", "subset": "canary"}}],
+    }
+    h.add(in_gw(vs(30, extra=[header])))
+    assert h.check() == []
+
+
 def test_4_the_tests_own_edit_becomes_the_new_baseline() -> None:
     edited = vs(0)
     edited["spec"]["http"][-1]["timeout"] = "1s"

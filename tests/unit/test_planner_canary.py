@@ -7,7 +7,8 @@ from datetime import timedelta
 from typing import Any
 
 from rollout.api.status import MeasurementPhase, RolloutStatus
-from rollout.domain.plan import MarkScaleDown, ScaleReplicaSet, SetRoute
+from rollout.domain.observed import RouteState
+from rollout.domain.plan import EmitEvent, MarkScaleDown, ScaleReplicaSet, SetRoute
 from tests.unit.world import World, example
 
 SIMPLE_GATE = {
@@ -341,6 +342,27 @@ def test_unreadable_traffic_routing_changes_nothing() -> None:
     assert all(type(a).__name__ == "EmitEvent" for a in plan.actions)
     assert world.status.phase == "Degraded"
     assert "not found" in world.status.message
+
+
+def test_routing_that_no_longer_fits_drains_the_canary_once() -> None:
+    """Someone else's edit makes the routing refuse the steps mid-rollout (their own mirror on
+    the managed route, a conflicting header match): no gate measures the canary and no abort
+    could move its traffic any more, so the planner drains it to stable, as an abort does."""
+    world = canary([{"setWeight": 20}, {"pause": {}}], analysis=False)
+    stable = world.revision
+    world.set_image("v2")
+    world.settle()
+    assert world.route is not None and world.route.canary_weight == 20
+    world.route = replace(world.route, problem="route primary has a mirror of its own")
+    world.route_error = "route primary has a mirror of its own"
+    plan = world.tick()
+    assert plan.of_type(SetRoute) == [SetRoute(RouteState(stable, stable))]
+    assert world.status.phase == "Degraded"
+    assert "mirror of its own" in world.status.message
+    assert [e.reason for e in plan.of_type(EmitEvent)] == ["InvalidSpec", "TrafficDrained"]
+    again = world.tick()
+    assert again.actions == ()
+    assert world.status.weights is not None and world.status.weights.canary == 0
 
 
 def test_plan_is_a_function_of_its_inputs() -> None:
