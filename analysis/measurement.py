@@ -8,7 +8,9 @@ rate window already covers the canary's traffic. A check's phase follows its cou
 - more than ``failureLimit`` failed measurements: Failed;
 - more than ``consecutiveErrorLimit`` errors in a row: Error;
 - more than ``inconclusiveLimit`` inconclusive measurements: Inconclusive;
-- ``count`` measurements reached: Successful if at least one passed, else Inconclusive;
+- ``count`` measurements reached: Successful if at least one passed and the latest passed,
+  Inconclusive if none passed; a Failed or Inconclusive latest measurement within its limit
+  is measured again (Running) until one passes or a limit is exceeded;
   otherwise Running (Pending before the first).
 
 Successful, Failed and Error are final: the check is no longer measured. Inconclusive is not:
@@ -66,7 +68,13 @@ def check_phase(check: CheckStatus, analysis: Analysis, count: int | None) -> An
     measured = check.successful + check.failed + check.inconclusive
     if count is not None and measured >= count:
         # Tolerated inconclusive results are not a pass on their own: no data, no promotion.
-        return "Successful" if check.successful else "Inconclusive"
+        if not check.successful:
+            return "Inconclusive"
+        # A run is Successful only on a Successful latest measurement: a Failed or
+        # Inconclusive one tolerated by its limit is measured again (the limits bound how
+        # often), never the verdict that moves the canary on.
+        latest = check.measurements[-1].phase if check.measurements else "Successful"
+        return "Successful" if latest == "Successful" else "Running"
     return "Running" if measured or check.errors else "Pending"
 
 

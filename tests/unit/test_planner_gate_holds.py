@@ -392,3 +392,36 @@ def test_a_first_revision_available_in_time_is_healthy() -> None:
     world.run_for(600)
     assert world.status.phase == "Healthy"
     assert list(deadline_events(world)) == []
+
+
+# -- a counted run whose latest measurement is tolerated but not Successful ------------------
+
+
+def test_a_counted_run_ending_on_a_tolerated_failure_does_not_advance_the_step() -> None:
+    """count 2, failureLimit 1: Successful then Failed (30% errors) used to complete the run
+    as Successful and move the failing canary from 20% to 50%."""
+    steps = [{"setWeight": 20}, {"analysis": {"count": 2}}, {"setWeight": 50}, {"pause": {}}]
+    world = canary(steps, failureLimit=1)
+    start(world, script("Successful", then="Failed"))
+    world.run_for(60)
+    assert 50 not in weights(world)
+    assert world.status.abort_reason == "AnalysisFailed"
+    assert world.route is not None and world.route.canary_weight == 0
+
+
+def test_a_counted_run_ending_on_a_tolerated_inconclusive_does_not_advance_the_step() -> None:
+    steps = [{"setWeight": 20}, {"analysis": {"count": 2}}, {"setWeight": 50}, {"pause": {}}]
+    world = canary(steps, inconclusiveLimit=3)
+    start(world, script("Successful", then="Inconclusive"))
+    world.run_for(60)
+    assert 50 not in weights(world)
+
+
+def test_a_counted_run_moves_on_once_a_later_measurement_passes() -> None:
+    steps = [{"setWeight": 20}, {"analysis": {"count": 2}}, {"setWeight": 50}, {"pause": {}}]
+    world = canary(steps, failureLimit=1)
+    start(world, script("Successful", "Failed"))
+    world.run_for(60)
+    assert 50 in weights(world)
+    run = world.status.analysis
+    assert run is not None
