@@ -58,6 +58,19 @@ def new_run(analysis: Analysis, now: datetime, count: int | None) -> AnalysisSta
     return AnalysisStatus(phase="Pending", started_at=now, count=count, checks=checks)
 
 
+def rerun(run: AnalysisStatus, analysis: Analysis, now: datetime) -> AnalysisStatus:
+    """A fresh run after the operator promoted past an Inconclusive ``run``.
+
+    The counters start afresh, but each check keeps its latest measurement: a re-run gate
+    holds the step (``latest_passed``) until a new measurement passes, rather than letting the
+    canary move on before it has measured anything.
+    """
+    fresh = new_run(analysis, now, run.count)
+    last = {c.name: c.measurements[-1:] for c in run.checks}
+    checks = [c.model_copy(update={"measurements": last.get(c.name, [])}) for c in fresh.checks]
+    return fresh.model_copy(update={"checks": checks})
+
+
 def check_phase(check: CheckStatus, analysis: Analysis, count: int | None) -> AnalysisPhase:
     if check.failed > analysis.failure_limit:
         return "Failed"
