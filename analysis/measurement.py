@@ -8,7 +8,9 @@ rate window already covers the canary's traffic. A check's phase follows its cou
 - more than ``failureLimit`` failed measurements: Failed;
 - more than ``consecutiveErrorLimit`` errors in a row: Error;
 - more than ``inconclusiveLimit`` inconclusive measurements: Inconclusive;
-- ``count`` measurements reached: Successful if at least one passed, else Inconclusive;
+- ``count`` measurements reached: Successful if at least one passed and the latest passed,
+  Inconclusive if none passed; a Failed or Inconclusive latest measurement within its limit
+  is measured again (Running) until one passes or a limit is exceeded;
   otherwise Running (Pending before the first).
 
 Successful, Failed and Error are final: the check is no longer measured. Inconclusive is not:
@@ -56,6 +58,19 @@ def new_run(analysis: Analysis, now: datetime, count: int | None) -> AnalysisSta
     return AnalysisStatus(phase="Pending", started_at=now, count=count, checks=checks)
 
 
+def rerun(run: AnalysisStatus, analysis: Analysis, now: datetime) -> AnalysisStatus:
+    """A fresh run after the operator promoted past an Inconclusive ``run``.
+
+    The counters start afresh, but each check keeps its latest measurement: a re-run gate
+    holds the step (``latest_passed``) until a new measurement passes, rather than letting the
+    canary move on before it has measured anything.
+    """
+    fresh = new_run(analysis, now, run.count)
+    last = {c.name: c.measurements[-1:] for c in run.checks}
+    checks = [c.model_copy(update={"measurements": last.get(c.name, [])}) for c in fresh.checks]
+    return fresh.model_copy(update={"checks": checks})
+
+
 def check_phase(check: CheckStatus, analysis: Analysis, count: int | None) -> AnalysisPhase:
     if check.failed > analysis.failure_limit:
         return "Failed"
@@ -66,7 +81,13 @@ def check_phase(check: CheckStatus, analysis: Analysis, count: int | None) -> An
     measured = check.successful + check.failed + check.inconclusive
     if count is not None and measured >= count:
         # Tolerated inconclusive results are not a pass on their own: no data, no promotion.
-        return "Successful" if check.successful else "Inconclusive"
+        if not check.successful:
+            return "Inconclusive"
+        # A run is Successful only on a Successful latest measurement: a Failed or
+        # Inconclusive one tolerated by its limit is measured again (the limits bound how
+        # often), never the verdict that moves the canary on.
+        latest = check.measurements[-1].phase if check.measurements else "Successful"
+        return "Successful" if latest == "Successful" else "Running"
     return "Running" if measured or check.errors else "Pending"
 
 

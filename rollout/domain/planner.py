@@ -350,7 +350,7 @@ class _Planner:
             return False
         if run.phase == "Inconclusive" and not self._has_pause(PAUSE_INCONCLUSIVE):
             if was == "Inconclusive":  # the operator promoted: measure again, do not skip
-                self.st.analysis = gate.new_run(analysis, self.now, run.count)
+                self.st.analysis = gate.rerun(run, analysis, self.now)
                 self._event("Normal", "AnalysisRestarted", "operator promoted: gate measures again")
             else:
                 self._add_pause(PAUSE_INCONCLUSIVE)

@@ -50,6 +50,11 @@ def feed(spec: Analysis, phases: list[MeasurementPhase], count: int | None = 3) 
         ({"inconclusiveLimit": 1}, ["Inconclusive", "Successful", "Successful"], "Successful"),
         ({"consecutiveErrorLimit": 1}, ["Error", "Error"], "Error"),
         ({"consecutiveErrorLimit": 1}, ["Error", "Successful", "Error"], "Running"),
+        # count reached, but the latest measurement is only tolerated: measured again
+        ({"failureLimit": 1}, ["Successful", "Successful", "Failed"], "Running"),
+        ({"failureLimit": 1}, ["Successful", "Successful", "Failed", "Successful"], "Successful"),
+        ({"inconclusiveLimit": 2}, ["Successful", "Inconclusive", "Inconclusive"], "Running"),
+        ({"failureLimit": 1}, ["Successful", "Failed", "Failed"], "Failed"),
     ],
 )
 def test_run_phase_follows_the_limits(

@@ -392,3 +392,79 @@ def test_a_first_revision_available_in_time_is_healthy() -> None:
     world.run_for(600)
     assert world.status.phase == "Healthy"
     assert list(deadline_events(world)) == []
+
+
+# -- a counted run whose latest measurement is tolerated but not Successful ------------------
+
+
+def test_a_counted_run_ending_on_a_tolerated_failure_does_not_advance_the_step() -> None:
+    """count 2, failureLimit 1: Successful then Failed (30% errors) used to complete the run
+    as Successful and move the failing canary from 20% to 50%."""
+    steps: list[dict[str, Any]] = [
+        {"setWeight": 20},
+        {"analysis": {"count": 2}},
+        {"setWeight": 50},
+        {"pause": {}},
+    ]
+    world = canary(steps, failureLimit=1)
+    start(world, script("Successful", then="Failed"))
+    world.run_for(60)
+    assert 50 not in weights(world)
+    assert world.status.abort_reason == "AnalysisFailed"
+    assert world.route is not None and world.route.canary_weight == 0
+
+
+def test_a_counted_run_ending_on_a_tolerated_inconclusive_does_not_advance_the_step() -> None:
+    steps: list[dict[str, Any]] = [
+        {"setWeight": 20},
+        {"analysis": {"count": 2}},
+        {"setWeight": 50},
+        {"pause": {}},
+    ]
+    world = canary(steps, inconclusiveLimit=3)
+    start(world, script("Successful", then="Inconclusive"))
+    world.run_for(60)
+    assert 50 not in weights(world)
+
+
+def test_a_counted_run_moves_on_once_a_later_measurement_passes() -> None:
+    steps: list[dict[str, Any]] = [
+        {"setWeight": 20},
+        {"analysis": {"count": 2}},
+        {"setWeight": 50},
+        {"pause": {}},
+    ]
+    world = canary(steps, failureLimit=1)
+    start(world, script("Successful", "Failed"))
+    world.run_for(60)
+    assert 50 in weights(world)
+    run = world.status.analysis
+    assert run is not None
+
+
+# -- `rollout promote` on an Inconclusive pause re-runs the gate before the canary moves -------
+
+
+def test_promote_on_an_inconclusive_pause_holds_the_step_until_the_rerun_measures() -> None:
+    """Before: promote cleared both pauses, the gate restarted empty ("not yet due") and the
+    failing canary moved 20 -> 50 at once, to be rolled back only a measurement later."""
+    world = canary([{"setWeight": 20}, {"pause": {"duration": 30}}, {"setWeight": 50}])
+    start(world, script("Inconclusive", then="Failed"))
+    world.run_for(12)
+    assert "InconclusiveAnalysis" in pauses(world)
+    world.promote()
+    world.run_for(20)
+    assert "AnalysisRestarted" in world.reasons()
+    assert 50 not in weights(world)
+    assert world.status.abort_reason == "AnalysisFailed"
+
+
+def test_promote_on_an_inconclusive_pause_moves_on_once_the_rerun_passes() -> None:
+    world = canary(
+        [{"setWeight": 20}, {"pause": {"duration": 30}}, {"setWeight": 50}, {"pause": {}}]
+    )
+    start(world, script("Inconclusive"))
+    world.run_for(12)
+    world.promote()
+    world.run_for(20)
+    assert 50 in weights(world)
