@@ -167,6 +167,18 @@ def summary(checks: Iterable[CheckStatus]) -> str:
     return ", ".join(parts)
 
 
+def why(run: AnalysisStatus) -> str:
+    """The run's summary and, for each check that blocks it (Failed, Error, Inconclusive, not
+    dry-run), its latest measurement's message: ``error-rate Error, latency 1 (error-rate: the
+    query returned NaN ...)``, so an abort's Event names the bad value, not only the phase."""
+    details = [
+        f"{c.name}: {c.measurements[-1].message}"
+        for c in run.checks
+        if c.phase in BLOCKING and not c.dry_run and c.measurements
+    ]
+    return f"{run.message} ({'; '.join(details)})" if details else run.message
+
+
 def last_measured_at(run: AnalysisStatus, check: CheckStatus) -> datetime | None:
     return check.measurements[-1].at if check.measurements else run.started_at
 

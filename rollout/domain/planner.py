@@ -345,7 +345,7 @@ class _Planner:
         run = gate.record(run, analysis, self.obs.measurements)
         self.st.analysis = run
         if run.phase in ("Failed", "Error"):
-            self._abort(ABORT_ANALYSIS, f"gate {run.phase}: {run.message}")
+            self._abort(ABORT_ANALYSIS, f"gate {run.phase}: {gate.why(run)}")
             self._aborted()
             return False
         if run.phase == "Inconclusive" and not self._has_pause(PAUSE_INCONCLUSIVE):

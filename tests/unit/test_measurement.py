@@ -181,3 +181,20 @@ def test_latest_passed_looks_at_the_latest_measurement_of_each_deciding_check(
         failing = Measurement(at=m.at, phase="Failed", value=1.0)
         run = gate.record(run, spec, [("error-rate", m), ("shadow", failing)])
     assert gate.latest_passed(run) is passed  # the dry-run shadow check never decides
+
+
+def test_why_names_the_blocking_checks_latest_message() -> None:
+    from rollout.api.status import AnalysisStatus, CheckStatus
+
+    at = T0
+    bad = Measurement(at=at, phase="Error", message="the query returned NaN")
+    good = Measurement(at=at, phase="Successful", value=0.0, message="error rate 0")
+    run = AnalysisStatus(
+        phase="Error",
+        message="ratio Error, latency 1",
+        checks=[
+            CheckStatus(name="ratio", phase="Error", errors=5, measurements=[bad]),
+            CheckStatus(name="latency", phase="Running", successful=1, measurements=[good]),
+        ],
+    )
+    assert gate.why(run) == "ratio Error, latency 1 (ratio: the query returned NaN)"
