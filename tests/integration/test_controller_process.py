@@ -165,6 +165,21 @@ def test_one_leader_at_a_time_and_a_standby_takes_over(
     assert "Traceback" not in standby.log.read_text()
 
 
+def test_a_standby_that_never_led_stops_on_sigterm_with_exit_0(
+    api_client: client.ApiClient, namespace: str, replicas: list[Replica]
+) -> None:
+    # Every rolling restart of a two-replica controller SIGTERMs a standby; it used to stop
+    # with a SchedulerNotRunningError traceback and exit 1 (its timers never started).
+    leader_pid = eventually(lambda: holder_pid(api_client, namespace), timeout=15)
+    standby = next(r for r in replicas if r.pid != leader_pid)
+    eventually(lambda: "starting" in standby.log.read_text(), timeout=10)
+    consistently(lambda: None, 1.0)  # its caches are warm, it campaigns
+    standby.process.send_signal(signal.SIGTERM)
+    assert standby.process.wait(timeout=15) == 0, standby.log.read_text()
+    assert "Traceback" not in standby.log.read_text()
+    assert holder_pid(api_client, namespace) == leader_pid
+
+
 def test_a_bad_kubeconfig_is_one_line_and_exit_1(tmp_path: Path) -> None:
     missing = tmp_path / "nope" / "kubeconfig"
     result = subprocess.run(
