@@ -136,9 +136,8 @@ def _controller_traces(api: client.ApiClient, namespace: str) -> list[str]:
         if (e.source and e.source.component == COMPONENT) or e.reporting_component == COMPONENT
     ]
     leases = client.CoordinationV1Api(api).list_namespaced_lease(namespace).items
-    found += [
-        f"Lease {lease.metadata.name}" for lease in leases if lease.metadata.name == COMPONENT
-    ]
+    names = [lease.metadata.name for lease in leases if lease.metadata is not None]
+    found += [f"Lease {COMPONENT}" for name in names if name == COMPONENT]
     return found
 
 
