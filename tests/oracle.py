@@ -654,19 +654,28 @@ def _short(value: Any, limit: int = 160) -> str:
 # -- invariant 5 -----------------------------------------------------------------------------
 
 
-def _unsuccessful_checks(status: Obj) -> list[str]:
-    out = []
+def _latest_measurements(status: Obj) -> dict[str, str | None]:
+    """{check: None if its latest measurement is Successful, else what it is}, for the
+    non-dry-run checks with a measurement in ``status``."""
+    out: dict[str, str | None] = {}
     for c in (status.get("analysis") or {}).get("checks") or []:
         if not isinstance(c, dict) or c.get("dryRun"):
             continue
         measurements = c.get("measurements") or []
-        if measurements and (measurements[-1] or {}).get("phase") != "Successful":
-            last = measurements[-1]
-            out.append(
-                f"check {c.get('name')}: latest measurement {last.get('phase')} "
-                f"(value {last.get('value')}, {last.get('message') or 'no message'})"
-            )
+        if not measurements:
+            continue
+        last = measurements[-1] or {}
+        out[str(c.get("name"))] = (
+            None
+            if last.get("phase") == "Successful"
+            else f"check {c.get('name')}: latest measurement {last.get('phase')} "
+            f"(value {last.get('value')}, {last.get('message') or 'no message'})"
+        )
     return out
+
+
+def _unsuccessful_checks(status: Obj) -> list[str]:
+    return [p for p in _latest_measurements(status).values() if p is not None]
 
 
 # -- the replay ------------------------------------------------------------------------------
@@ -696,6 +705,9 @@ def check(
     baselines: dict[Key, Obj] = {}
     previous_rollout: dict[Key, Obj] = {}
     promote_full: dict[Key, str | None] = {}  # rollout -> canary revision promoteFull was for
+    # rollout -> (canary revision, template, {check: problem or None}): each check's latest
+    # measurement seen for that canary, kept when a later status no longer shows it
+    measured: dict[Key, tuple[Any, Any, dict[str, str | None]]] = {}
     header_history: list[tuple[float, str, set[str]]] = []  # (at, namespace, names)
 
     for v in ordered:
@@ -741,8 +753,9 @@ def check(
             after_failure.on_rollout(world, v, prev)
             if v.type == "DELETED":
                 previous_rollout.pop(v.key, None)
+                measured.pop(v.key, None)
             else:
-                out += _promotion_violations(v, prev, promote_full)
+                out += _promotion_violations(v, prev, promote_full, measured)
                 previous_rollout[v.key] = v.obj
         availability.step(world, v)
         after_failure.step(world, v)
@@ -754,21 +767,42 @@ def check(
 
 
 def _promotion_violations(
-    v: Version, prev: Obj | None, promote_full: dict[Key, str | None]
+    v: Version,
+    prev: Obj | None,
+    promote_full: dict[Key, str | None],
+    measured: dict[Key, tuple[Any, Any, dict[str, str | None]]],
 ) -> list[Violation]:
+    """Invariant 5 for one Rollout version. ``measured`` remembers each check's latest
+    measurement for the current canary revision, so that a status that drops the analysis
+    (or a run restarted without a measurement) before the promotion does not hide that the
+    last verdict seen was not Successful; it is forgotten on a new canary revision, a new
+    template or an operator retry."""
     status = v.obj.get("status") or {}
     before = (prev or {}).get("status") or {}
+    template = (v.obj.get("spec") or {}).get("template")
     canary = status.get("canaryRevision") or before.get("canaryRevision")
+    retried = bool(before.get("abort")) and not bool(status.get("abort"))
+    memory = measured.get(v.key)
+    if memory is not None and (memory[0] != before.get("canaryRevision") or retried):
+        memory = None
+    if memory is not None and memory[1] != template:
+        memory = None
+    latest = dict(memory[2]) if memory is not None else {}
+    latest.update(_latest_measurements(before))
     if status.get("promoteFull"):
         promote_full[v.key] = canary
     old, new = before.get("stableRevision"), status.get("stableRevision")
-    if not old or not new or old == new or not _steps(v.obj):
-        return []
-    if v.key in promote_full and promote_full[v.key] in (None, new, canary):
-        return []
-    problems = _unsuccessful_checks(before) + [
-        p for p in _unsuccessful_checks(status) if p not in _unsuccessful_checks(before)
-    ]
-    if not problems:
-        return []
-    return [_v(5, v, f"stableRevision {old} -> {new} while " + "; ".join(problems))]
+    out: list[Violation] = []
+    promoted = bool(old and new and old != new and _steps(v.obj))
+    exempt = v.key in promote_full and promote_full[v.key] in (None, new, canary)
+    if promoted and not exempt:
+        remembered = [p for p in latest.values() if p is not None]
+        problems = remembered + [p for p in _unsuccessful_checks(status) if p not in remembered]
+        if problems:
+            out.append(_v(5, v, f"stableRevision {old} -> {new} while " + "; ".join(problems)))
+    # what this version shows, for the next one
+    if status.get("canaryRevision") != before.get("canaryRevision") or retried or promoted:
+        latest = {}
+    latest.update(_latest_measurements(status))
+    measured[v.key] = (status.get("canaryRevision"), template, latest)
+    return out

@@ -41,6 +41,7 @@ log = logging.getLogger(__name__)
 LEASE_DURATION = 15.0
 RENEW_DEADLINE = 10.0
 RETRY_PERIOD = 2.0
+MAX_LEASE_SECONDS = 2**31 - 1  # Lease.spec.leaseDurationSeconds is an int32
 
 
 def micro_time(when: datetime) -> str:
@@ -50,7 +51,20 @@ def micro_time(when: datetime) -> str:
 def check_durations(lease_duration: float, renew_deadline: float, retry_period: float) -> None:
     """Raise ``ValueError`` (naming the flags) unless lease > renew > retry > 0 (seconds), as
     client-go requires: the gap lease - renew is the time by which the old leader's writes
-    stop before a new leader can start."""
+    stop before a new leader can start. Each must be finite, and the lease duration fit the
+    Lease's ``leaseDurationSeconds`` (an int32)."""
+    for flag, value in (
+        ("--lease-duration", lease_duration),
+        ("--renew-deadline", renew_deadline),
+        ("--retry-period", retry_period),
+    ):
+        if not math.isfinite(value):
+            raise ValueError(f"{flag} must be a finite number of seconds, got {value:g}")
+    if lease_duration > MAX_LEASE_SECONDS:
+        raise ValueError(
+            f"--lease-duration must be at most {MAX_LEASE_SECONDS}s "
+            f"(the Lease's leaseDurationSeconds), got {lease_duration:g}s"
+        )
     if not retry_period > 0:
         raise ValueError(f"--retry-period must be > 0s, got {retry_period:g}s")
     if not renew_deadline > retry_period:

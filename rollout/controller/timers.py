@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 
 from apscheduler.jobstores.base import JobLookupError
 from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.schedulers.base import STATE_STOPPED
 
 
 class Timers:
@@ -47,4 +48,6 @@ class Timers:
         return len(self._scheduler.get_jobs())
 
     def stop(self) -> None:
-        self._scheduler.shutdown(wait=False)
+        """Stop firing; a no-op when never started (a standby that never led)."""
+        if self._scheduler.state != STATE_STOPPED:
+            self._scheduler.shutdown(wait=False)

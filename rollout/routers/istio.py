@@ -333,17 +333,31 @@ class IstioRouter:
         """Apply the JSON patch ``ops_of`` builds from a fresh read; none: nothing to do.
 
         The operations start with ``test``s of what they replace, so a concurrent change fails
-        the patch (409/422): read again and rebuild.
+        the patch (409/422): read again and rebuild. A 422 is also how the API refuses an object
+        for good (a schema or admission rule, annotations over their size limit): when the
+        fresh read shows the object unchanged since the refused patch was built, the ``test``s
+        held, so the 422 is that refusal and is raised as it is (``Invalid``: final), not
+        retried as a conflict in a backoff loop.
         """
+        refused: Invalid | None = None
+        refused_version: str | None = None
         for _ in range(WRITE_ATTEMPTS):
-            ops = ops_of(fetch())
+            current = fetch()
+            version = (current.get("metadata") or {}).get("resourceVersion")
+            if refused is not None and version is not None and version == refused_version:
+                raise refused
+            ops = ops_of(current)
             if not ops:
                 return False
             try:
                 self.access.patch(res, namespace, name, ops, patch_type="json")
                 return True
-            except (Conflict, Invalid):
+            except Conflict:
+                refused = None
                 continue  # changed under us: read again and rebuild
+            except Invalid as error:
+                refused, refused_version = error, version
+                continue  # a failed test (changed under us), or a refusal: read again
         raise Conflict(f"{res.kind} {namespace}/{name} kept changing; gave up after retries")
 
 

@@ -106,7 +106,39 @@ def controller(sandbox_kubeconfig: Path, namespace: str) -> Iterator[ControllerH
 
 
 # The fixtures that run a controller: a test using one is judged by the safety oracle.
-CONTROLLERS = ("controller", "gated_controller", "replicas")
+CONTROLLERS = (
+    "controller",
+    "gated_controller",
+    "replicas",
+    "recording",
+    "proxied_controller",
+    "lease_breaker",
+)
+# Modules whose tests may start a controller in their body (``ControllerHandle``, a
+# ``rollout controller`` process): every test of theirs on a namespace is judged too.
+CONTROLLER_MODULES = ("test_controller_", "test_cli_operator")
+COMPONENT = "rollout-controller"
+
+
+def _runs_a_controller(request: pytest.FixtureRequest) -> bool:
+    if any(name in request.fixturenames for name in CONTROLLERS):
+        return True
+    module = request.node.module.__name__.rsplit(".", 1)[-1]
+    return "namespace" in request.fixturenames and module.startswith(CONTROLLER_MODULES)
+
+
+def _controller_traces(api: client.ApiClient, namespace: str) -> list[str]:
+    """What a controller left in ``namespace``: its Events, its Lease (by their names)."""
+    core = core_v1(api)
+    found = [
+        f"Event {e.reason} on {e.involved_object.kind} {e.involved_object.name}"
+        for e in core.list_namespaced_event(namespace).items
+        if (e.source and e.source.component == COMPONENT) or e.reporting_component == COMPONENT
+    ]
+    leases = client.CoordinationV1Api(api).list_namespaced_lease(namespace).items
+    names = [lease.metadata.name for lease in leases if lease.metadata is not None]
+    found += [f"Lease {COMPONENT}" for name in names if name == COMPONENT]
+    return found
 
 
 @pytest.fixture(autouse=True)
@@ -115,17 +147,32 @@ def safety_oracle(request: pytest.FixtureRequest) -> Iterator[None]:
 
     It watches the test's namespace (and every namespace the test creates) while the test
     runs, and fails the test at teardown on any violation of the five invariants, listed
-    readably; ``tests/oracle_known.py`` is the only allowlist. Tests without a controller
-    skip it at no cost.
+    readably; ``tests/oracle_known.py`` is the only allowlist. A test that runs a controller
+    is recognised by its fixtures (``CONTROLLERS``) or its module (``CONTROLLER_MODULES``); any
+    other test on a namespace is checked at teardown for traces of a controller (its Events,
+    a Lease), so that a controller started some new way cannot escape the oracle unnoticed.
     """
-    running = [name for name in CONTROLLERS if name in request.fixturenames]
-    if not running:
+    if not _runs_a_controller(request):
+        if "namespace" not in request.fixturenames:
+            yield
+            return
+        api = request.getfixturevalue("api_client")
+        namespace = request.getfixturevalue("namespace")
         yield
+        traces = _controller_traces(api, namespace)
+        if traces:
+            pytest.fail(
+                f"{request.node.nodeid} ran a controller without the safety oracle "
+                f"({', '.join(traces[:3])}): add its fixture to CONTROLLERS in "
+                "tests/integration/conftest.py",
+                pytrace=False,
+            )
         return
     api = request.getfixturevalue("api_client")
     namespace = request.getfixturevalue("namespace")
-    for name in running:  # set up first, so torn down after the verdict below
-        request.getfixturevalue(name)
+    for name in CONTROLLERS:  # set up first, so torn down after the verdict below
+        if name in request.fixturenames:
+            request.getfixturevalue(name)
     watch = OracleWatch(api, [namespace], request.getfixturevalue("test_writes")).start()
     yield
     violations = watch.verify(request.node.nodeid)

@@ -190,3 +190,45 @@ def test_a_canary_whose_replica_set_is_refused_leaves_all_traffic_on_stable(
     # The image added back: the canary starts.
     cluster.set_template(pod_template("reviews", "example.com/reviews:2"))
     cluster.wait_status(lambda s: s.get("phase") == "Paused" and s["weights"]["canary"] == 20)
+
+
+def test_a_virtual_service_patch_the_api_refuses_is_reported_not_retried_forever(
+    cluster: Cluster, recording: RecordingAccess
+) -> None:
+    # A real 422 on the VirtualService (not a failed ``test`` of the JSON patch): the user's
+    # annotations (a kubectl last-applied-configuration of a big VirtualService, say) leave
+    # no room for the controller's ownership record, so the API refuses every patch with
+    # "metadata.annotations: Too long". It used to be read as "changed under us", retried 5
+    # times per reconcile and raised as a Conflict ("kept changing; gave up after retries"):
+    # backoff forever, no condition, no Event, the canary's replicas up and nobody told.
+    cluster.create_istio("destinationrules", destination_rule())
+    body = virtual_service()
+    key = "example.com/big"
+    body["metadata"]["annotations"] = {key: "x" * (256 * 1024 - len(key) - 8)}
+    cluster.create_istio("virtualservices", body)
+    cluster.create_rollout(rollout_manifest(steps=[{"setWeight": 20}, {"pause": {}}]))
+    stable = cluster.wait_healthy()["stableRevision"]
+    vs_version = cluster.vs()["metadata"]["resourceVersion"]
+    cluster.set_template(pod_template("reviews", "example.com/reviews:2"))
+
+    def refused_route(status: Obj) -> bool:
+        conds = {c["type"]: c for c in status.get("conditions") or []}
+        spec = conds.get("InvalidSpec", {})
+        return spec.get("reason") == "ApiRejected" and "routing traffic" in spec.get("message", "")
+
+    status = cluster.wait_status(refused_route, timeout=20)
+    message = condition(status, "InvalidSpec")["message"]
+    assert "virtualservices/reviews: VirtualService" in message, message
+    assert "metadata.annotations: Too long" in message, message
+    assert status["stableRevision"] == stable and status["phase"] == "Degraded"
+    warnings = cluster.wait_events("ApiRejected")
+    assert warnings[-1]["type"] == "Warning" and warnings[-1]["message"] == message
+    # No loop: once refused, nothing more is attempted until something changes.
+    consistently(lambda: None, 1.0)
+    patches, events = recording.count("virtualservices", "patch"), len(cluster.events())
+    consistently(lambda: None, 4.0, interval=0.2)
+    assert recording.count("virtualservices", "patch") == patches, recording.attempts
+    assert len(cluster.events()) == events
+    vs = cluster.vs()
+    assert vs["metadata"]["resourceVersion"] == vs_version
+    assert canary_weight(vs) == 0

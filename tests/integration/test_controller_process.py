@@ -165,6 +165,21 @@ def test_one_leader_at_a_time_and_a_standby_takes_over(
     assert "Traceback" not in standby.log.read_text()
 
 
+def test_a_standby_that_never_led_stops_on_sigterm_with_exit_0(
+    api_client: client.ApiClient, namespace: str, replicas: list[Replica]
+) -> None:
+    # Every rolling restart of a two-replica controller SIGTERMs a standby; it used to stop
+    # with a SchedulerNotRunningError traceback and exit 1 (its timers never started).
+    leader_pid = eventually(lambda: holder_pid(api_client, namespace), timeout=15)
+    standby = next(r for r in replicas if r.pid != leader_pid)
+    eventually(lambda: "starting" in standby.log.read_text(), timeout=10)
+    consistently(lambda: None, 1.0)  # its caches are warm, it campaigns
+    standby.process.send_signal(signal.SIGTERM)
+    assert standby.process.wait(timeout=15) == 0, standby.log.read_text()
+    assert "Traceback" not in standby.log.read_text()
+    assert holder_pid(api_client, namespace) == leader_pid
+
+
 def test_a_bad_kubeconfig_is_one_line_and_exit_1(tmp_path: Path) -> None:
     missing = tmp_path / "nope" / "kubeconfig"
     result = subprocess.run(
@@ -378,3 +393,59 @@ def test_inconsistent_durations_are_refused_with_a_clear_error() -> None:
         words = " ".join(word for word in result.stderr.split() if word != "│")
         assert message in words, result.stderr
         assert "Traceback" not in result.stderr
+
+
+def test_a_leader_paused_past_its_lease_does_not_write_when_it_resumes(
+    api_client: client.ApiClient,
+    namespace: str,
+    sandbox_kubeconfig: Path,
+    lease_breaker: tuple[LeaseBreaker, Path],
+    tmp_path: Path,
+) -> None:
+    # SIGSTOP (a stalled VM, a GC pause, a debugger) freezes the leader mid-rollout; the standby
+    # takes the Lease; on SIGCONT the old leader's workers wake up with writes in hand. Not one
+    # may reach the API: the fence compares the monotonic clock, which ran on while it slept.
+    proxy, proxied = lease_breaker
+    cluster = Cluster(api_client, namespace)
+    old = Replica(proxied, namespace, tmp_path / "old.log", FAST)
+    new: Replica | None = None
+    try:
+
+        def old_leads() -> None:
+            assert holder_pid(api_client, namespace) == old.pid
+
+        eventually(old_leads, timeout=15, interval=0.05)
+        new = Replica(sandbox_kubeconfig, namespace, tmp_path / "new.log", FAST)
+        cluster.create_istio("destinationrules", destination_rule())
+        cluster.create_istio("virtualservices", virtual_service())
+        cluster.create_rollout(rollout_manifest(steps=BUSY_STEPS))
+        cluster.wait_healthy()
+        cluster.set_template(pod_template("reviews", "example.com/reviews:2"))
+        cluster.wait_status(lambda s: s["weights"]["canary"] >= 10, timeout=15)
+        old_leads()
+
+        os.kill(old.pid, signal.SIGSTOP)
+        standby = new
+
+        def taken_over() -> None:
+            assert holder_pid(api_client, namespace) == standby.pid
+
+        eventually(taken_over, timeout=15, interval=0.05)
+        lease = coordination_v1(api_client).read_namespaced_lease(LEASE, namespace)
+        acquired = lease.spec.acquire_time.timestamp()
+        # The standby writes while the old leader sleeps with writes pending.
+        consistently(lambda: None, 2.0)
+        os.kill(old.pid, signal.SIGCONT)
+        assert old.process.wait(timeout=15) == 1, old.log.read_text()
+        log = old.log.read_text()
+        assert "lost leadership" in log and "Traceback" not in log, log
+        late = proxy.writes_since(acquired)
+        assert late == [], f"the old leader wrote after the new one took the Lease: {late}"
+        at_takeover = cluster.status()["weights"]["canary"]
+        cluster.wait_status(lambda s: s["weights"]["canary"] >= at_takeover + 10, timeout=15)
+    finally:
+        if old.process.poll() is None:
+            os.kill(old.pid, signal.SIGCONT)
+        old.close()
+        if new is not None:
+            new.close()

@@ -355,6 +355,12 @@ def test_an_event_the_fence_refuses_stops_the_reconcile() -> None:
         (15, 2, 2, "--renew-deadline (2s) must be greater than --retry-period (2s)"),
         (15, 10, 0, "--retry-period must be > 0s"),
         (15, 10, -1, "--retry-period must be > 0s"),
+        # Non-finite or oversized values passed the ordering checks and then killed the
+        # elector thread (OverflowError writing leaseDurationSeconds): a replica that never
+        # led, forever, behind a healthy /healthz.
+        (float("inf"), 10, 2, "--lease-duration must be a finite number of seconds, got inf"),
+        (15, 10, float("nan"), "--retry-period must be a finite number of seconds, got nan"),
+        (1e12, 10, 2, "--lease-duration must be at most 2147483647s"),
     ],
 )
 def test_durations_must_be_lease_over_renew_over_retry(

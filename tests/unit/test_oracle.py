@@ -425,3 +425,33 @@ def test_5_promotion_after_success_dry_run_or_promote_full_is_fine() -> None:
         h.add(rollout(TEMPLATE_V2, **running, **extra))
         h.add(rollout(TEMPLATE_V2, **promoted))
         assert h.check() == [], extra
+
+
+def test_5_a_promotion_after_the_analysis_was_dropped_from_the_status_is_caught() -> None:
+    # A controller that clears status.analysis (or restarts a run) after a Failed measurement
+    # and promotes in its next write used to pass: only the previous version was looked at.
+    h = History().steady()
+    running: Obj = {"stableRevision": V1, "canaryRevision": V2, "phase": "Progressing"}
+    h.add(rollout(TEMPLATE_V2, **running, analysis=analysis("Successful", "Failed")))
+    h.add(rollout(TEMPLATE_V2, **running))
+    h.add(rollout(TEMPLATE_V2, **running, analysis={"phase": "Running", "checks": []}))
+    h.add(rollout(TEMPLATE_V2, stableRevision=V2, canaryRevision=V2, phase="Healthy"))
+    found = h.check()
+    assert invariants(found) == [5], report(found)
+    assert "latest measurement Failed" in found[0].message
+
+
+def test_5_a_later_success_a_retry_or_a_new_revision_clears_the_memory() -> None:
+    running: Obj = {"stableRevision": V1, "canaryRevision": V2, "phase": "Progressing"}
+    promoted: Obj = {"stableRevision": V2, "canaryRevision": V2, "phase": "Healthy"}
+    h = History().steady()
+    h.add(rollout(TEMPLATE_V2, **running, analysis=analysis("Inconclusive")))
+    h.add(rollout(TEMPLATE_V2, **running))
+    h.add(rollout(TEMPLATE_V2, **running, analysis=analysis("Successful")))
+    h.add(rollout(TEMPLATE_V2, **promoted))
+    assert h.check() == []
+    h = History().steady()
+    h.add(rollout(TEMPLATE_V2, **running, analysis=analysis("Failed"), abort=True))
+    h.add(rollout(TEMPLATE_V2, **running, abort=False))
+    h.add(rollout(TEMPLATE_V2, **promoted))
+    assert h.check() == []
