@@ -15,6 +15,7 @@ import logging
 import shutil
 import sys
 import tempfile
+import threading
 import time
 import urllib.parse
 import urllib.request
@@ -23,6 +24,34 @@ from pathlib import Path
 from typing import Any
 
 Obj = dict[str, Any]
+
+
+class Stopped(BaseException):  # like KeyboardInterrupt: not swallowed by `except Exception`
+    """SIGTERM or Ctrl-C asked the demo to stop; ``code`` is the exit status (128 + signal)."""
+
+    def __init__(self, code: int) -> None:
+        super().__init__(code)
+        self.code = code
+
+
+# Set by the signal handlers (``rollout.demo_cli``); the demo's waits notice it. A handler that
+# raised instead could land anywhere — inside the sandbox's store while it holds its lock, or a
+# logging handler — and leave a lock held that the shutdown then waits on for ever.
+STOP = threading.Event()
+_stop_code = [0]
+
+
+def request_stop(code: int) -> None:
+    """Ask a running demo to stop at its next wait (signal-safe: sets an Event, raises nothing)."""
+    _stop_code[0] = code
+    STOP.set()
+
+
+def pause(seconds: float) -> None:
+    """Sleep ``seconds``, or raise ``Stopped`` as soon as a stop is requested."""
+    if STOP.wait(max(0.0, seconds)):
+        raise Stopped(_stop_code[0])
+
 
 NAMESPACE = "demo"
 APP = "reviews"
@@ -326,7 +355,7 @@ def wait_for_data(prometheus: str, revision: str, timeout: float = 30.0) -> None
         )
         if total is not None and total > 0:
             return
-        time.sleep(0.5)
+        pause(0.5)
     raise RuntimeError(f"Prometheus has no data for {APP}'s revision {revision} after {timeout}s")
 
 
@@ -475,7 +504,7 @@ def run_demo(name: str, out: Any = None, kubeconfig: Path | None = None) -> Resu
                 current = status()
                 if predicate(current):
                     return current
-                time.sleep(0.1)
+                pause(0.1)
             raise RuntimeError(f"timed out waiting for {what}")
 
         v1 = str(
@@ -485,7 +514,7 @@ def run_demo(name: str, out: Any = None, kubeconfig: Path | None = None) -> Resu
         )
         say(f"v1 ({v1}) is Healthy; waiting for Prometheus to see its traffic")
         wait_for_data(prometheus.url, v1)
-        time.sleep(INTERVAL_S)  # a full gate window of v1's traffic: stable's side is judged too
+        pause(INTERVAL_S)  # a full gate window of v1's traffic: stable's side is judged too
 
         def set_v2(obj: Obj) -> Obj:
             obj = copy.deepcopy(obj)
@@ -518,7 +547,7 @@ def _watch(
     while int(status().get("observedGeneration") or 0) < generation:
         if time.monotonic() - start > TIMEOUT_S:
             raise RuntimeError("the controller did not pick up v2")
-        time.sleep(0.05)
+        pause(0.05)
     result = Result(
         scenario.name,
         "Timeout",
@@ -581,7 +610,7 @@ def _watch(
                 ended = time.monotonic()
         if ended is not None and time.monotonic() - ended >= TAIL_S:
             break
-        time.sleep(max(0.0, 1.0 - (time.monotonic() - tick)))
+        pause(max(0.0, 1.0 - (time.monotonic() - tick)))
     if ended is None:
         result.durationSeconds = time.monotonic() - start
     reason = status().get("abortReason")

@@ -13,15 +13,12 @@ from pathlib import Path
 from types import FrameType
 
 
-class Stopped(BaseException):  # like KeyboardInterrupt: not swallowed by `except Exception`
-    def __init__(self, code: int) -> None:
-        super().__init__(code)
-        self.code = code
+def _stop_on_signal(signum: int, frame: FrameType | None) -> None:
+    # Only sets an Event: run_demo raises Stopped at its next wait, outside any lock, and its
+    # cleanup (which stops Prometheus) runs.
+    from rollout.demo import request_stop
 
-
-def _stop_on_sigterm(signum: int, frame: FrameType | None) -> None:
-    # Raised in the main thread, so run_demo's cleanup (which stops Prometheus) runs.
-    raise Stopped(128 + signum)
+    request_stop(128 + signum)
 
 
 def run(
@@ -30,7 +27,7 @@ def run(
     plot_file: Path | None,
     kubeconfig: Path | None = None,
 ) -> int:
-    from rollout.demo import SCENARIOS, run_demo, write_json
+    from rollout.demo import SCENARIOS, Stopped, run_demo, write_json
     from rollout.sandbox.prometheus import INSTALL_HINT
 
     if scenario not in SCENARIOS:
@@ -51,7 +48,7 @@ def run(
                 file=sys.stderr,
             )
             return 1
-    previous = signal.signal(signal.SIGTERM, _stop_on_sigterm)
+    previous = {sig: signal.signal(sig, _stop_on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         result = run_demo(scenario, kubeconfig=kubeconfig)
     except RuntimeError as error:
@@ -61,10 +58,12 @@ def run(
         print("rollout demo: interrupted; everything it started is stopped", file=sys.stderr)
         return 130
     except Stopped as stopped:
-        print("rollout demo: terminated; everything it started is stopped", file=sys.stderr)
+        how = "interrupted" if stopped.code == 128 + signal.SIGINT else "terminated"
+        print(f"rollout demo: {how}; everything it started is stopped", file=sys.stderr)
         return stopped.code
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     if json_file is not None:
         write_json(result, json_file)
         print(f"timeline written to {json_file}")
