@@ -35,6 +35,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from analysis.measurement import spell
 from analysis.provider import BadResponse, Sample
 from rollout.api.duration import format_duration
 from rollout.api.gate import ErrorRateCheck, LatencyP99Check
@@ -123,15 +124,6 @@ def parts_of(samples: list[Sample]) -> dict[str, float]:
             raise BadResponse(f"Prometheus answered {part} twice: each part is one series")
         parts[part] = sample.value
     return parts
-
-
-def spell(value: float) -> str:
-    """A value as Prometheus spells it: ``NaN``, ``+Inf``, ``-Inf``, else ``%g``."""
-    if math.isnan(value):
-        return "NaN"
-    if math.isinf(value):
-        return "+Inf" if value > 0 else "-Inf"
-    return f"{value:g}"
 
 
 def _broken(message: str) -> Verdict:

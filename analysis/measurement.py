@@ -18,7 +18,6 @@ the check goes on being measured every interval (the rollout waits, paused, and 
 then fails must still be caught) and stays Inconclusive until a measurement makes it Failed or
 Error, or the operator starts a new run.
 
-
 The run takes its worst non-dry-run check. A measurement's value is finite or None: a NaN or
 ±Inf value is dropped (the status is JSON), and a Successful measurement carrying one is
 recorded as an Error naming the value — broken data is never a pass, and an Error counts toward
@@ -101,19 +100,27 @@ def run_phase(checks: Iterable[CheckStatus]) -> AnalysisPhase:
     return max(phases, key=_RANK.__getitem__) if phases else "Successful"
 
 
+def spell(value: float) -> str:
+    """A value as Prometheus spells it: ``NaN``, ``+Inf``, ``-Inf``, else ``%g``."""
+    if math.isnan(value):
+        return "NaN"
+    if math.isinf(value):
+        return "+Inf" if value > 0 else "-Inf"
+    return f"{value:g}"
+
+
 def _sane(measurement: Measurement) -> Measurement:
     """A non-finite value never reaches the status, and never passes."""
     value = measurement.value
     if value is None or math.isfinite(value):
         return measurement
-    spelled = "NaN" if math.isnan(value) else ("+Inf" if value > 0 else "-Inf")
     if measurement.phase == "Successful":
         detail = f" ({measurement.message})" if measurement.message else ""
         return measurement.model_copy(
             update={
                 "phase": "Error",
                 "value": None,
-                "message": f"the value is {spelled}: a broken number is never a pass{detail}",
+                "message": f"the value is {spell(value)}: a broken number is never a pass{detail}",
             }
         )
     return measurement.model_copy(update={"value": None})

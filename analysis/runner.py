@@ -24,7 +24,7 @@ from analysis.checks import (
     latency_query,
     parts_of,
 )
-from analysis.provider import MetricError, MetricProvider
+from analysis.provider import MetricError, MetricProvider, Sample
 from analysis.query import UnknownVariable, render
 from rollout.api.duration import format_duration
 from rollout.api.gate import Analysis, Check
@@ -94,6 +94,43 @@ class TemplateMissing(ValueError):
     """A check's ``templateRef`` names an AnalysisTemplate that does not exist (or is invalid)."""
 
 
+def target_of(check: Check, analysis: Analysis, context: GateContext) -> Target:
+    """What ``check`` looks at for ``context``: its service's two revisions over its window."""
+    return Target(
+        context.namespace,
+        context.service,
+        context.canary_revision,
+        context.stable_revision,
+        window_of(check, analysis),
+    )
+
+
+def template_of(
+    check: Check, context: GateContext, templates: TemplateLookup
+) -> AnalysisTemplateSpec | None:
+    """The AnalysisTemplate a ``templateRef`` check names (None for a built-in check).
+
+    Raises ``TemplateMissing`` when it is not found."""
+    ref = check.template_ref
+    if ref is None:
+        return None
+    spec = templates(context.namespace, ref.name)
+    if spec is None:
+        raise TemplateMissing(f"AnalysisTemplate {context.namespace}/{ref.name} not found")
+    return spec
+
+
+def _query(
+    check: Check, target: Target, spec: AnalysisTemplateSpec | None, context: GateContext
+) -> str:
+    if check.error_rate is not None:
+        return error_rate_query(check.error_rate, target)
+    if check.latency_p99 is not None:
+        return latency_query(check.latency_p99, target)
+    assert spec is not None  # template_of found it
+    return template_query(spec, check, context, target.window)
+
+
 def check_query(
     analysis: Analysis,
     check: Check,
@@ -107,20 +144,19 @@ def check_query(
     variable the query uses that is neither an argument nor a built-in. Pure but for the
     ``templates`` lookup; used by the controller's preflight (``rollout.controller.gates``).
     """
-    window = window_of(check, analysis)
-    target = Target(
-        context.namespace, context.service, context.canary_revision, context.stable_revision, window
-    )
+    target = target_of(check, analysis, context)
+    return _query(check, target, template_of(check, context, templates), context)
+
+
+def _judge(
+    check: Check, spec: AnalysisTemplateSpec | None, samples: list[Sample], target: Target
+) -> Verdict:
     if check.error_rate is not None:
-        return error_rate_query(check.error_rate, target)
+        return judge_error_rate(check.error_rate, parts_of(samples), target)
     if check.latency_p99 is not None:
-        return latency_query(check.latency_p99, target)
-    ref = check.template_ref
-    assert ref is not None
-    spec = templates(context.namespace, ref.name)
-    if spec is None:
-        raise TemplateMissing(f"AnalysisTemplate {context.namespace}/{ref.name} not found")
-    return template_query(spec, check, context, window)
+        return judge_latency(check.latency_p99, parts_of(samples), target)
+    assert spec is not None
+    return judge_template(spec.min, spec.max, spec.no_data, samples)
 
 
 class GateRunner:
@@ -153,37 +189,14 @@ class GateRunner:
         provider: MetricProvider,
         now: datetime,
     ) -> Taken:
-        window = window_of(check, analysis)
-        target = Target(
-            context.namespace,
-            context.service,
-            context.canary_revision,
-            context.stable_revision,
-            window,
-        )
+        target = target_of(check, analysis, context)
         query = ""
         started = time.perf_counter()
         try:
-            if check.error_rate is not None:
-                query = error_rate_query(check.error_rate, target)
-                parts = parts_of(provider.query(query, at=now))
-                verdict = judge_error_rate(check.error_rate, parts, target)
-            elif check.latency_p99 is not None:
-                query = latency_query(check.latency_p99, target)
-                parts = parts_of(provider.query(query, at=now))
-                verdict = judge_latency(check.latency_p99, parts, target)
-            else:
-                ref = check.template_ref
-                assert ref is not None
-                spec = self.templates(context.namespace, ref.name)
-                if spec is None:
-                    missing = f"AnalysisTemplate {context.namespace}/{ref.name} not found"
-                    verdict = Verdict("Error", None, missing)
-                else:
-                    query = template_query(spec, check, context, window)
-                    samples = provider.query(query, at=now)
-                    verdict = judge_template(spec.min, spec.max, spec.no_data, samples)
-        except (MetricError, UnknownVariable) as error:
+            spec = template_of(check, context, self.templates)
+            query = _query(check, target, spec, context)
+            verdict = _judge(check, spec, provider.query(query, at=now), target)
+        except (MetricError, UnknownVariable, TemplateMissing) as error:
             verdict = Verdict("Error", None, str(error))
         except Exception as error:  # a provider's bug is still a measurement, never a crash
             verdict = Verdict("Error", None, f"{type(error).__name__}: {error}")

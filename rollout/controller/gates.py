@@ -75,12 +75,10 @@ class GateMeasurer:
         self._lock = threading.Lock()
 
     def _template(self, namespace: str, name: str) -> AnalysisTemplateSpec | None:
-        obj = self.templates(namespace, name)
-        if obj is None:
-            return None
+        """The template for a measurement: one missing or not parsing is None ("not found")."""
         try:
-            return AnalysisTemplate.model_validate(obj).spec
-        except ValueError:
+            return self._lookup(namespace, name)
+        except TemplateMissing:
             return None
 
     def preflight(
@@ -112,15 +110,7 @@ class GateMeasurer:
         except GateConfigError as error:
             return Preflight("invalid", str(error), error.recheck_after)
         address = analysis.prometheus.address or self.default_address
-        context = GateContext(
-            rollout=rollout.metadata.name,
-            namespace=rollout.namespace,
-            service=rollout.spec.template.metadata.labels.get(
-                CANONICAL_NAME, rollout.metadata.name
-            ),
-            canary_revision=_canonical(replica_sets, revision),
-            stable_revision=_canonical(replica_sets, status.stable_revision),
-        )
+        context = self._context(rollout, status, replica_sets, revision)
         queries: list[tuple[int, str, str]] = []
         problems: list[str] = []
         for i, check in enumerate(analysis.checks):
@@ -183,7 +173,7 @@ class GateMeasurer:
         due = gate.due_checks(run, analysis, now)
         if not due:
             return ()
-        context = self._context(rollout, status, replica_sets)
+        context = self._context(rollout, status, replica_sets, status.canary_revision)
         try:
             provider = self._provider(analysis.prometheus, rollout.namespace, analysis)
         except (ClusterError, ValueError) as error:
@@ -193,14 +183,19 @@ class GateMeasurer:
         return tuple((t.check, t.measurement) for t in taken)
 
     def _context(
-        self, rollout: Rollout, status: RolloutStatus, replica_sets: list[Obj]
+        self,
+        rollout: Rollout,
+        status: RolloutStatus,
+        replica_sets: list[Obj],
+        canary: str | None,
     ) -> GateContext:
+        """Whose gate: the Rollout's service and its ``canary`` and stable revisions."""
         labels = rollout.spec.template.metadata.labels
         return GateContext(
             rollout=rollout.metadata.name,
             namespace=rollout.namespace,
             service=labels.get(CANONICAL_NAME, rollout.metadata.name),
-            canary_revision=_canonical(replica_sets, status.canary_revision),
+            canary_revision=_canonical(replica_sets, canary),
             stable_revision=_canonical(replica_sets, status.stable_revision),
         )
 
