@@ -6,6 +6,7 @@ HTTP through the official ``kubernetes`` client, configured from the kubeconfig 
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -17,6 +18,7 @@ from pathlib import Path
 import pytest
 from kubernetes import client
 
+from tests.kube import KUBECONFIG_ENV
 from tests.integration.controller_helpers import Cluster, ControllerHandle, Recorder
 from tests.integration.sandbox_helpers import client_from, core_v1
 from tests.oracle_watch import OracleWatch, WriteLog
@@ -27,7 +29,14 @@ ROLLOUT = str(Path(sys.executable).parent / "rollout")
 
 
 @pytest.fixture(scope="session")
-def sandbox_kubeconfig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+def sandbox_kubeconfig(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Path]:
+    """The API server's kubeconfig: a ``rollout sandbox up`` process, or on ``--backend kube``
+    the real control plane the session started (``tests/conftest.py``)."""
+    if request.config.getoption("--backend") == "kube":
+        yield Path(os.environ[KUBECONFIG_ENV])
+        return
     kubeconfig = tmp_path_factory.mktemp("sandbox") / "kubeconfig"
     process = subprocess.Popen(
         [
