@@ -17,6 +17,7 @@ from rollout.sandbox.traffic import (
     HASH_LABEL,
     TEST_USER,
     Snapshot,
+    StoreSource,
     TrafficSimulator,
     destination_weights,
     endpoints,
@@ -350,7 +351,7 @@ def test_simulator_steps_at_rps_per_host_from_the_store() -> None:
         {"metadata": {"name": "web"}, "spec": {"hosts": ["web"], "http": [weighted(80, 20)]}},
     )
     metrics = IstioMetrics()
-    simulator = TrafficSimulator(store, registry, metrics, rps=100)
+    simulator = TrafficSimulator(StoreSource(store, registry), metrics, rps=100)
     assert simulator.step(0.05) + simulator.step(0.05) + simulator.step(10.0) == 1010
     total = sum(
         s.value
