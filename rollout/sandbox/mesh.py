@@ -129,6 +129,10 @@ class ApiSource:
         )
 
 
+def _line(error: Exception) -> str:
+    return (str(error).strip().splitlines() or [type(error).__name__])[0]
+
+
 def _fail(message: str) -> int:
     print(f"rollout sandbox traffic: {message}", file=sys.stderr, flush=True)
     return 1
@@ -158,10 +162,14 @@ def run_traffic(
         return _fail(f"cannot read kubeconfig {kubeconfig}: no such file")
     try:
         access, _ = connect_cli(kubeconfig, context)
-        source = ApiSource(access)
+    except ClusterError as error:
+        return _fail(_line(error))
+    host = access.api.configuration.host
+    source = ApiSource(access)
+    try:
         source.check()
     except ClusterError as error:
-        return _fail(str(error).splitlines()[0] if str(error) else type(error).__name__)
+        return _fail(f"the API at {host}: {_line(error)}")
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -190,7 +198,7 @@ def run_traffic(
             except RuntimeError as error:
                 server = None
                 return _fail(str(error).splitlines()[0])
-        print(f"simulated mesh reading the API at {access.api.configuration.host}", flush=True)
+        print(f"simulated mesh reading the API at {host}", flush=True)
         if traffic is not None:
             print(f"simulated traffic: {rps:g} requests/s per VirtualService host", flush=True)
         print(f"simulated Istio metrics at http://127.0.0.1:{exporter}/metrics", flush=True)
