@@ -156,7 +156,9 @@ def set_weights(api: client.ApiClient, namespace: str, stable: int, canary: int)
 # -- measuring ---------------------------------------------------------------------------------
 
 
-def window(mesh: MeshProcess, namespace: str, size: int = WINDOW) -> tuple[Counter[str], Counter[str]]:
+def window(
+    mesh: MeshProcess, namespace: str, size: int = WINDOW
+) -> tuple[Counter[str], Counter[str]]:
     """(requests, 5xx) by destination_workload over the next ``size`` requests or more."""
     before, errors_before = requests_by(mesh.metrics_url, namespace)
     deadline = time.monotonic() + DEADLINE
