@@ -270,6 +270,44 @@ def sandbox_up(
     )
 
 
+@sandbox_app.command("traffic")
+def sandbox_traffic(
+    kubeconfig: str | None = typer.Option(
+        None,
+        "--kubeconfig",
+        help="The cluster to read (default: KUBECONFIG, then ~/.kube/config, then in-cluster).",
+    ),
+    context: str | None = typer.Option(None, "--context", help="The kubeconfig context."),
+    rps: float = typer.Option(
+        50.0, "--rps", help="Simulated requests/s per VirtualService host (0: no traffic)."
+    ),
+    prometheus_port: int = typer.Option(
+        19090, "--prometheus-port", help="Port of the Prometheus it starts (0: any free port)."
+    ),
+    no_prometheus: bool = typer.Option(
+        False, "--no-prometheus", help="Start no Prometheus (the metrics are still served)."
+    ),
+    metrics_port: int = typer.Option(
+        0, "--metrics-port", help="Port of the Istio metrics exporter (0: any free port)."
+    ),
+) -> None:
+    """Simulate the Istio mesh on any cluster until SIGTERM or Ctrl-C: route requests through
+    its VirtualServices, DestinationRules, Services and ReplicaSets (read through the API) and
+    export Istio's metrics to a real Prometheus."""
+    from rollout.sandbox.mesh import run_traffic
+
+    raise typer.Exit(
+        run_traffic(
+            kubeconfig,
+            context=context,
+            rps=rps,
+            prometheus_port=prometheus_port,
+            prometheus=not no_prometheus,
+            metrics_port=metrics_port,
+        )
+    )
+
+
 @app.command()
 def demo(
     scenario: str = typer.Option(

@@ -442,7 +442,7 @@ def run_demo(name: str, out: Any = None, kubeconfig: Path | None = None) -> Resu
     from rollout.sandbox.cluster import Sandbox
     from rollout.sandbox.istio_metrics import IstioMetrics
     from rollout.sandbox.prometheus import PrometheusServer
-    from rollout.sandbox.traffic import TrafficSimulator
+    from rollout.sandbox.traffic import StoreSource, TrafficSimulator
 
     out = out or sys.stdout
     scenario = SCENARIOS[name]
@@ -459,7 +459,7 @@ def run_demo(name: str, out: Any = None, kubeconfig: Path | None = None) -> Resu
     controller: Controller | None = None
     try:
         sandbox.start()
-        traffic = TrafficSimulator(sandbox.store, sandbox.registry, metrics, rps=RPS)
+        traffic = TrafficSimulator(StoreSource(sandbox.store, sandbox.registry), metrics, rps=RPS)
         traffic.start()
         prometheus = PrometheusServer([f"127.0.0.1:{metrics.serve(0)}"], port=0)
         prometheus.start()

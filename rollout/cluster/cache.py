@@ -89,6 +89,12 @@ class Informer:
                 log.warning("%s: %s; retrying in %.1fs", self.resource.plural, error, backoff)
                 self._stop.wait(backoff)
                 backoff = min(backoff * 2, self.max_backoff)
+            except Exception:  # a malformed reply: never let the cache die silently
+                log.exception(
+                    "%s: unexpected failure; listing again in %.1fs", self.resource.plural, backoff
+                )
+                self._stop.wait(backoff)
+                backoff = min(backoff * 2, self.max_backoff)
 
     def _relist(self) -> None:
         items, version = self.access.list(self.resource, self.namespace)

@@ -1,8 +1,10 @@
-"""Simulated traffic through the sandbox's VirtualServices, counted as Istio's sidecars count it.
+"""Simulated traffic through a cluster's VirtualServices, counted as Istio's sidecars count it.
 
-Runs inside the sandbox process and reads objects straight from the in-process ``Store``. Every
-tick (~0.1 s) each host of each VirtualService receives ``rps`` requests per second, routed as
-Istio routes them:
+The routing below is pure; what it routes over comes from a ``SnapshotSource``: inside the
+sandbox, ``StoreSource`` reads the in-process ``Store``; against any API server,
+``rollout.sandbox.mesh.ApiSource`` reads watch caches filled through the Kubernetes API
+(``rollout sandbox traffic``). Every tick (~0.1 s) each host of each VirtualService receives
+``rps`` requests per second, routed as Istio routes them:
 
 - http routes in order, the first whose ``match`` fits the request (headers exact/prefix/regex,
   uri exact/prefix/regex against the path ``/``); ``user_share`` of the simulated users send
@@ -15,8 +17,13 @@ Istio routes them:
 - a destination's ``subset`` through the DestinationRule of that host in the VirtualService's
   namespace, to the ReplicaSets whose pod template labels match both the subset's labels and
   the host Service's selector; a destination without subset through the Service's selector;
-- among those ReplicaSets, one picked in proportion to ``status.availableReplicas``; with none
-  available the request fails with 503 before any sidecar sees it, so nothing is recorded.
+- among those ReplicaSets, one picked in proportion to its serving pods: the Ready pods it owns
+  when the source sees Pods (a real cluster: kwok's pods; see ``Snapshot.ready_pods``), else
+  ``status.availableReplicas`` (the sandbox has no Pods); with none the request fails with 503
+  before any sidecar sees it, so nothing is recorded.
+
+An object the router cannot read (no metadata, a weight that is not a number, a route that is
+not a mapping) is skipped: a VirtualService that cannot be routed gets no traffic, the others do.
 
 A revision behaves as its pod template's annotations say: ``sandbox.rollout.dev/error-rate``
 (share of 5xx: exactly that share of the revision's requests, evenly spread, so any measurement
@@ -27,13 +34,14 @@ run is reproducible.
 
 from __future__ import annotations
 
+import logging
 import random
 import re
 import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from rollout.sandbox.istio_metrics import ErrorShare, IstioMetrics, Workload, sample
 from rollout.sandbox.resources import Registry
@@ -50,20 +58,42 @@ DEFAULT_LATENCY_MS = 20.0
 TEST_USER = {"end-user": "jason"}
 PATH = "/"
 
+log = logging.getLogger(__name__)
+
 
 # -- the cluster as the router sees it ---------------------------------------------------------
 
 
+def readable(obj: Any) -> bool:
+    """Whether the router can use an object at all: a mapping with a named ``metadata``."""
+    if not isinstance(obj, dict):
+        return False
+    meta = obj.get("metadata")
+    return isinstance(meta, dict) and isinstance(meta.get("name"), str)
+
+
 @dataclass(frozen=True)
 class Snapshot:
-    """Services, DestinationRules and ReplicaSets, by namespace (one consistent read)."""
+    """Services, DestinationRules and ReplicaSets, by namespace (one consistent read).
+
+    ``ready_pods`` maps a ReplicaSet's uid to how many Ready, not terminating pods it owns; a
+    ReplicaSet absent from it (no Pods seen: the sandbox has none) serves with its
+    ``status.availableReplicas``."""
 
     services: dict[str, list[Obj]] = field(default_factory=dict)
     destination_rules: dict[str, list[Obj]] = field(default_factory=dict)
     replicasets: dict[str, list[Obj]] = field(default_factory=dict)
+    ready_pods: dict[str, int] = field(default_factory=dict)
 
     @staticmethod
-    def of(services: list[Obj], rules: list[Obj], replicasets: list[Obj]) -> Snapshot:
+    def of(
+        services: list[Obj],
+        rules: list[Obj],
+        replicasets: list[Obj],
+        pods: list[Obj] | None = None,
+    ) -> Snapshot:
+        """Group the objects by namespace, skipping those without a named ``metadata``;
+        count the Ready pods of each owning ReplicaSet (``pods``: None when not seen)."""
         snapshot = Snapshot()
         for target, objs in (
             (snapshot.services, services),
@@ -71,8 +101,40 @@ class Snapshot:
             (snapshot.replicasets, replicasets),
         ):
             for obj in objs:
-                target.setdefault(obj["metadata"].get("namespace") or "", []).append(obj)
+                if readable(obj):
+                    target.setdefault(obj["metadata"].get("namespace") or "", []).append(obj)
+        for pod in pods or []:
+            owner = pod_owner(pod)
+            if owner is not None:
+                snapshot.ready_pods[owner] = snapshot.ready_pods.get(owner, 0) + pod_ready(pod)
         return snapshot
+
+
+def pod_owner(pod: Any) -> str | None:
+    """The uid of the ReplicaSet controlling a pod, if any."""
+    if not readable(pod):
+        return None
+    for ref in pod["metadata"].get("ownerReferences") or []:
+        if (
+            isinstance(ref, dict)
+            and ref.get("kind") == "ReplicaSet"
+            and ref.get("controller")
+            and isinstance(ref.get("uid"), str)
+        ):
+            return str(ref["uid"])
+    return None
+
+
+def pod_ready(pod: Obj) -> int:
+    """1 when a pod would be a Service endpoint: condition Ready is True, not terminating."""
+    if pod["metadata"].get("deletionTimestamp"):
+        return 0
+    status = pod.get("status")
+    conditions = status.get("conditions") if isinstance(status, dict) else None
+    for condition in conditions if isinstance(conditions, list) else []:
+        if isinstance(condition, dict) and condition.get("type") == "Ready":
+            return 1 if condition.get("status") == "True" else 0
+    return 0
 
 
 def _str_map(value: Any) -> dict[str, str]:
@@ -205,8 +267,17 @@ def subset_labels(
     return None
 
 
+def serving_pods(snapshot: Snapshot, rs: Obj) -> int:
+    """How many pods of a ReplicaSet serve: its Ready pods when Pods are seen, else
+    ``status.availableReplicas`` (what the ReplicaSet controller counts from the same pods)."""
+    uid = rs["metadata"].get("uid")
+    if isinstance(uid, str) and uid in snapshot.ready_pods:
+        return snapshot.ready_pods[uid]
+    return int((rs.get("status") or {}).get("availableReplicas") or 0)
+
+
 def endpoints(snapshot: Snapshot, namespace: str, destination: Obj) -> list[tuple[Obj, int]]:
-    """(ReplicaSet, available replicas) behind a destination, those with any available."""
+    """(ReplicaSet, serving pods) behind a destination, those with any serving."""
     name, service_namespace = host_parts(str(destination.get("host") or ""), namespace)
     service = next(
         (s for s in snapshot.services.get(service_namespace, []) if s["metadata"]["name"] == name),
@@ -228,7 +299,7 @@ def endpoints(snapshot: Snapshot, namespace: str, destination: Obj) -> list[tupl
             return []  # the subset contradicts the Service's selector
     found = []
     for rs in snapshot.replicasets.get(service_namespace, []):
-        available = int((rs.get("status") or {}).get("availableReplicas") or 0)
+        available = serving_pods(snapshot, rs)
         if available > 0 and _selected(_template_labels(rs), wanted):
             found.append((rs, available))
     return found
@@ -319,25 +390,24 @@ def serve(
 # -- the simulator -----------------------------------------------------------------------------
 
 
-class TrafficSimulator:
-    def __init__(
-        self,
-        store: Store,
-        registry: Registry,
-        metrics: IstioMetrics,
-        *,
-        rps: float = 50.0,
-        user_share: float = 0.1,
-        tick: float = 0.1,
-        seed: int = 7,
-    ) -> None:
+class SnapshotSource(Protocol):
+    """Where the simulator reads the cluster from, once per tick."""
+
+    @property
+    def closed(self) -> bool:
+        """True once the cluster is gone: the simulator stops."""
+        ...
+
+    def read(self) -> tuple[Snapshot, list[Obj]]:
+        """The cluster as the router sees it, and the VirtualServices to send traffic to."""
+        ...
+
+
+class StoreSource:
+    """The sandbox's in-process ``Store``, read directly (no HTTP, no copies kept)."""
+
+    def __init__(self, store: Store, registry: Registry) -> None:
         self.store = store
-        self.metrics = metrics
-        self.rps = rps
-        self.user_share = user_share
-        self.tick = tick
-        self._random = random.Random(seed)
-        self._errors = ErrorShare()
         self._types = {
             plural: registry.get(group, plural)
             for group, plural in (
@@ -347,9 +417,10 @@ class TrafficSimulator:
                 ("networking.istio.io", "destinationrules"),
             )
         }
-        self._carry: dict[tuple[str, str], float] = {}
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+
+    @property
+    def closed(self) -> bool:
+        return bool(self.store.closed)
 
     def _list(self, plural: str) -> list[Obj]:
         rtype = self._types[plural]
@@ -358,7 +429,7 @@ class TrafficSimulator:
         items, _ = self.store.list(rtype, None, label_selector(None), field_selector(None))
         return items
 
-    def snapshot(self) -> tuple[Snapshot, list[Obj]]:
+    def read(self) -> tuple[Snapshot, list[Obj]]:
         return (
             Snapshot.of(
                 self._list("services"), self._list("destinationrules"), self._list("replicasets")
@@ -366,34 +437,87 @@ class TrafficSimulator:
             self._list("virtualservices"),
         )
 
+
+class TrafficSimulator:
+    """``rps`` requests per second to every host of every VirtualService the ``source`` shows,
+    routed by ``serve`` and recorded in ``metrics``, every ``tick`` seconds in a thread."""
+
+    def __init__(
+        self,
+        source: SnapshotSource,
+        metrics: IstioMetrics,
+        *,
+        rps: float = 50.0,
+        user_share: float = 0.1,
+        tick: float = 0.1,
+        seed: int = 7,
+    ) -> None:
+        self.source = source
+        self.metrics = metrics
+        self.rps = rps
+        self.user_share = user_share
+        self.tick = tick
+        self._random = random.Random(seed)
+        self._errors = ErrorShare()
+        self._carry: dict[tuple[str, str], float] = {}
+        self._unroutable: set[tuple[str, str]] = set()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def snapshot(self) -> tuple[Snapshot, list[Obj]]:
+        return self.source.read()
+
     def step(self, seconds: float) -> int:
-        """Send ``seconds`` worth of requests to every host; return how many were recorded."""
+        """Send ``seconds`` worth of requests to every host; return how many were recorded.
+
+        A VirtualService the router cannot read is skipped (logged once per version)."""
         snapshot, virtual_services = self.snapshot()
         recorded = 0
-        live = set()
+        live: set[tuple[str, str]] = set()
         for vs in virtual_services:
-            for host in (vs.get("spec") or {}).get("hosts") or []:
-                key = (str(vs["metadata"].get("uid")), str(host))
-                live.add(key)
-                due = self.rps * seconds + self._carry.get(key, 0.0)
-                count = int(due)
-                self._carry[key] = due - count
-                for _ in range(count):
-                    user = self._random.random() < self.user_share
-                    for served in serve(
-                        snapshot, vs, TEST_USER if user else {}, self._random, errors=self._errors
-                    ):
-                        self.metrics.record(served.workload, served.code, served.millis)
-                        recorded += 1
+            try:
+                recorded += self._send(snapshot, vs, seconds, live)
+            except Exception as error:  # a bad object must not stop the traffic of the others
+                meta = vs.get("metadata") if isinstance(vs, dict) else None
+                meta = meta if isinstance(meta, dict) else {}
+                version = (str(meta.get("uid")), str(meta.get("resourceVersion")))
+                if version not in self._unroutable:
+                    self._unroutable.add(version)
+                    log.warning(
+                        "VirtualService %s/%s cannot be routed, skipped: %r",
+                        meta.get("namespace"),
+                        meta.get("name"),
+                        error,
+                    )
         self._carry = {k: v for k, v in self._carry.items() if k in live}
+        return recorded
+
+    def _send(self, snapshot: Snapshot, vs: Obj, seconds: float, live: set[tuple[str, str]]) -> int:
+        recorded = 0
+        for host in (vs.get("spec") or {}).get("hosts") or []:
+            key = (str(vs["metadata"].get("uid")), str(host))
+            live.add(key)
+            due = self.rps * seconds + self._carry.get(key, 0.0)
+            count = int(due)
+            self._carry[key] = due - count
+            for _ in range(count):
+                user = self._random.random() < self.user_share
+                for served in serve(
+                    snapshot, vs, TEST_USER if user else {}, self._random, errors=self._errors
+                ):
+                    self.metrics.record(served.workload, served.code, served.millis)
+                    recorded += 1
         return recorded
 
     def start(self) -> None:
         def loop() -> None:
             last = time.monotonic()
-            while not self._stop.wait(self.tick) and not self.store.closed:
+            while not self._stop.wait(self.tick) and not self.source.closed:
                 now = time.monotonic()
-                self.step(now - last)
+                try:
+                    self.step(now - last)
+                except Exception:  # never let the traffic thread die silently
+                    log.exception("simulated traffic: a tick failed")
                 last = now
 
         self._thread = threading.Thread(target=loop, name="sandbox-traffic", daemon=True)

@@ -18,7 +18,7 @@ from types import FrameType
 from rollout.sandbox.cluster import Sandbox
 from rollout.sandbox.istio_metrics import IstioMetrics
 from rollout.sandbox.prometheus import INSTALL_HINT, PrometheusServer
-from rollout.sandbox.traffic import TrafficSimulator
+from rollout.sandbox.traffic import StoreSource, TrafficSimulator
 
 
 def run_up(
@@ -54,7 +54,8 @@ def run_up(
     server: PrometheusServer | None = None
     try:
         if rps > 0:
-            traffic = TrafficSimulator(sandbox.store, sandbox.registry, metrics, rps=rps)
+            source = StoreSource(sandbox.store, sandbox.registry)
+            traffic = TrafficSimulator(source, metrics, rps=rps)
             traffic.start()
         exporter = metrics.serve(0) if prometheus else None
         if exporter is not None:

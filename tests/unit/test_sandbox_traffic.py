@@ -17,6 +17,7 @@ from rollout.sandbox.traffic import (
     HASH_LABEL,
     TEST_USER,
     Snapshot,
+    StoreSource,
     TrafficSimulator,
     destination_weights,
     endpoints,
@@ -350,7 +351,7 @@ def test_simulator_steps_at_rps_per_host_from_the_store() -> None:
         {"metadata": {"name": "web"}, "spec": {"hosts": ["web"], "http": [weighted(80, 20)]}},
     )
     metrics = IstioMetrics()
-    simulator = TrafficSimulator(store, registry, metrics, rps=100)
+    simulator = TrafficSimulator(StoreSource(store, registry), metrics, rps=100)
     assert simulator.step(0.05) + simulator.step(0.05) + simulator.step(10.0) == 1010
     total = sum(
         s.value
@@ -430,3 +431,93 @@ def test_the_simulator_serves_an_annotated_share_exactly_in_every_window() -> No
     for n in (40, 80):
         shares = [sum(canary[i : i + n]) / n for i in range(len(canary) - n)]
         assert 0.3 - 1 / n <= min(shares) and max(shares) <= 0.3 + 1 / n, (n, min(shares))
+
+
+# -- what the API source brings: Pods, and objects the router cannot read -----------------------
+
+
+def pod(owner_uid: str, *, ready: bool = True, terminating: bool = False, n: int = 0) -> Obj:
+    meta: Obj = {
+        "name": f"p-{owner_uid}-{n}-{ready}-{terminating}",
+        "namespace": NS,
+        "ownerReferences": [
+            {"kind": "ReplicaSet", "name": "x", "uid": owner_uid, "controller": True}
+        ],
+    }
+    if terminating:
+        meta["deletionTimestamp"] = "2026-01-01T00:00:00Z"
+    condition = {"type": "Ready", "status": "True" if ready else "False"}
+    return {"metadata": meta, "status": {"conditions": [condition]}}
+
+
+def with_uid(replicaset: Obj, uid: str) -> Obj:
+    return {**replicaset, "metadata": {**replicaset["metadata"], "uid": uid}}
+
+
+def test_ready_pods_weigh_a_replicaset_when_pods_are_seen() -> None:
+    """1 Ready pod of "aaa" (one not Ready, one terminating) against 3 of "bbb": 1:3, though
+    both ReplicaSets still say availableReplicas 2; a ReplicaSet without pods seen keeps its
+    availableReplicas."""
+    pods = [
+        pod("ua"),
+        pod("ua", ready=False),
+        pod("ua", terminating=True),
+        *(pod("ub", n=i) for i in range(3)),
+    ]
+    snapshot = Snapshot.of(
+        [service("web", {"app": "web"})],
+        [],
+        [with_uid(rs("web-aaa", "aaa"), "ua"), with_uid(rs("web-bbb", "bbb"), "ub")],
+        pods,
+    )
+    assert snapshot.ready_pods == {"ua": 1, "ub": 3}
+    assert {r["metadata"]["name"]: n for r, n in endpoints(snapshot, NS, {"host": "web"})} == {
+        "web-aaa": 1,
+        "web-bbb": 3,
+    }
+    only_a = Snapshot.of([service("web", {"app": "web"})], [], [with_uid(rs("a", "a"), "z")], [])
+    assert [n for _, n in endpoints(only_a, NS, {"host": "web"})] == [2]
+    none_ready = Snapshot.of(
+        [service("web", {"app": "web"})],
+        [],
+        [with_uid(rs("web-aaa", "aaa"), "ua")],
+        [pod("ua", ready=False)],
+    )
+    assert endpoints(none_ready, NS, {"host": "web"}) == []
+
+
+class Fixed:
+    """A ``SnapshotSource`` that always shows the same objects."""
+
+    closed = False
+
+    def __init__(self, snapshot: Snapshot, virtual_services: list[Obj]) -> None:
+        self.snapshot = snapshot
+        self.virtual_services = virtual_services
+
+    def read(self) -> tuple[Snapshot, list[Obj]]:
+        return self.snapshot, self.virtual_services
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"metadata": {"name": "bad", "namespace": NS, "uid": "b"}, "spec": {"hosts": ["web"],
+         "http": [{"route": [{"destination": {"host": "web"}, "weight": "many"}]}]}},
+        {"metadata": {"name": "bad", "namespace": NS, "uid": "b"}, "spec": {"hosts": ["web"],
+         "http": [{"route": [{"destination": "web", "weight": 1}, {"weight": 2}]}]}},
+        {"metadata": {"name": "bad", "namespace": NS, "uid": "b"}, "spec": "web"},
+        {"metadata": "bad"},
+        "not an object",
+    ],
+)  # fmt: skip
+def test_an_unroutable_virtual_service_is_skipped_and_the_others_get_traffic(bad: Any) -> None:
+    snapshot = Snapshot.of(
+        [service("web", {"app": "web"}), {"spec": {}}, {"metadata": None}],
+        [rule("web", {"stable": "aaa", "canary": "bbb"}), {"metadata": {"name": 3}}],
+        [rs("web-aaa", "aaa"), rs("web-bbb", "bbb"), {"status": {}}],
+    )
+    metrics = IstioMetrics()
+    simulator = TrafficSimulator(Fixed(snapshot, [bad, vs(weighted(80, 20))]), metrics, rps=100)
+    assert simulator.step(1.0) == 100
+    assert simulator.step(1.0) == 100
