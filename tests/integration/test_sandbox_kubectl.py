@@ -33,11 +33,13 @@ from kubernetes.client.exceptions import ApiException
 from tests.integration.sandbox_helpers import (
     GROUP,
     VERSION,
+    as_json,
     core_v1,
     custom_objects,
     expect_status,
     rollout,
     server,
+    stream,
 )
 
 pytestmark = pytest.mark.integration
@@ -381,8 +383,8 @@ def test_event_field_selectors_on_list(
         GROUP, VERSION, namespace, "rollouts", rollout("web")
     )
     core = core_v1(api_client)
-    cm = api_client.sanitize_for_serialization(
-        core.create_namespaced_config_map(namespace, {"metadata": {"name": "cfg"}})
+    cm = as_json(
+        api_client, core.create_namespaced_config_map(namespace, {"metadata": {"name": "cfg"}})
     )
     cm["apiVersion"], cm["kind"] = "v1", "ConfigMap"
     core.create_namespaced_event(namespace, _event(namespace, _ref(web, namespace), "StepAdvanced"))
@@ -414,19 +416,15 @@ def test_event_field_selector_on_watch(api_client: client.ApiClient, namespace: 
     other = {**web, "name": "other", "uid": "u2"}
     core.create_namespaced_event(namespace, _event(namespace, other, "Ignored"))
     core.create_namespaced_event(namespace, _event(namespace, web, "Wanted"))
-    from kubernetes import watch
-
-    seen: list[str] = []
-    for event in watch.Watch().stream(
+    events = stream(
         core.list_namespaced_event,
         namespace,
         field_selector="involvedObject.name=web",
         resource_version=start,
-        timeout_seconds=3,
-    ):
-        seen.append(event["object"].reason)
-        if "Wanted" in seen:
-            break
+        timeout=3,
+        until=lambda seen: any(o.get("reason") == "Wanted" for _, o in seen),
+    )
+    seen = [o["reason"] for _, o in events]
     assert seen == ["Wanted"]
 
 
@@ -450,19 +448,17 @@ def test_an_unsupported_event_field_selector_is_a_400(
 
 
 def _quiet_watch(api_client: client.ApiClient, namespace: str, start: str) -> list[str]:
-    from kubernetes import watch
-
-    seen: list[str] = []
-    for event in watch.Watch().stream(
+    events = stream(
         custom_objects(api_client).list_namespaced_custom_object,
         GROUP,
         VERSION,
         namespace,
         "rollouts",
         resource_version=start,
-        timeout_seconds=2,
-    ):
-        seen.append(f"{event['type']} {event['object']['metadata']['name']}")
+        timeout=2,
+        until=lambda seen: False,
+    )
+    seen = [f"{t} {o['metadata']['name']}" for t, o in events]
     return seen
 
 
@@ -589,7 +585,7 @@ def test_every_kind_of_the_chart_applies(
     role_ref = {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "rc"}
     subject = [{"kind": "ServiceAccount", "name": "rc", "namespace": namespace}]
     rules = [{"apiGroups": [GROUP], "resources": ["rollouts"], "verbs": ["get", "list", "watch"]}]
-    objects = [
+    objects: list[dict[str, Any]] = [
         {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "rc"}},
         {
             "apiVersion": "rbac.authorization.k8s.io/v1",
@@ -655,9 +651,10 @@ def test_every_kind_of_the_chart_applies(
     again = ok(kubectl("apply", "-n", namespace, "-f", "-", stdin=text))
     assert "role.rbac.authorization.k8s.io/rc unchanged" in again, again
     rbac = client.RbacAuthorizationV1Api(api_client)
-    assert rbac.read_namespaced_role("rc", namespace).rules[0].resources == ["rollouts"]
+    role: Any = rbac.read_namespaced_role("rc", namespace)
+    assert role.rules[0].resources == ["rollouts"]
     assert rbac.read_cluster_role_binding(f"{namespace}-rc").role_ref.name == f"{namespace}-rc"
-    pdb = client.PolicyV1Api(api_client).read_namespaced_pod_disruption_budget("rc", namespace)
+    pdb: Any = client.PolicyV1Api(api_client).read_namespaced_pod_disruption_budget("rc", namespace)
     assert pdb.spec.min_available == 1
     listed = ok(
         kubectl("get", "roles,rolebindings,poddisruptionbudgets", "-n", namespace, "-o", "name")
