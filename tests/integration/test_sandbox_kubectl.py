@@ -688,7 +688,17 @@ def test_the_chart_rendered_by_helm_applies(
     kubectl: Kubectl, namespace: str, overrides: tuple[str, ...]
 ) -> None:
     rendered = subprocess.run(
-        [_helm(), "template", f"rc-{namespace}", str(CHART), "-n", namespace, *overrides],
+        [
+            _helm(),
+            "template",
+            f"rc-{namespace}",
+            str(CHART),
+            "-n",
+            namespace,
+            "--kube-version",
+            "1.31.0",
+            *overrides,
+        ],
         capture_output=True,
         text=True,
         timeout=60,
