@@ -46,6 +46,10 @@ class ResourceType:
     printer_columns: tuple[dict[str, Any], ...] = ()
 
     @property
+    def custom(self) -> bool:
+        return not self.strategic
+
+    @property
     def key(self) -> tuple[str, str]:
         return (self.group, self.plural)
 
@@ -116,6 +120,26 @@ BUILTINS: tuple[ResourceType, ...] = (
         generation=True,
     ),
     _t("coordination.k8s.io", ("v1",), "Lease", "leases"),
+    # What the chart installs (kubectl apply of ``helm template charts/rollout-controller``).
+    _t("rbac.authorization.k8s.io", ("v1",), "Role", "roles"),
+    _t("rbac.authorization.k8s.io", ("v1",), "RoleBinding", "rolebindings"),
+    _t("rbac.authorization.k8s.io", ("v1",), "ClusterRole", "clusterroles", namespaced=False),
+    _t(
+        "rbac.authorization.k8s.io",
+        ("v1",),
+        "ClusterRoleBinding",
+        "clusterrolebindings",
+        namespaced=False,
+    ),
+    _t(
+        "policy",
+        ("v1",),
+        "PodDisruptionBudget",
+        "poddisruptionbudgets",
+        short=("pdb",),
+        status=True,
+        generation=True,
+    ),
     # Istio's types are CRDs in a real cluster (with a status subresource, schema-less here).
     _t(
         "networking.istio.io",
@@ -189,14 +213,18 @@ class Registry:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._types: dict[tuple[str, str], ResourceType] = {t.key: t for t in BUILTINS}
+        # Moves on every add/remove: what derived documents (OpenAPI) are cached by.
+        self.generation = 0
 
     def add(self, rtype: ResourceType) -> None:
         with self._lock:
             self._types[rtype.key] = rtype
+            self.generation += 1
 
     def remove(self, key: tuple[str, str]) -> None:
         with self._lock:
             self._types.pop(key, None)
+            self.generation += 1
 
     def all(self) -> list[ResourceType]:
         with self._lock:

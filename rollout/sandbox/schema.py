@@ -82,7 +82,7 @@ import celpy
 import celpy.celtypes as celtypes
 from celpy.evaluation import CELEvalError
 
-__all__ = ["Cause", "compiled_rule_count", "prune", "validate"]
+__all__ = ["Cause", "compiled_rule_count", "prune", "unknown_fields", "validate"]
 
 
 @dataclass(frozen=True)
@@ -306,6 +306,56 @@ def _prune(
         schema = items if isinstance(items, Mapping) else None
         return [_prune(v, schema, keep_unknown=keep_unknown) for v in x]
     return x
+
+
+def unknown_fields(obj: dict[str, Any], schema: dict[str, Any]) -> list[str]:
+    """The paths ``prune`` would drop as unknown (``spec.foo``, ``spec.steps[0].bar``).
+
+    What the apiserver reports for ``fieldValidation=Strict`` (a 400 ``strict decoding error:
+    unknown field "spec.foo"``) or ``Warn`` (a ``Warning`` header per field). The same walk as
+    ``_prune``; ``metadata`` at a resource root is ObjectMeta's business, not checked here.
+    """
+    found: list[str] = []
+    _unknown(obj, schema, "", found, resource_root=True)
+    return found
+
+
+def _unknown(
+    x: Any,
+    s: Mapping[str, Any] | None,
+    path: str,
+    found: list[str],
+    resource_root: bool = False,
+    keep_unknown: bool = False,
+) -> None:
+    keep_unknown = keep_unknown or (
+        s is not None and bool(s.get("x-kubernetes-preserve-unknown-fields"))
+    )
+    if (s is None and keep_unknown) or (s is not None and s.get("x-kubernetes-int-or-string")):
+        return
+    if isinstance(x, dict):
+        props: Mapping[str, Any] = (s or {}).get("properties") or {}
+        extra = (s or {}).get("additionalProperties")
+        embedded = resource_root or bool((s or {}).get("x-kubernetes-embedded-resource"))
+        for k, v in x.items():
+            where = f"{path}.{k}" if path else k
+            if embedded and k in _META_FIELDS:
+                continue
+            if s is not None and k in props:
+                _unknown(v, props[k], where, found)
+            elif s is not None and isinstance(extra, Mapping):
+                _unknown(v, extra, where, found)
+            elif s is not None and keep_unknown:
+                continue
+            elif s is not None and extra is True:
+                _unknown(v, None, where, found)
+            else:
+                found.append(where)
+    elif isinstance(x, list):
+        items = s.get("items") if s is not None else None
+        schema = items if isinstance(items, Mapping) else None
+        for i, v in enumerate(x):
+            _unknown(v, schema, f"{path}[{i}]", found, keep_unknown=keep_unknown)
 
 
 def _field_schema(key: str, s: Mapping[str, Any] | None) -> Mapping[str, Any] | None:

@@ -2,8 +2,12 @@
 
 Syntax as in ``kubectl -l``: ``a=b``, ``a==b``, ``a!=b``, ``a in (x,y)``, ``a notin (x)``,
 ``a``, ``!a``, joined by commas. Field selectors support ``metadata.name`` and
-``metadata.namespace`` with ``=``, ``==`` and ``!=``; anything else is a 400, as in Kubernetes
-for fields a resource does not index.
+``metadata.namespace`` on every type, plus the fields the apiserver indexes for a few types
+(core/v1 events: ``involvedObject.*``, ``reason``, ``reportingComponent``, ``source``, ``type``;
+namespaces and pods: ``status.phase``; pods: ``spec.nodeName``...; secrets: ``type``), with
+``=``, ``==`` and ``!=`` and the values escaped as ``fields.EscapeValue`` does (a backslash
+before a backslash, comma or equals sign); anything else is a 400, as in Kubernetes for fields a
+resource does not index.
 """
 
 from __future__ import annotations
@@ -82,9 +86,60 @@ def label_selector(text: str | None) -> Matcher:
     return lambda labels: all(r(labels) for r in requirements)
 
 
-FIELDS: dict[str, Callable[[Mapping[str, Any]], str]] = {
-    "metadata.name": lambda obj: str(obj.get("metadata", {}).get("name", "")),
-    "metadata.namespace": lambda obj: str(obj.get("metadata", {}).get("namespace", "")),
+Getter = Callable[[Mapping[str, Any]], str]
+
+
+def _at(*path: str) -> Getter:
+    """The string at ``path`` (missing: ``""``, as the apiserver's field sets hold it)."""
+
+    def get(obj: Mapping[str, Any]) -> str:
+        node: Any = obj
+        for part in path:
+            if not isinstance(node, Mapping):
+                return ""
+            node = node.get(part)
+        return "" if node is None else str(node)
+
+    return get
+
+
+FIELDS: dict[str, Getter] = {
+    "metadata.name": _at("metadata", "name"),
+    "metadata.namespace": _at("metadata", "namespace"),
+}
+
+# The selectable fields of some types, from their registry strategies' GetAttrs/ToSelectableFields
+# (pkg/registry/core/event/strategy.go, .../pod/strategy.go, .../namespace, .../secret).
+TYPE_FIELDS: dict[tuple[str, str], dict[str, Getter]] = {
+    ("", "events"): {
+        **{
+            f"involvedObject.{name}": _at("involvedObject", name)
+            for name in (
+                "kind",
+                "namespace",
+                "name",
+                "uid",
+                "apiVersion",
+                "resourceVersion",
+                "fieldPath",
+            )
+        },
+        "reason": _at("reason"),
+        "reportingComponent": _at("reportingComponent"),
+        "source": _at("source", "component"),
+        "type": _at("type"),
+    },
+    ("", "namespaces"): {"status.phase": _at("status", "phase")},
+    ("", "pods"): {
+        "spec.nodeName": _at("spec", "nodeName"),
+        "spec.restartPolicy": _at("spec", "restartPolicy"),
+        "spec.schedulerName": _at("spec", "schedulerName"),
+        "spec.serviceAccountName": _at("spec", "serviceAccountName"),
+        "status.phase": _at("status", "phase"),
+        "status.podIP": _at("status", "podIP"),
+        "status.nominatedNodeName": _at("status", "nominatedNodeName"),
+    },
+    ("", "secrets"): {"type": _at("type")},
 }
 
 
@@ -94,17 +149,59 @@ def _field_test(
     return lambda obj: (getter(obj) == value) != negate
 
 
-def field_selector(text: str | None) -> ObjectMatcher:
-    """A matcher for a ``fieldSelector`` query parameter (empty: everything)."""
+def _split_escaped(text: str) -> list[str]:
+    """Split a field selector on commas not escaped with a backslash."""
+    parts, current, escaped = [], "", False
+    for char in text:
+        if escaped:
+            current += "\\" + char
+            escaped = False
+        elif char == "\\":
+            escaped = True
+        elif char == ",":
+            parts.append(current)
+            current = ""
+        else:
+            current += char
+    if escaped:
+        raise bad_request(f"invalid field selector: {text!r}: trailing backslash")
+    parts.append(current)
+    return [p for p in (p.strip() for p in parts) if p]
+
+
+def _unescape(value: str) -> str:
+    out, escaped = "", False
+    for char in value:
+        if escaped:
+            if char not in "\\,=":
+                raise bad_request(f"invalid field selector value {value!r}: invalid escape")
+            out += char
+            escaped = False
+        elif char == "\\":
+            escaped = True
+        elif char in ",=":
+            raise bad_request(f"invalid field selector value {value!r}: unescaped {char!r}")
+        else:
+            out += char
+    return out
+
+
+def field_selector(text: str | None, extra: Mapping[str, Getter] | None = None) -> ObjectMatcher:
+    """A matcher for a ``fieldSelector`` query parameter (empty: everything).
+
+    ``extra``: the type's own selectable fields (``TYPE_FIELDS``) besides ``metadata.name`` and
+    ``metadata.namespace``.
+    """
     if not text:
         return lambda obj: True
     tests: list[ObjectMatcher] = []
-    for part in _split(text):
+    for part in _split_escaped(text):
         match = re.match(r"^([A-Za-z0-9.]+)\s*(==|=|!=)\s*(.*)$", part)
         if not match:
             raise bad_request(f"invalid field selector: {part!r}")
-        field, op, value = match.groups()
-        getter = FIELDS.get(field)
+        field, op, raw = match.groups()
+        value = _unescape(raw)
+        getter = FIELDS.get(field) or (extra or {}).get(field)
         if getter is None:
             raise ApiError(
                 400,

@@ -4,7 +4,13 @@ Built on the standard library's ``ThreadingHTTPServer`` (one thread per connecti
 keep-alive): no dependency, and the official client keeps one pooled connection per thread, so
 a thread per connection costs little. Paths, verbs, query parameters and error bodies are those
 of the Kubernetes API; what the emulator does not support answers with a clear Status (never a
-silent success): server-side apply, ``dryRun``, pagination (``limit``/``continue``).
+silent success): server-side apply, pagination (``limit``/``continue``).
+
+What kubectl needs besides: ``/openapi/v2`` and ``/openapi/v3`` (``openapi.py``), Table responses
+for ``Accept: ...;as=Table;g=meta.k8s.io`` (``tables.py``), ``dryRun=All`` (every check, nothing
+stored) and ``fieldValidation`` (``Strict``: unknown fields are a 400 ``strict decoding error``;
+``Warn``: a ``Warning`` header per unknown field; absent or ``Ignore``: not checked, which keeps
+the plain write paths as fast as before — a real apiserver's default is ``Warn``).
 """
 
 from __future__ import annotations
@@ -20,11 +26,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from rollout.sandbox.errors import ApiError, bad_request, method_not_allowed
+from rollout.sandbox.errors import ApiError, bad_request, invalid, method_not_allowed
+from rollout.sandbox.openapi import OpenApi, unknown_fields
 from rollout.sandbox.patch import PatchError, apply_patch
 from rollout.sandbox.resources import Registry, ResourceType
-from rollout.sandbox.selectors import field_selector, label_selector
+from rollout.sandbox.selectors import TYPE_FIELDS, field_selector, label_selector
 from rollout.sandbox.store import Obj, Store
+from rollout.sandbox.tables import table, wants_table
 
 MAX_BODY = 3 * 1024 * 1024  # the apiserver's request body limit
 DEFAULT_WATCH_TIMEOUT = 1800.0
@@ -58,9 +66,32 @@ class Stream:
     events: Iterator[tuple[str, Obj]]
     version: str
     rtype: ResourceType
+    as_table: str | None = None  # the includeObject of a Table watch, "" for its default
 
 
-Reply = tuple[int, Obj] | Stream
+@dataclass
+class Raw:
+    """A body already encoded (the OpenAPI documents)."""
+
+    code: int
+    data: bytes
+    content_type: str = "application/json"
+
+
+Reply = tuple[int, Obj] | Stream | Raw
+
+
+@dataclass
+class Options:
+    """A request's write options: ``dryRun`` and ``fieldValidation``; where warnings go."""
+
+    dry_run: bool = False
+    field_validation: str = ""
+    warnings: list[str] | None = None
+
+
+OPTIONS_KIND = {"POST": "CreateOptions", "PUT": "UpdateOptions", "PATCH": "PatchOptions"}
+FIELD_VALIDATIONS = ("", "Ignore", "Warn", "Strict")
 
 
 class Api:
@@ -70,19 +101,32 @@ class Api:
         self.store = store
         self.registry = registry
         self.bookmark_every = bookmark_every
+        self.openapi = OpenApi(registry)
 
     # -- routing --------------------------------------------------------------------------
 
-    def handle(self, method: str, raw_path: str, headers: Any, body: bytes) -> Reply:
+    def handle(
+        self,
+        method: str,
+        raw_path: str,
+        headers: Any,
+        body: bytes,
+        warnings: list[str] | None = None,
+    ) -> Reply:
+        """One request's reply; ``warnings`` collects the ``Warning`` headers to send."""
         url = urlsplit(raw_path)
-        query = {k: v[-1] for k, v in parse_qs(url.query, keep_blank_values=True).items()}
+        multi = parse_qs(url.query, keep_blank_values=True)
+        query = {k: v[-1] for k, v in multi.items()}
         parts = [p for p in url.path.split("/") if p]
         if method == "GET":
+            if parts and parts[0] == "openapi":
+                return self._openapi(parts, headers)
             discovery = self._discovery(parts)
             if discovery is not None:
                 return 200, discovery
-        if query.get("dryRun"):
-            raise bad_request("dryRun is not supported by the rollout sandbox")
+        options = Options(warnings=warnings)
+        if "dryRun" in multi or "fieldValidation" in multi:
+            options = self._options(method, multi, warnings)
         target = self._target(parts)
         if (
             target.sub not in (None, "status", "scale")
@@ -90,9 +134,104 @@ class Api:
             or (target.sub == "scale" and target.rtype.scale is None)
         ):
             raise ApiError(404, "NotFound", "the server could not find the requested resource")
+        table_of = (
+            query.get("includeObject", "")
+            if method == "GET" and wants_table(headers.get("Accept"))
+            else None
+        )
         if target.name is None:
-            return self._collection(method, target, query, body)
-        return self._object(method, target, query, headers, body)
+            reply = self._collection(method, target, query, body, options)
+        else:
+            reply = self._object(method, target, query, headers, body, options)
+        if table_of is None or target.sub == "scale":
+            return reply
+        if isinstance(reply, Stream):
+            reply.as_table = table_of
+            return reply
+        if isinstance(reply, tuple) and reply[0] == 200:
+            obj = reply[1]
+            items = obj["items"] if target.name is None else [obj]
+            rv = obj["metadata"].get("resourceVersion")
+            return 200, table(target.rtype, items, rv, table_of or None)
+        return reply
+
+    def _options(
+        self, method: str, multi: dict[str, list[str]], warnings: list[str] | None
+    ) -> Options:
+        """``dryRun`` and ``fieldValidation``, checked as the apiserver's handlers check them."""
+        kind = OPTIONS_KIND.get(method, "DeleteOptions")
+        dry = multi.get("dryRun") or []
+        if any(v != "All" for v in dry):
+            values = ", ".join(f'"{v}"' for v in dry)
+            raise invalid(
+                "meta.k8s.io",
+                kind,
+                "",
+                [
+                    (
+                        "dryRun",
+                        "FieldValueNotSupported",
+                        f'Unsupported value: []string{{{values}}}: supported values: "All"',
+                    )
+                ],
+            )
+        validation = (multi.get("fieldValidation") or [""])[-1]
+        if validation not in FIELD_VALIDATIONS:
+            raise invalid(
+                "meta.k8s.io",
+                kind,
+                "",
+                [
+                    (
+                        "fieldValidation",
+                        "FieldValueNotSupported",
+                        f'Unsupported value: "{validation}": supported values: "Ignore", '
+                        '"Strict", "Warn"',
+                    )
+                ],
+            )
+        return Options(bool(dry), validation, warnings)
+
+    def _check_fields(self, t: Target, obj: Any, options: Options) -> None:
+        """Strict decoding's unknown-field check (only asked for with ``fieldValidation``)."""
+        if options.field_validation not in ("Strict", "Warn"):
+            return
+        unknown = unknown_fields(t.rtype, t.version, obj)
+        if not unknown:
+            return
+        listed = [f'unknown field "{path}"' for path in unknown]
+        if options.field_validation == "Strict":
+            kind = t.rtype.kind
+            raise bad_request(
+                f'{kind} in version "{t.version}" cannot be handled as a {kind}: strict '
+                f"decoding error: {', '.join(listed)}"
+            )
+        if options.warnings is not None:
+            options.warnings.extend(listed)
+
+    def _openapi(self, parts: list[str], headers: Any) -> Reply:
+        not_found = ApiError(404, "NotFound", "the server could not find the requested resource")
+        accept = headers.get("Accept") or "*/*"
+        json_ok = any(
+            m.split(";")[0].strip() in ("application/json", "*/*", "application/*", "")
+            for m in accept.split(",")
+        )
+        if parts == ["openapi", "v2"]:
+            if not json_ok:
+                raise ApiError(
+                    406,
+                    "NotAcceptable",
+                    "the rollout sandbox serves /openapi/v2 as application/json only",
+                )
+            return Raw(200, self.openapi.v2_document())
+        if parts == ["openapi", "v3"]:
+            return 200, self.openapi.v3_index()
+        if len(parts) > 2 and parts[1] == "v3":
+            document = self.openapi.v3_document("/".join(parts[2:]))
+            if document is None:
+                raise not_found
+            return Raw(200, document)
+        raise not_found
 
     def _discovery(self, parts: list[str]) -> Obj | None:
         if parts == ["version"]:
@@ -149,9 +288,11 @@ class Api:
 
     # -- collections ------------------------------------------------------------------------
 
-    def _collection(self, method: str, t: Target, query: dict[str, str], body: bytes) -> Reply:
+    def _collection(
+        self, method: str, t: Target, query: dict[str, str], body: bytes, options: Options
+    ) -> Reply:
         labels = label_selector(query.get("labelSelector"))
-        fields = field_selector(query.get("fieldSelector"))
+        fields = field_selector(query.get("fieldSelector"), TYPE_FIELDS.get(t.rtype.key))
         if method == "GET":
             if t.watch or query.get("watch") in ("true", "1"):
                 return self._watch(t, query, labels, fields)
@@ -169,14 +310,17 @@ class Api:
         if method == "POST":
             if t.rtype.namespaced and t.namespace is None:
                 raise method_not_allowed("create needs a namespace in the path")
-            created = self.store.create(t.rtype, t.namespace, _typed(parse_json(body), t))
+            new = _typed(parse_json(body), t)
+            self._check_fields(t, new, options)
+            created = self.store.create(t.rtype, t.namespace, new, dry_run=options.dry_run)
             return 201, served(created, t.rtype, t.version)
         if method == "DELETE":
+            dry_run = options.dry_run or _body_dry_run(body, "DeleteOptions")
             items, _ = self.store.list(t.rtype, t.namespace, labels, fields)
             for item in items:
                 meta = item["metadata"]
                 try:
-                    self.store.delete(t.rtype, meta.get("namespace"), meta["name"])
+                    self.store.delete(t.rtype, meta.get("namespace"), meta["name"], dry_run=dry_run)
                 except ApiError as error:
                     if error.code != 404:
                         raise
@@ -203,7 +347,13 @@ class Api:
     # -- objects ----------------------------------------------------------------------------
 
     def _object(
-        self, method: str, t: Target, query: dict[str, str], headers: Any, body: bytes
+        self,
+        method: str,
+        t: Target,
+        query: dict[str, str],
+        headers: Any,
+        body: bytes,
+        options: Options,
     ) -> Reply:
         assert t.name is not None
         rtype, ns, name = t.rtype, t.namespace, t.name
@@ -215,32 +365,38 @@ class Api:
             if t.sub != "scale":
                 new = _typed(new, t)
             if t.sub == "scale":
-                obj = self._put_scale(t, new)
+                obj = self._put_scale(t, new, options.dry_run)
             else:
-                obj = self.store.update(rtype, ns, name, new, t.sub)
+                self._check_fields(t, new, options)
+                obj = self.store.update(rtype, ns, name, new, t.sub, dry_run=options.dry_run)
             return 200, self._shape(obj, t)
         if method == "PATCH":
             content_type = headers.get("Content-Type", "")
             if len(body) == 0:
                 raise bad_request("the body of a patch must not be empty")
             if t.sub == "scale":
-                obj = self._patch_scale(t, body, content_type)
+                obj = self._patch_scale(t, body, content_type, options.dry_run)
             else:
 
                 def change(old: Obj) -> Obj:
-                    return patch(old, body, content_type, rtype)
+                    patched = patch(old, body, content_type, rtype)
+                    self._check_fields(t, patched, options)
+                    return patched
 
-                obj = self.store.mutate(rtype, ns, name, change, t.sub)
+                obj = self.store.mutate(rtype, ns, name, change, t.sub, dry_run=options.dry_run)
             return 200, self._shape(obj, t)
         if method == "DELETE":
-            options = parse_json(body) if body.strip() else {}
-            propagation = query.get("propagationPolicy") or options.get("propagationPolicy")
+            delete_options = parse_json(body) if body.strip() else {}
+            if not isinstance(delete_options, dict):
+                raise bad_request("the body of a delete must be a DeleteOptions object")
+            propagation = query.get("propagationPolicy") or delete_options.get("propagationPolicy")
             obj = self.store.delete(
                 rtype,
                 ns,
                 name,
                 propagation=propagation or "Background",
-                preconditions=options.get("preconditions"),
+                preconditions=delete_options.get("preconditions"),
+                dry_run=options.dry_run or _body_dry_run(body, "DeleteOptions"),
             )
             return 200, served(obj, rtype, t.version)
         raise method_not_allowed(f"{method} is not supported on an object")
@@ -250,22 +406,22 @@ class Api:
             return scale_of(obj, t.rtype)
         return served(obj, t.rtype, t.version)
 
-    def _put_scale(self, t: Target, scale: Obj) -> Obj:
+    def _put_scale(self, t: Target, scale: Obj, dry_run: bool) -> Obj:
         assert t.name is not None and t.rtype.scale is not None
         replicas = (scale.get("spec") or {}).get("replicas")
         wanted_rv = (scale.get("metadata") or {}).get("resourceVersion")
-        return self._set_replicas(t, replicas, wanted_rv)
+        return self._set_replicas(t, replicas, wanted_rv, dry_run)
 
-    def _patch_scale(self, t: Target, body: bytes, content_type: str) -> Obj:
+    def _patch_scale(self, t: Target, body: bytes, content_type: str, dry_run: bool) -> Obj:
         assert t.name is not None
         current = scale_of(self.store.get(t.rtype, t.namespace, t.name), t.rtype)
         patched = patch(current, body, content_type, None)
         replicas = (patched.get("spec") or {}).get("replicas")
         return self._set_replicas(
-            t, replicas, (patched.get("metadata") or {}).get("resourceVersion")
+            t, replicas, (patched.get("metadata") or {}).get("resourceVersion"), dry_run
         )
 
-    def _set_replicas(self, t: Target, replicas: Any, wanted_rv: Any) -> Obj:
+    def _set_replicas(self, t: Target, replicas: Any, wanted_rv: Any, dry_run: bool) -> Obj:
         assert t.name is not None and t.rtype.scale is not None
         if not isinstance(replicas, int) or isinstance(replicas, bool) or replicas < 0:
             raise ApiError(
@@ -286,7 +442,32 @@ class Api:
             node[path[-1]] = replicas
             return new
 
-        return self.store.mutate(t.rtype, t.namespace, t.name, change, None)
+        return self.store.mutate(t.rtype, t.namespace, t.name, change, None, dry_run=dry_run)
+
+
+def _body_dry_run(body: bytes, kind: str) -> bool:
+    """Whether a DeleteOptions body asks for ``dryRun: ["All"]`` (other values: 422)."""
+    if not body.strip():
+        return False
+    options = parse_json(body)
+    if not isinstance(options, dict) or not options.get("dryRun"):
+        return False
+    values = options["dryRun"]
+    if values != ["All"]:
+        shown = ", ".join(f'"{v}"' for v in values) if isinstance(values, list) else values
+        raise invalid(
+            "meta.k8s.io",
+            kind,
+            "",
+            [
+                (
+                    "dryRun",
+                    "FieldValueNotSupported",
+                    f'Unsupported value: []string{{{shown}}}: supported values: "All"',
+                )
+            ],
+        )
+    return True
 
 
 def _typed(body: Any, t: Target) -> Any:
@@ -404,9 +585,10 @@ class Handler(BaseHTTPRequestHandler):
         self._dispatch("DELETE")
 
     def _dispatch(self, method: str) -> None:
+        warnings: list[str] = []
         try:
             body = self._body()
-            reply = self.api.handle(method, self.path, self.headers, body)
+            reply = self.api.handle(method, self.path, self.headers, body, warnings)
         except ApiError as error:
             self._send(error.code, error.body())
             return
@@ -416,8 +598,10 @@ class Handler(BaseHTTPRequestHandler):
             return
         if isinstance(reply, Stream):
             self._stream(reply)
+        elif isinstance(reply, Raw):
+            self._send_bytes(reply.code, reply.data, reply.content_type, warnings)
         else:
-            self._send(*reply)
+            self._send(*reply, warnings=warnings)
 
     def _body(self) -> bytes:
         if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
@@ -434,11 +618,20 @@ class Handler(BaseHTTPRequestHandler):
             raise ApiError(413, "RequestEntityTooLarge", "the request body is larger than 3 MiB")
         return self.rfile.read(length) if length else b""
 
-    def _send(self, code: int, body: Obj) -> None:
+    def _send(self, code: int, body: Obj, warnings: list[str] | None = None) -> None:
         data = json.dumps(body, separators=(",", ":")).encode()
+        self._send_bytes(code, data, "application/json", warnings)
+
+    def _send_bytes(
+        self, code: int, data: bytes, content_type: str, warnings: list[str] | None
+    ) -> None:
         self.send_response(code)
-        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(data)))
+        for warning in warnings or ():
+            # RFC 7234 warn-code 299, agent "-", the text as a quoted-string (as the apiserver).
+            quoted = warning.replace("\\", "\\\\").replace('"', '\\"')
+            self.send_header("Warning", f'299 - "{quoted}"')
         if self.close_connection:
             self.send_header("Connection", "close")
         self.end_headers()
@@ -465,6 +658,9 @@ class Handler(BaseHTTPRequestHandler):
                     if type_ in ("ERROR", "BOOKMARK")
                     else served(obj, stream.rtype, stream.version)
                 )
+                if stream.as_table is not None and type_ not in ("ERROR", "BOOKMARK"):
+                    rv = obj["metadata"].get("resourceVersion")
+                    shown = table(stream.rtype, [shown], rv, stream.as_table or None)
                 line = json.dumps({"type": type_, "object": shown}, separators=(",", ":"))
                 data = line.encode() + b"\n"
                 self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))

@@ -21,7 +21,11 @@ Contract, as the apiserver behaves (each point has a conformance test in
   ``customresourcecleanup.apiextensions.k8s.io`` until its objects are gone; dependents are
   garbage-collected after their owner goes;
 - watch delivers exactly the events after the version asked for (410 Gone once compacted),
-  with selection changes delivered as ADDED/DELETED, as the watch cache does.
+  with selection changes delivered as ADDED/DELETED, as the watch cache does;
+- ``dry_run`` (the API's ``dryRun=All``) on create, update, patch and delete runs every check and
+  admission step and returns the object the write would produce, but stores nothing: no new
+  version, no event, no garbage collection (a dry-run create has a ``uid`` and no
+  ``resourceVersion``, as the apiserver's).
 
 Stored objects are never mutated: every write builds a new dict, so readers may hold them.
 """
@@ -177,7 +181,9 @@ class Store:
 
     # -- writes -----------------------------------------------------------------------------
 
-    def create(self, rtype: ResourceType, namespace: str | None, body: Obj) -> Obj:
+    def create(
+        self, rtype: ResourceType, namespace: str | None, body: Obj, *, dry_run: bool = False
+    ) -> Obj:
         if not isinstance(body, dict):
             raise bad_request("the body of the request must be an object")
         meta = body.get("metadata")
@@ -250,6 +256,8 @@ class Store:
             meta["creationTimestamp"] = now_rfc3339()
             if rtype.generation:
                 meta["generation"] = 1
+            if dry_run:
+                return obj
             meta["resourceVersion"] = self._next_rv()
             bucket[key] = obj
             self._record(rtype, "ADDED", obj, None)
@@ -290,6 +298,8 @@ class Store:
         name: str,
         body: Obj,
         subresource: str | None,
+        *,
+        dry_run: bool = False,
     ) -> Obj:
         if not isinstance(body, dict) or not isinstance(body.get("metadata", {}), dict):
             raise bad_request("the body of the request must be an object with metadata")
@@ -323,7 +333,9 @@ class Store:
                         )
                     ],
                 )
-            return self._commit(rtype, old, self._compose(rtype, old, body, subresource))
+            return self._commit(
+                rtype, old, self._compose(rtype, old, body, subresource), dry_run=dry_run
+            )
 
     def mutate(
         self,
@@ -332,6 +344,8 @@ class Store:
         name: str,
         change: Callable[[Obj], Obj],
         subresource: str | None,
+        *,
+        dry_run: bool = False,
     ) -> Obj:
         """Apply ``change`` (a patch) to the current object atomically, then commit it."""
         with self.cond:
@@ -352,7 +366,9 @@ class Store:
             wanted = meta.get("resourceVersion")
             if wanted not in (None, "") and wanted != old["metadata"]["resourceVersion"]:
                 raise conflict(rtype.group, rtype.plural, name)
-            return self._commit(rtype, old, self._compose(rtype, old, patched, subresource))
+            return self._commit(
+                rtype, old, self._compose(rtype, old, patched, subresource), dry_run=dry_run
+            )
 
     def _compose(self, rtype: ResourceType, old: Obj, body: Obj, subresource: str | None) -> Obj:
         """The object a write asks for, with what the caller may not change taken from ``old``."""
@@ -378,12 +394,15 @@ class Store:
         new["kind"] = rtype.kind
         return new
 
-    def _commit(self, rtype: ResourceType, old: Obj, new: Obj) -> Obj:
+    def _commit(self, rtype: ResourceType, old: Obj, new: Obj, *, dry_run: bool = False) -> Obj:
         _check_finalizers(rtype, old, new)
         new = self.admission.validate(rtype, new, old)
         meta = new["metadata"]
         if rtype.generation and _content(new, rtype) != _content(old, rtype):
             meta["generation"] = int(old["metadata"].get("generation", 1)) + 1
+        if dry_run:
+            meta["resourceVersion"] = old["metadata"]["resourceVersion"]
+            return new
         key = self._name(rtype, meta.get("namespace"), meta["name"])
         if meta.get("deletionTimestamp") and not meta.get("finalizers"):
             meta["resourceVersion"] = self._next_rv()
@@ -407,6 +426,7 @@ class Store:
         *,
         propagation: str = "Background",
         preconditions: dict[str, Any] | None = None,
+        dry_run: bool = False,
     ) -> Obj:
         if propagation not in PROPAGATIONS:
             raise invalid(
@@ -456,11 +476,15 @@ class Store:
                         "CustomResourceDefinition marked for deletion; CustomResource deletion "
                         "will begin soon",
                     )
+                if dry_run:
+                    return new
                 new_meta["resourceVersion"] = self._next_rv()
                 self._bucket(rtype)[self._name(rtype, namespace, name)] = new
                 self._record(rtype, "MODIFIED", new, old)
                 self.gc_queue.append((meta["uid"], propagation))
                 return new
+            if dry_run:
+                return old
             return self._remove(rtype, old, propagation)
 
     def _remove(self, rtype: ResourceType, old: Obj, propagation: str) -> Obj:
