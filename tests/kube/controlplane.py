@@ -108,13 +108,40 @@ startTime: {{ $now | Quote }}
 """
 
 
-def _stage(name: str, expressions: list[dict[str, Any]], next_: dict[str, Any], **spec: Any) -> str:
+_NODE_STATUS = """
+{{ $now := Now }}
+conditions:
+{{ range NodeConditions }}
+- lastHeartbeatTime: {{ $now | Quote }}
+  lastTransitionTime: {{ $now | Quote }}
+  message: {{ .message | Quote }}
+  reason: {{ .reason | Quote }}
+  status: {{ .status | Quote }}
+  type: {{ .type | Quote }}
+{{ end }}
+addresses:
+- {type: InternalIP, address: {{ NodeIP | Quote }}}
+- {type: Hostname, address: {{ NodeName | Quote }}}
+allocatable: {{ YAML .status.allocatable 1 }}
+capacity: {{ YAML .status.capacity 1 }}
+nodeInfo:
+  architecture: amd64
+  operatingSystem: linux
+  kubeletVersion: fake
+  kubeProxyVersion: fake
+phase: Running
+"""
+
+
+def _stage(
+    name: str, expressions: list[dict[str, Any]], next_: dict[str, Any], kind: str = "Pod", **spec: Any
+) -> str:
     body = {
         "apiVersion": "kwok.x-k8s.io/v1alpha1",
         "kind": "Stage",
         "metadata": {"name": name},
         "spec": {
-            "resourceRef": {"apiGroup": "v1", "kind": "Pod"},
+            "resourceRef": {"apiGroup": "v1", "kind": kind},
             "selector": {"matchExpressions": expressions},
             "next": next_,
             **spec,
@@ -126,8 +153,17 @@ def _stage(name: str, expressions: list[dict[str, Any]], next_: dict[str, Any], 
 _LIVE = {"key": ".metadata.deletionTimestamp", "operator": "DoesNotExist"}
 _PENDING = {"key": ".status.phase", "operator": "In", "values": ["Pending"]}
 _NOT_CRASHING = {"key": f'.metadata.annotations["{CRASH}"]', "operator": "NotIn", "values": ["true"]}
+_NODE_READY = '.status.conditions.[] | select( .type == "Ready" ) | .status'
 STAGES = "\n---\n".join(
     [
+        # A fake node becomes Ready at once; its Lease is renewed by kwok
+        # (--node-lease-duration-seconds), which is what the node lifecycle controller reads.
+        _stage(
+            "node-initialize",
+            [{"key": _NODE_READY, "operator": "NotIn", "values": ["True"]}],
+            {"statusTemplate": _NODE_STATUS},
+            kind="Node",
+        ),
         _stage(
             "pod-ready",
             [_LIVE, _PENDING, _NOT_CRASHING,
@@ -261,6 +297,8 @@ class ControlPlane:
         return done.stdout
 
     def _api_ready(self) -> bool:
+        if not (self.dir / "pki" / "apiserver.crt").exists():
+            return False
         context = ssl.create_default_context(cafile=str(self.dir / "pki" / "apiserver.crt"))
         request = urllib.request.Request(
             self.server + "/readyz", headers={"Authorization": f"Bearer {self.token}"}
@@ -274,7 +312,7 @@ class ControlPlane:
     def start(self) -> Path:
         """Start every component; the admin kubeconfig's path. Raises ``RuntimeError``."""
         for sub in ("logs", "pki", "etcd"):
-            (self.dir / sub).mkdir(parents=True, exist_ok=True)
+            (self.dir / sub).mkdir(mode=0o700, parents=True, exist_ok=True)
         pki = self.dir / "pki"
         subprocess.run(
             ["openssl", "genrsa", "-out", str(pki / "sa.key"), "2048"], check=True, capture_output=True
@@ -368,6 +406,7 @@ class ControlPlane:
                 f"--manage-nodes-with-annotation-selector={NODE_ANNOTATION}=fake",
                 "--cidr=10.244.0.0/16",
                 "--node-ip=10.0.0.1",
+                "--node-lease-duration-seconds=40",
             ],
         )
         nodes = [_node(f"kwok-node-{i}") for i in range(NODES)]
