@@ -18,9 +18,9 @@ from pathlib import Path
 import pytest
 from kubernetes import client
 
-from tests.kube import KUBECONFIG_ENV
 from tests.integration.controller_helpers import Cluster, ControllerHandle, Recorder
 from tests.integration.sandbox_helpers import client_from, core_v1
+from tests.kube import KUBECONFIG_ENV
 from tests.oracle_watch import OracleWatch, WriteLog
 
 STARTUP_TIMEOUT = 30.0

@@ -17,7 +17,10 @@ import yaml
 
 from tests.integration.sandbox_helpers import client_from, core_v1
 
-pytestmark = pytest.mark.integration
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.sandbox_only(reason="tests `rollout sandbox up` itself (its own process)"),
+]
 
 ROLLOUT = str(Path(sys.executable).parent / "rollout")
 

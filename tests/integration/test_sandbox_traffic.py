@@ -23,7 +23,10 @@ import pytest
 from rollout.sandbox.prometheus import INSTALL_HINT, free_port
 from tests.integration.sandbox_helpers import apps_v1, client_from, core_v1, custom_objects
 
-pytestmark = pytest.mark.integration
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.sandbox_only(reason="tests `rollout sandbox up` itself (its own process)"),
+]
 
 ROLLOUT = str(Path(sys.executable).parent / "rollout")
 HASH = "rollout.dev/pod-template-hash"
