@@ -381,6 +381,8 @@ class ControlPlane:
                 f"--cert-dir={pki}",
                 f"--token-auth-file={pki / 'tokens.csv'}",
                 "--authorization-mode=Node,RBAC",
+                # The default plugins are always on; kubeadm clusters add NodeRestriction.
+                "--enable-admission-plugins=NodeRestriction",
                 "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
                 f"--service-account-key-file={pki / 'sa.pub'}",
                 f"--service-account-signing-key-file={pki / 'sa.key'}",
