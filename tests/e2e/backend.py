@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import os
 import secrets
+import threading
 import time
 from pathlib import Path
 from typing import Any
 
-from kubernetes import client, watch
+from kubernetes import client
+from kubernetes import watch as watch_module
 
 from tests import oracle, oracle_known
 from tests.oracle_watch import OracleWatch
@@ -60,12 +62,11 @@ class DeletionMark:
     """
 
     def __init__(self, api_client: client.ApiClient, namespace: str) -> None:
-        import threading
-
         self.namespace = namespace
         self.rv: int | None = None
         self._core: Any = client.CoreV1Api(api_client)
-        self._watch = watch.Watch()
+        watches: Any = watch_module  # the client's watch helper has no type hints
+        self._watch: Any = watches.Watch()
         self._ready = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
