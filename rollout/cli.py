@@ -326,14 +326,36 @@ def demo(
         help="Also write the demo sandbox's kubeconfig here, to watch the run with another "
         "client (kubectl, a test).",
     ),
+    cluster_kubeconfig: Path | None = typer.Option(
+        None,
+        "--cluster-kubeconfig",
+        help="Run on this existing cluster instead of a sandbox of its own (it must serve "
+        "Rollouts and Istio's kinds): in a namespace the demo creates and deletes on exit.",
+    ),
+    namespace: str | None = typer.Option(
+        None,
+        "--namespace",
+        help="With --cluster-kubeconfig: the namespace to create and use (must not exist; "
+        "default: demo, or demo-<suffix> when demo exists).",
+    ),
 ) -> None:
-    """Run a rollout end to end in the sandbox (cluster, traffic, Prometheus, controller).
+    """Run a rollout end to end (traffic, Prometheus, controller) in a sandbox of its own, or
+    on an existing cluster with --cluster-kubeconfig.
 
     Exit 0 when the scenario ends as expected (promoted, or rolled back), 1 otherwise.
     """
     from rollout.demo_cli import run
 
-    raise typer.Exit(run(scenario, json_file, plot_file, kubeconfig))
+    raise typer.Exit(
+        run(
+            scenario,
+            json_file,
+            plot_file,
+            kubeconfig,
+            cluster_kubeconfig=cluster_kubeconfig,
+            namespace=namespace,
+        )
+    )
 
 
 # -- operator commands -------------------------------------------------------------------------

@@ -1,7 +1,11 @@
-"""``rollout demo``: one command that shows a progressive delivery end to end, in the sandbox.
+"""``rollout demo``: one command that shows a progressive delivery end to end.
 
 Starts the sandbox cluster (API, workloads, simulated traffic through the VirtualServices), a
-real Prometheus scraping the simulated Istio metrics, and the controller, all in-process. Then
+real Prometheus scraping the simulated Istio metrics, and the controller, all in-process. With
+``--cluster-kubeconfig`` it uses an existing cluster instead of a sandbox (a real control plane
+with kwok's pods, or a ``rollout sandbox up`` started by someone else): in a namespace it creates
+and deletes on exit, with ``rollout sandbox traffic``'s mesh (``rollout.sandbox.mesh``, a client
+of the API) in-process. Every object is written through the API, in both modes. Then it
 deploys a Rollout (v1), lets it serve until Prometheus has data, updates it to v2 (whose pod
 annotations make it good, failing or slow) and prints the progress each second until the
 rollout is promoted or rolled back. ``--json`` writes the timeline, ``--plot`` draws it.
@@ -12,7 +16,9 @@ from __future__ import annotations
 import copy
 import json
 import logging
+import random
 import shutil
+import string
 import sys
 import tempfile
 import threading
@@ -192,28 +198,28 @@ SCENARIOS: dict[str, Scenario] = {
 # -- manifests ---------------------------------------------------------------------------------
 
 
-def _meta(name: str) -> Obj:
-    return {"name": name, "namespace": NAMESPACE}
+def _meta(name: str, namespace: str) -> Obj:
+    return {"name": name, "namespace": namespace}
 
 
-def services(scenario: Scenario) -> list[Obj]:
+def services(scenario: Scenario, namespace: str = NAMESPACE) -> list[Obj]:
     names = [APP, f"{APP}-stable", f"{APP}-canary"] if scenario.host_routing else [APP]
     return [
         {
             "apiVersion": "v1",
             "kind": "Service",
-            "metadata": _meta(name),
+            "metadata": _meta(name, namespace),
             "spec": {"selector": {"app": APP}, "ports": [{"name": "http", "port": 9080}]},
         }
         for name in names
     ]
 
 
-def destination_rule() -> Obj:
+def destination_rule(namespace: str = NAMESPACE) -> Obj:
     return {
         "apiVersion": ISTIO,
         "kind": "DestinationRule",
-        "metadata": _meta(APP),
+        "metadata": _meta(APP, namespace),
         "spec": {
             "host": APP,
             "subsets": [
@@ -224,7 +230,7 @@ def destination_rule() -> Obj:
     }
 
 
-def virtual_services(scenario: Scenario) -> list[Obj]:
+def virtual_services(scenario: Scenario, namespace: str = NAMESPACE) -> list[Obj]:
     if scenario.host_routing:
         stable, canary = {"host": f"{APP}-stable"}, {"host": f"{APP}-canary"}
     else:
@@ -232,7 +238,7 @@ def virtual_services(scenario: Scenario) -> list[Obj]:
     live = {
         "apiVersion": ISTIO,
         "kind": "VirtualService",
-        "metadata": _meta(APP),
+        "metadata": _meta(APP, namespace),
         "spec": {
             "hosts": [APP],
             "http": [
@@ -252,7 +258,7 @@ def virtual_services(scenario: Scenario) -> list[Obj]:
     preview = {
         "apiVersion": ISTIO,
         "kind": "VirtualService",
-        "metadata": _meta(f"{APP}-preview"),
+        "metadata": _meta(f"{APP}-preview", namespace),
         "spec": {
             "hosts": [f"{APP}-canary"],
             "http": [{"route": [{"destination": {"host": f"{APP}-canary"}}]}],
@@ -271,7 +277,7 @@ def template(version: int, annotations: dict[str, str]) -> Obj:
     }
 
 
-def rollout(scenario: Scenario) -> Obj:
+def rollout(scenario: Scenario, namespace: str = NAMESPACE) -> Obj:
     strategy = copy.deepcopy(scenario.strategy)
     for body in strategy.values():
         body.setdefault("scaleDownDelaySeconds", 2)
@@ -290,7 +296,7 @@ def rollout(scenario: Scenario) -> Obj:
     return {
         "apiVersion": GROUP_VERSION,
         "kind": "Rollout",
-        "metadata": _meta(APP),
+        "metadata": _meta(APP, namespace),
         "spec": {
             "replicas": 3,
             "selector": {"matchLabels": {"app": APP}},
@@ -318,17 +324,17 @@ def query(prometheus: str, promql: str) -> float | None:
     return None if value != value else value  # NaN: no data
 
 
-def _selector(revision: str) -> str:
+def _selector(revision: str, namespace: str) -> str:
     return (
-        f'reporter="destination",destination_workload_namespace="{NAMESPACE}",'
+        f'reporter="destination",destination_workload_namespace="{namespace}",'
         f'destination_canonical_service="{APP}",destination_canonical_revision="{revision}"'
     )
 
 
-def error_rate(prometheus: str, revision: str | None) -> float | None:
+def error_rate(prometheus: str, revision: str | None, namespace: str = NAMESPACE) -> float | None:
     if not revision:
         return None
-    sel, w = _selector(revision), f"{INTERVAL_S}s"
+    sel, w = _selector(revision, namespace), f"{INTERVAL_S}s"
     return query(
         prometheus,
         f'(sum(increase(istio_requests_total{{{sel},response_code=~"5.."}}[{w}])) or vector(0))'
@@ -336,10 +342,10 @@ def error_rate(prometheus: str, revision: str | None) -> float | None:
     )
 
 
-def p99_ms(prometheus: str, revision: str | None) -> float | None:
+def p99_ms(prometheus: str, revision: str | None, namespace: str = NAMESPACE) -> float | None:
     if not revision:
         return None
-    sel = _selector(revision)
+    sel = _selector(revision, namespace)
     return query(
         prometheus,
         "histogram_quantile(0.99, sum by (le) "
@@ -347,12 +353,13 @@ def p99_ms(prometheus: str, revision: str | None) -> float | None:
     )
 
 
-def wait_for_data(prometheus: str, revision: str, timeout: float = 30.0) -> None:
+def wait_for_data(
+    prometheus: str, revision: str, timeout: float = 30.0, namespace: str = NAMESPACE
+) -> None:
     deadline = time.monotonic() + timeout
+    sel = _selector(revision, namespace)
     while time.monotonic() < deadline:
-        total = query(
-            prometheus, f"sum(increase(istio_requests_total{{{_selector(revision)}}}[5s]))"
-        )
+        total = query(prometheus, f"sum(increase(istio_requests_total{{{sel}}}[5s]))")
         if total is not None and total > 0:
             return
         pause(0.5)
@@ -431,18 +438,179 @@ def _step_name(spec: Obj, index: int | None) -> str:
     )
 
 
-def run_demo(name: str, out: Any = None, kubeconfig: Path | None = None) -> Result:
+MANAGED_BY = "app.kubernetes.io/managed-by"  # on the namespace the demo creates
+CLEANUP_TIMEOUT_S = 60.0  # how long the demo waits for its namespace to be gone on exit
+
+
+class _Own:
+    """What the demo started and must stop (last started, first stopped), and the namespace
+    it created on an existing cluster (deleted on exit)."""
+
+    def __init__(self) -> None:
+        self.stops: list[Any] = []
+        self.namespace: str | None = None
+        self.access: Any = None
+
+    def close(self, say: Any) -> None:
+        while self.stops:
+            self.stops.pop()()
+        if self.namespace is not None and self.access is not None:
+            _delete_namespace(self.access, self.namespace, say)
+
+
+def _one_line(error: BaseException) -> str:
+    return (str(error).strip().splitlines() or [type(error).__name__])[0]
+
+
+def _create_namespace(access: Any, wanted: str | None, say: Any) -> str:
+    """Create the demo's own namespace on an existing cluster: ``wanted`` if given (it must not
+    exist), else ``demo``, else a fresh ``demo-<5 letters>`` when ``demo`` exists (or is still
+    terminating). Never adopts a namespace it did not create."""
+    from rollout.cluster.access import NAMESPACES, Conflict
+
+    names = [wanted] if wanted else [NAMESPACE] + [f"{NAMESPACE}-{_suffix()}" for _ in range(5)]
+    for name in names:
+        try:
+            access.create(
+                NAMESPACES,
+                None,
+                {"metadata": {"name": name, "labels": {MANAGED_BY: "rollout-demo"}}},
+            )
+        except Conflict:
+            if wanted:
+                raise RuntimeError(
+                    f"namespace {name} already exists; the demo only uses a namespace it creates"
+                ) from None
+            continue
+        say(f"namespace {name} created (deleted when the demo ends)")
+        return name
+    raise RuntimeError(f"no free namespace name among {', '.join(names)}")
+
+
+def _suffix() -> str:
+    return "".join(random.choices(string.ascii_lowercase + string.digits, k=5))
+
+
+def _delete_namespace(access: Any, namespace: str, say: Any) -> None:
+    """Delete the demo's namespace and wait (``CLEANUP_TIMEOUT_S`` at most) until it is gone.
+
+    Runs while the demo stops, so it sleeps plainly instead of ``pause`` (a stop is already
+    under way); an API that fails here is reported, not raised.
+    """
+    from rollout.cluster.access import NAMESPACES, ClusterError, NotFound
+
+    try:
+        access.delete(NAMESPACES, None, namespace)
+    except NotFound:
+        return
+    except ClusterError as error:
+        say(f"could not delete namespace {namespace}: {_one_line(error)}")
+        return
+    deadline = time.monotonic() + CLEANUP_TIMEOUT_S
+    while time.monotonic() < deadline:
+        try:
+            access.get(NAMESPACES, None, namespace)
+        except NotFound:
+            say(f"namespace {namespace} deleted")
+            return
+        except ClusterError:
+            pass
+        time.sleep(0.2)
+    say(f"namespace {namespace} is still terminating after {CLEANUP_TIMEOUT_S:g}s")
+
+
+def _start_sandbox(own: _Own, metrics: Any, workdir: Path, kubeconfig: Path | None) -> str:
+    """The demo's own sandbox with its in-memory traffic simulator; its kubeconfig's path."""
+    from rollout.sandbox.cluster import Sandbox
+    from rollout.sandbox.traffic import StoreSource, TrafficSimulator
+
+    sandbox = Sandbox(0)
+    own.stops.append(sandbox.stop)
+    sandbox.start()
+    traffic = TrafficSimulator(StoreSource(sandbox.store, sandbox.registry), metrics, rps=RPS)
+    own.stops.append(traffic.stop)
+    traffic.start()
+    sandbox.write_kubeconfig(workdir / "kubeconfig")
+    if kubeconfig is not None:
+        sandbox.write_kubeconfig(kubeconfig)
+    return str(workdir / "kubeconfig")
+
+
+def _connect_cluster(cluster_kubeconfig: Path) -> tuple[Any, str]:
+    """A ``KubeAccess`` to an existing cluster, checked: it serves Rollouts and Istio's kinds.
+
+    Raises ``RuntimeError`` with one line when the kubeconfig or the API cannot be used.
+    """
+    from rollout.cluster.access import ROLLOUTS, ClusterError, NotFound
+    from rollout.cluster.kube import connect_cli
+    from rollout.sandbox.mesh import ApiSource
+
+    if not cluster_kubeconfig.is_file():
+        raise RuntimeError(f"cannot read --cluster-kubeconfig {cluster_kubeconfig}: no such file")
+    try:
+        access, _ = connect_cli(str(cluster_kubeconfig))
+        host = access.api.configuration.host
+        ApiSource(access).check()  # Services, DestinationRules, ReplicaSets, VirtualServices
+        access.list(ROLLOUTS)
+    except NotFound as error:
+        raise RuntimeError(
+            f"the cluster does not serve rollouts.rollout.dev/v1alpha1 "
+            f"(install the CRDs: kubectl apply -f crds/): {_one_line(error)}"
+        ) from None
+    except ClusterError as error:
+        where = f"the cluster of {cluster_kubeconfig}"
+        raise RuntimeError(f"{where}: {_one_line(error)}") from None
+    return access, host
+
+
+def _start_mesh(own: _Own, metrics: Any, access: Any, namespace: str) -> None:
+    """``rollout sandbox traffic``'s mesh, in-process, reading ``namespace`` through the API."""
+    from rollout.sandbox.mesh import SYNC_TIMEOUT, ApiSource
+    from rollout.sandbox.traffic import TrafficSimulator
+
+    source = ApiSource(access, namespace=namespace)
+    own.stops.append(source.stop)
+    source.check()
+    source.start()
+    if not source.wait_synced():
+        raise RuntimeError(f"the API did not answer the first lists within {SYNC_TIMEOUT:g}s")
+    traffic = TrafficSimulator(source, metrics, rps=RPS)
+    own.stops.append(traffic.stop)
+    traffic.start()
+
+
+def run_demo(
+    name: str,
+    out: Any = None,
+    kubeconfig: Path | None = None,
+    *,
+    cluster_kubeconfig: Path | None = None,
+    namespace: str | None = None,
+) -> Result:
     """Run scenario ``name``; print progress to ``out`` (stdout).
 
-    ``kubeconfig``: also write the sandbox's kubeconfig there (atomically, once the API
-    answers and before any object exists), so another client can watch the whole run.
+    Without ``cluster_kubeconfig`` the demo starts its own sandbox; ``kubeconfig``: also write
+    the sandbox's kubeconfig there (atomically, once the API answers and before any object
+    exists), so another client can watch the whole run.
+
+    With ``cluster_kubeconfig`` it runs on that existing cluster instead (which must serve
+    Rollouts and Istio's kinds): in a namespace of its own (``namespace``, which must not exist,
+    else ``demo`` or a fresh ``demo-<suffix>``), with ``rollout sandbox traffic``'s simulated
+    mesh reading that namespace through the API; on exit it deletes that namespace and nothing
+    else. Every failure to use the cluster is a ``RuntimeError`` with one line.
     """
+    from rollout.cluster.access import (
+        DESTINATION_RULES,
+        NAMESPACES,
+        ROLLOUTS,
+        SERVICES,
+        VIRTUAL_SERVICES,
+        ClusterError,
+    )
     from rollout.cluster.kube import KubeAccess, load_api_client
     from rollout.controller.runtime import Controller
-    from rollout.sandbox.cluster import Sandbox
     from rollout.sandbox.istio_metrics import IstioMetrics
     from rollout.sandbox.prometheus import PrometheusServer
-    from rollout.sandbox.traffic import StoreSource, TrafficSimulator
 
     out = out or sys.stdout
     scenario = SCENARIOS[name]
@@ -452,50 +620,44 @@ def run_demo(name: str, out: Any = None, kubeconfig: Path | None = None) -> Resu
 
     logging.getLogger("rollout").setLevel(logging.ERROR)
     workdir = Path(tempfile.mkdtemp(prefix="rollout-demo-"))
-    sandbox = Sandbox(0)
     metrics = IstioMetrics()
-    traffic: TrafficSimulator | None = None
-    prometheus: PrometheusServer | None = None
-    controller: Controller | None = None
+    own = _Own()
     try:
-        sandbox.start()
-        traffic = TrafficSimulator(StoreSource(sandbox.store, sandbox.registry), metrics, rps=RPS)
-        traffic.start()
+        if cluster_kubeconfig is None:
+            access = KubeAccess(load_api_client(_start_sandbox(own, metrics, workdir, kubeconfig)))
+            where = f"sandbox at {access.api.configuration.host}"
+        else:
+            access, host = _connect_cluster(cluster_kubeconfig)
+            where = f"cluster at {host}"
+        if cluster_kubeconfig is not None:
+            own.access = access
+            ns = _create_namespace(access, namespace, say)
+            own.namespace = ns
+            _start_mesh(own, metrics, access, ns)
+        else:  # a fresh sandbox of its own: nobody else's namespace to avoid
+            ns = namespace or NAMESPACE
+            access.create(NAMESPACES, None, {"metadata": {"name": ns}})
         prometheus = PrometheusServer([f"127.0.0.1:{metrics.serve(0)}"], port=0)
+        own.stops.append(prometheus.stop)
         prometheus.start()
-        sandbox.write_kubeconfig(workdir / "kubeconfig")
-        if kubeconfig is not None:
-            sandbox.write_kubeconfig(kubeconfig)
-        say(f"sandbox at {sandbox.url}, prometheus at {prometheus.url}")
-        controller = Controller(
-            KubeAccess(load_api_client(str(workdir / "kubeconfig"))),
-            namespace=NAMESPACE,
-            workers=2,
-            prometheus_url=prometheus.url,
-        )
+        say(f"{where}, prometheus at {prometheus.url}")
+        controller = Controller(access, namespace=ns, workers=2, prometheus_url=prometheus.url)
+        own.stops.append(controller.stop)
         if not controller.start_caches(timeout=20):
             raise RuntimeError("the controller's watch caches did not fill")
         controller.start_workers()
 
-        registry, store = sandbox.registry, sandbox.store
-
-        def rtype(group: str, version: str, plural: str) -> Any:
-            return registry.lookup(group, version, plural)
-
-        store.create(rtype("", "v1", "namespaces"), None, {"metadata": {"name": NAMESPACE}})
-        for svc in services(scenario):
-            store.create(rtype("", "v1", "services"), NAMESPACE, svc)
+        for svc in services(scenario, ns):
+            access.create(SERVICES, ns, svc)
         if not scenario.host_routing:
-            dr_type = rtype("networking.istio.io", "v1beta1", "destinationrules")
-            store.create(dr_type, NAMESPACE, destination_rule())
-        for vs in virtual_services(scenario):
-            store.create(rtype("networking.istio.io", "v1beta1", "virtualservices"), NAMESPACE, vs)
-        rollouts = rtype("rollout.dev", "v1alpha1", "rollouts")
-        store.create(rollouts, NAMESPACE, rollout(scenario))
+            access.create(DESTINATION_RULES, ns, destination_rule(ns))
+        for vs in virtual_services(scenario, ns):
+            access.create(VIRTUAL_SERVICES, ns, vs)
+        access.create(ROLLOUTS, ns, rollout(scenario, ns))
         say(f"scenario {scenario.name}: {scenario.description}")
 
         def status() -> Obj:
-            found: Obj = store.get(rollouts, NAMESPACE, APP).get("status") or {}
+            found: Obj = access.get(ROLLOUTS, ns, APP).get("status") or {}
             return found
 
         def wait(predicate: Any, what: str, timeout: float = 60.0) -> Obj:
@@ -513,34 +675,36 @@ def run_demo(name: str, out: Any = None, kubeconfig: Path | None = None) -> Resu
             ]
         )
         say(f"v1 ({v1}) is Healthy; waiting for Prometheus to see its traffic")
-        wait_for_data(prometheus.url, v1)
+        wait_for_data(prometheus.url, v1, namespace=ns)
         pause(INTERVAL_S)  # a full gate window of v1's traffic: stable's side is judged too
 
-        def set_v2(obj: Obj) -> Obj:
-            obj = copy.deepcopy(obj)
-            obj["spec"]["template"] = template(2, scenario.v2)
-            return obj
-
-        generation = int(
-            store.mutate(rollouts, NAMESPACE, APP, set_v2, None)["metadata"]["generation"]
+        updated = access.patch(
+            ROLLOUTS,
+            ns,
+            APP,
+            [{"op": "replace", "path": "/spec/template", "value": template(2, scenario.v2)}],
+            patch_type="json",
         )
+        generation = int(updated["metadata"]["generation"])
         behaviour = ", ".join(f"{k.rsplit('/', 1)[1]}={v}" for k, v in scenario.v2.items())
         say(f"updated to v2 ({behaviour or 'healthy'}); expecting {scenario.expected}")
-        return _watch(scenario, prometheus.url, status, v1, generation, say)
+        return _watch(scenario, prometheus.url, status, v1, generation, say, ns)
+    except ClusterError as error:
+        raise RuntimeError(f"the cluster refused a request: {_one_line(error)}") from None
     finally:
-        if controller is not None:
-            controller.stop()
-        if traffic is not None:
-            traffic.stop()
-        if prometheus is not None:
-            prometheus.stop()
+        own.close(say)
         metrics.close()
-        sandbox.stop()
         shutil.rmtree(workdir, ignore_errors=True)
 
 
 def _watch(
-    scenario: Scenario, prometheus: str, status: Any, v1: str, generation: int, say: Any
+    scenario: Scenario,
+    prometheus: str,
+    status: Any,
+    v1: str,
+    generation: int,
+    say: Any,
+    namespace: str = NAMESPACE,
 ) -> Result:
     start = time.monotonic()
     # Until the controller has seen v2 the status is still v1's: showing it would say "Healthy".
@@ -573,10 +737,10 @@ def _watch(
             canaryWeight=int(weights.get("canary", 0)),
             stableWeight=int(weights.get("stable", 100)),
             mirrorPercent=float(weights.get("mirror", 0)),
-            canaryErrorRate=error_rate(prometheus, v2),
-            canaryP99Ms=p99_ms(prometheus, v2),
-            stableErrorRate=error_rate(prometheus, v1),
-            stableP99Ms=p99_ms(prometheus, v1),
+            canaryErrorRate=error_rate(prometheus, v2, namespace),
+            canaryP99Ms=p99_ms(prometheus, v2, namespace),
+            stableErrorRate=error_rate(prometheus, v1, namespace),
+            stableP99Ms=p99_ms(prometheus, v1, namespace),
         )
         result.timeline.append(sample)
         step = (sample.phase, sample.step)

@@ -1,7 +1,7 @@
 """``rollout demo``'s command: check the options and the tools, run, write the outputs.
 
-Ctrl-C or SIGTERM stop the run cleanly (the sandbox, the controller and Prometheus with it) and
-exit 130 or 143 without a traceback.
+Ctrl-C or SIGTERM stop the run cleanly (the sandbox, the controller and Prometheus with it; on
+an existing cluster the demo's namespace is deleted) and exit 130 or 143 without a traceback.
 """
 
 from __future__ import annotations
@@ -26,7 +26,13 @@ def run(
     json_file: Path | None,
     plot_file: Path | None,
     kubeconfig: Path | None = None,
+    *,
+    cluster_kubeconfig: Path | None = None,
+    namespace: str | None = None,
 ) -> int:
+    """``rollout demo``; its exit status: 0 when the scenario ends as expected, 1 when it does
+    not or the tools or the cluster cannot be used (one line on stderr), 4 for bad options,
+    128 + the signal when stopped."""
     from rollout.demo import SCENARIOS, Stopped, run_demo, write_json
     from rollout.sandbox.prometheus import INSTALL_HINT
 
@@ -35,6 +41,16 @@ def run(
             f"rollout demo: unknown scenario {scenario!r}; one of {', '.join(SCENARIOS)}",
             file=sys.stderr,
         )
+        return 4
+    if cluster_kubeconfig is not None and kubeconfig is not None:
+        print(
+            "rollout demo: --kubeconfig writes the demo sandbox's kubeconfig; with "
+            "--cluster-kubeconfig there is no sandbox (use that kubeconfig to watch the run)",
+            file=sys.stderr,
+        )
+        return 4
+    if namespace is not None and cluster_kubeconfig is None:
+        print("rollout demo: --namespace needs --cluster-kubeconfig", file=sys.stderr)
         return 4
     if shutil.which("prometheus") is None:
         print(f"rollout demo: {INSTALL_HINT} (or run scripts/install-prometheus)", file=sys.stderr)
@@ -50,7 +66,12 @@ def run(
             return 1
     previous = {sig: signal.signal(sig, _stop_on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
-        result = run_demo(scenario, kubeconfig=kubeconfig)
+        result = run_demo(
+            scenario,
+            kubeconfig=kubeconfig,
+            cluster_kubeconfig=cluster_kubeconfig,
+            namespace=namespace,
+        )
     except RuntimeError as error:
         print(f"rollout demo: {error}", file=sys.stderr)
         return 1

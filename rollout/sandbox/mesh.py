@@ -60,11 +60,16 @@ class ApiSource:
     ``check()`` lists each kind once and raises ``ClusterError`` with a readable message when
     the API cannot be used (unreachable, refused, a kind not served: Istio's CRDs missing);
     ``start()`` then runs one informer per kind; ``wait_synced`` waits for their first lists.
+    ``namespace``: read only that namespace (``rollout demo`` on an existing cluster); default
+    every namespace.
     """
 
-    def __init__(self, access: ClusterAccess, *, max_backoff: float = 5.0) -> None:
+    def __init__(
+        self, access: ClusterAccess, *, max_backoff: float = 5.0, namespace: str | None = None
+    ) -> None:
         self.access = access
         self.max_backoff = max_backoff
+        self.namespace = namespace
         self.informers: dict[str, Informer] = {}
         self.pods: Informer | None = None
         self._closed = threading.Event()
@@ -73,7 +78,7 @@ class ApiSource:
         """One list of every kind; decide whether Pods are read (served and allowed)."""
         for res in KINDS:
             try:
-                self.access.list(res)
+                self.access.list(res, self.namespace)
             except NotFound as error:
                 raise ClusterError(
                     f"the API server does not serve {_name(res)} "
@@ -82,14 +87,14 @@ class ApiSource:
             except ClusterError as error:
                 raise ClusterError(f"cannot list {_name(res)}: {error}") from error
         try:
-            self.access.list(PODS)
-            self.pods = Informer(self.access, PODS, max_backoff=self.max_backoff)
+            self.access.list(PODS, self.namespace)
+            self.pods = Informer(self.access, PODS, self.namespace, max_backoff=self.max_backoff)
         except (NotFound, Forbidden):
             self.pods = None  # no Pods here: availableReplicas it is
 
     def start(self) -> None:
         for res in KINDS:
-            informer = Informer(self.access, res, max_backoff=self.max_backoff)
+            informer = Informer(self.access, res, self.namespace, max_backoff=self.max_backoff)
             self.informers[res.plural] = informer
             informer.start()
         if self.pods is not None:

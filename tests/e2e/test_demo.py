@@ -1,7 +1,8 @@
 """``rollout demo`` end to end, through the public command (sandbox, Prometheus, controller).
 
 Each scenario runs the installed ``rollout`` in a subprocess and checks its exit status and the
-timeline it writes with ``--json``.
+timeline it writes with ``--json``. On the kube backend (``tests.e2e.backend``) the demo runs on
+the suite's cluster with ``--cluster-kubeconfig`` in a fresh namespace, which must be gone after.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import pytest
 
 from rollout import demo as demo_module
 from rollout.sandbox.prometheus import INSTALL_HINT
+from tests.e2e import backend
 from tests.integration.sandbox_helpers import client_from
 from tests.oracle_watch import OracleWatch
 
@@ -28,31 +30,60 @@ pytestmark = pytest.mark.e2e
 ROLLOUT = str(Path(sys.executable).parent / "rollout")
 
 
+class Run:
+    """One ``rollout demo`` process: on its own sandbox (``--kubeconfig``, written by the demo)
+    or, on the kube backend, on the suite's cluster in a fresh namespace; the safety oracle
+    watches the demo's namespace from before the demo writes anything."""
+
+    def __init__(self, scenario: str, tmp_path: Path, *extra: str) -> None:
+        if shutil.which("prometheus") is None:
+            pytest.fail(INSTALL_HINT)
+        args = [ROLLOUT, "demo", "--scenario", scenario, *extra]
+        self.mark: backend.DeletionMark | None = None
+        if backend.on_kube():
+            self.kubeconfig = backend.kubeconfig()
+            self.namespace = backend.fresh_namespace("demo-e2e")
+            args += ["--cluster-kubeconfig", str(self.kubeconfig), "--namespace", self.namespace]
+            self.mark = backend.DeletionMark(client_from(str(self.kubeconfig)), self.namespace)
+            self.mark.start()
+            self.watch = OracleWatch(client_from(str(self.kubeconfig)), [self.namespace]).start()
+        else:
+            self.kubeconfig = tmp_path / "kubeconfig"
+            self.namespace = demo_module.NAMESPACE
+            args += ["--kubeconfig", str(self.kubeconfig)]
+        self.process = subprocess.Popen(
+            args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        if not backend.on_kube():
+            self.watch = watch_demo(self.process, self.kubeconfig)
+
+    def verify(self, nodeid: str) -> None:
+        """The oracle on everything the run wrote, and, on an existing cluster, that the
+        demo's namespace is gone (the versions of its deletion are not judged)."""
+        if self.mark is None:  # the demo's sandbox is gone now
+            violations = self.watch.verify(nodeid, catch_up=False)
+        else:
+            rv = self.mark.wait()
+            backend.wait_gone(client_from(str(self.kubeconfig)), self.namespace)
+            violations = backend.verify_before(self.watch, nodeid, rv)
+        assert not violations, OracleWatch.failure(nodeid, violations)
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+
 def demo(scenario: str, tmp_path: Path) -> dict[str, Any]:
-    if shutil.which("prometheus") is None:
-        pytest.fail(INSTALL_HINT)
     out = tmp_path / "timeline.json"
-    kubeconfig = tmp_path / "kubeconfig"
-    process = subprocess.Popen(
-        [ROLLOUT, "demo", "--scenario", scenario, "--json", str(out)]
-        + ["--kubeconfig", str(kubeconfig)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    run = Run(scenario, tmp_path, "--json", str(out))
     try:
-        watch = watch_demo(process, kubeconfig)
-        stdout, stderr = process.communicate(timeout=240)
+        stdout, stderr = run.process.communicate(timeout=240)
     finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-    done = subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
+        run.kill()
+    done = subprocess.CompletedProcess(run.process.args, run.process.returncode, stdout, stderr)
     assert done.returncode == 0, done.stdout + done.stderr
-    # The safety oracle judges everything the run wrote (the demo's sandbox is gone now).
-    nodeid = os.environ.get("PYTEST_CURRENT_TEST", scenario).split(" ")[0]
-    violations = watch.verify(nodeid, catch_up=False)
-    assert not violations, OracleWatch.failure(nodeid, violations)
+    run.verify(os.environ.get("PYTEST_CURRENT_TEST", scenario).split(" ")[0])
     assert f"{scenario}: " in done.stdout
     result: dict[str, Any] = json.loads(out.read_text())
     assert result["scenario"] == scenario
@@ -179,17 +210,9 @@ def alive(pid: int) -> bool:
 
 
 def test_sigterm_stops_the_demo_and_its_prometheus(tmp_path: Path) -> None:
-    if shutil.which("prometheus") is None:
-        pytest.fail(INSTALL_HINT)
-    kubeconfig = tmp_path / "kubeconfig"
-    demo_process = subprocess.Popen(
-        [ROLLOUT, "demo", "--scenario", "good-canary", "--kubeconfig", str(kubeconfig)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    run = Run("good-canary", tmp_path)
+    demo_process = run.process
     try:
-        watch = watch_demo(demo_process, kubeconfig)
         assert demo_process.stdout is not None
         for line in demo_process.stdout:  # ends at EOF if the demo dies early
             if line.startswith("scenario good-canary"):
@@ -197,11 +220,9 @@ def test_sigterm_stops_the_demo_and_its_prometheus(tmp_path: Path) -> None:
         started = children(demo_process.pid)
         assert started, "the demo runs Prometheus as its child"
         demo_process.send_signal(signal.SIGTERM)
-        out, err = demo_process.communicate(timeout=30)
+        out, err = demo_process.communicate(timeout=90)
     finally:
-        if demo_process.poll() is None:
-            demo_process.kill()
-            demo_process.wait()
+        run.kill()
     assert demo_process.returncode == 128 + signal.SIGTERM, err
     assert "terminated; everything it started is stopped" in err
     assert "Traceback" not in err
@@ -209,6 +230,4 @@ def test_sigterm_stops_the_demo_and_its_prometheus(tmp_path: Path) -> None:
     while any(alive(pid) for pid in started):
         assert time.monotonic() < deadline, f"left running: {started}"
         time.sleep(0.1)
-    nodeid = os.environ.get("PYTEST_CURRENT_TEST", "sigterm").split(" ")[0]
-    violations = watch.verify(nodeid, catch_up=False)
-    assert not violations, OracleWatch.failure(nodeid, violations)
+    run.verify(os.environ.get("PYTEST_CURRENT_TEST", "sigterm").split(" ")[0])
