@@ -19,12 +19,13 @@ from kubernetes import client
 from kubernetes import watch as watch_module
 
 from tests import oracle, oracle_known
+from tests.kube import BACKEND_ENV, KUBECONFIG_ENV
 from tests.oracle_watch import OracleWatch
 
 
 def backend() -> str:
     """``sandbox`` or ``kube``."""
-    return os.environ.get("ROLLOUT_TEST_BACKEND", "sandbox")
+    return os.environ.get(BACKEND_ENV, "sandbox")
 
 
 def on_kube() -> bool:
@@ -33,7 +34,7 @@ def on_kube() -> bool:
 
 def kubeconfig() -> Path:
     """The existing cluster's admin kubeconfig (kube backend only)."""
-    return Path(os.environ["ROLLOUT_TEST_KUBECONFIG"])
+    return Path(os.environ[KUBECONFIG_ENV])
 
 
 def fresh_namespace(prefix: str) -> str:
