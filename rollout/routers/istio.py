@@ -188,9 +188,22 @@ class IstioRouter:
             problem=problem,
         )
 
+    def _get(self, reader: Reader, res: Resource, namespace: str, name: str) -> Obj | None:
+        """``name`` from ``reader``; missing there, from the API before it is called missing.
+
+        A watch cache can lag behind the API: an object created just before the Rollout may
+        not have reached it yet (each kind has its own watch, in no order with the others, see
+        https://kubernetes.io/docs/reference/using-api/api-concepts/#efficient-detection-of-changes).
+        "Not found" is reported to the user (InvalidSpec, a Warning), so only the API says it.
+        """
+        found = reader.get(res, namespace, name)
+        if found is None and reader is not self.fresh:
+            found = self.fresh.get(res, namespace, name)
+        return found
+
     def _virtual_service(self, rollout: Rollout, ref: VirtualServiceRef, reader: Reader) -> Obj:
         namespace = ref.vs_namespace(rollout.namespace)
-        vs = reader.get(VIRTUAL_SERVICES, namespace, ref.vs_name)
+        vs = self._get(reader, VIRTUAL_SERVICES, namespace, ref.vs_name)
         if vs is None:
             raise RouteConfigError(f"VirtualService {namespace}/{ref.vs_name} not found")
         return vs
@@ -210,7 +223,7 @@ class IstioRouter:
         revisions = []
         for service in (istio.stable_service, istio.canary_service):
             assert service is not None
-            svc = reader.get(SERVICES, rollout.namespace, service)
+            svc = self._get(reader, SERVICES, rollout.namespace, service)
             if svc is None:
                 raise RouteConfigError(f"Service {rollout.namespace}/{service} not found")
             revisions.append((svc.get("spec", {}).get("selector") or {}).get(HASH_LABEL))
@@ -219,7 +232,7 @@ class IstioRouter:
     def _destination_rule(self, rollout: Rollout, reader: Reader) -> Obj:
         dr_ref = rollout.spec.traffic_routing.istio.destination_rule
         assert dr_ref is not None
-        dr = reader.get(DESTINATION_RULES, rollout.namespace, dr_ref.name)
+        dr = self._get(reader, DESTINATION_RULES, rollout.namespace, dr_ref.name)
         if dr is None:
             raise RouteConfigError(f"DestinationRule {rollout.namespace}/{dr_ref.name} not found")
         return dr

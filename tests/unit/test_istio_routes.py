@@ -305,3 +305,58 @@ def test_the_revert_message_says_what_was_undone() -> None:
         "reverted route primary of VirtualService shop/reviews: weights stable/canary 50/50 -> "
         "80/20 (edited outside the controller)"
     )
+
+
+class _Lagging:
+    """A watch cache that has not seen anything yet."""
+
+    def get(self, res: Any, namespace: str | None, name: str) -> Obj | None:
+        return None
+
+
+class _Api:
+    """The API, which has the objects (only ``get`` is used by a read)."""
+
+    def __init__(self, *objs: Obj) -> None:
+        self.objs = {(o["kind"], o["metadata"]["name"]): o for o in objs}
+
+    def get(self, res: Any, namespace: str | None, name: str) -> Obj:
+        from rollout.cluster.access import NotFound
+
+        found = self.objs.get((res.kind, name))
+        if found is None:
+            raise NotFound(f"{res.kind} {name}")
+        return copy.deepcopy(found)
+
+
+def test_an_object_the_cache_has_not_seen_yet_is_read_from_the_api_not_called_missing() -> None:
+    """Seen on the real apiserver: the Rollout's watch event came before its DestinationRule's,
+    and the router reported "DestinationRule not found" (InvalidSpec, a Warning) for an object
+    that existed."""
+    from rollout.api.manifest import parse_rollout
+    from rollout.routers.istio import IstioRouter
+
+    rollout = parse_rollout(
+        {
+            "apiVersion": "rollout.dev/v1alpha1",
+            "kind": "Rollout",
+            "metadata": {"name": "reviews", "namespace": "shop"},
+            "spec": {
+                "selector": {"matchLabels": {"app": "reviews"}},
+                "template": {
+                    "metadata": {"labels": {"app": "reviews"}},
+                    "spec": {"containers": [{"name": "reviews", "image": "reviews:1"}]},
+                },
+                "trafficRouting": {"istio": ISTIO.model_dump(by_alias=True, exclude_none=True)},
+                "strategy": {"canary": {"steps": [{"setWeight": 20}]}},
+            },
+        }
+    )
+    dr = {
+        "kind": "DestinationRule",
+        "metadata": {"name": "reviews", "namespace": "shop"},
+        "spec": {"host": "reviews", "subsets": [{"name": "stable"}, {"name": "canary"}]},
+    }
+    api = _Api({**vs(managed()), "kind": "VirtualService"}, dr)
+    state = IstioRouter(api, _Lagging()).read(rollout)  # type: ignore[arg-type]
+    assert state.canary_weight == 0
