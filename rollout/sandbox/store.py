@@ -21,7 +21,8 @@ Contract, as the apiserver behaves (each point has a conformance test in
   ``customresourcecleanup.apiextensions.k8s.io`` until its objects are gone; dependents are
   garbage-collected after their owner goes;
 - watch delivers exactly the events after the version asked for (410 Gone once compacted),
-  with selection changes delivered as ADDED/DELETED, as the watch cache does;
+  with selection changes delivered as ADDED/DELETED, as the watch cache does (the DELETED of an
+  object that left the selection carries its previous content at the new resourceVersion);
 - ``dry_run`` (the API's ``dryRun=All``) on create, update, patch and delete runs every check and
   admission step and returns the object the write would produce, but stores nothing: no new
   version, no event, no garbage collection (a dry-run create has a ``uid`` and no
@@ -578,8 +579,12 @@ class Store:
                 if event.type == "MODIFIED":
                     if now_in and not was_in:
                         yield "ADDED", event.obj
-                    elif was_in and not now_in:
-                        yield "DELETED", event.obj
+                    elif was_in and not now_in and event.prev is not None:
+                        # The watch cache's DELETED for an object that left the selection:
+                        # its previous content (the one that matched), at the event's version.
+                        version = event.obj["metadata"]["resourceVersion"]
+                        meta = {**event.prev["metadata"], "resourceVersion": version}
+                        yield "DELETED", {**event.prev, "metadata": meta}
                     elif now_in:
                         yield "MODIFIED", event.obj
                 elif now_in or (event.type == "DELETED" and was_in):

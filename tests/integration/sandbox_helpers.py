@@ -7,12 +7,15 @@ Everything here talks to the sandbox over HTTP through the official ``kubernetes
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 from kubernetes import client, config, watch
 from kubernetes.client.exceptions import ApiException
+
+from tests.kube import BACKEND_ENV
 
 T = TypeVar("T")
 
@@ -113,6 +116,27 @@ def assert_status_body(raw: str | bytes | None, code: int, reason: str) -> Obj:
     return body
 
 
+def on_kube() -> bool:
+    """Whether this run's API server is the real kube-apiserver (``--backend kube``)."""
+    return os.environ.get(BACKEND_ENV, "sandbox") == "kube"
+
+
+# Deadlines for what a controller does in the background: the sandbox's simulator acts within
+# milliseconds; the real control plane's controllers (the ReplicaSet controller, the garbage
+# collector, the namespace controller, kwok) within seconds.
+SLOW = 60.0 if on_kube() else 10.0
+
+
+def auth_headers(api_client: client.ApiClient) -> dict[str, str]:
+    """The kubeconfig's credentials as headers, for requests made outside the generated APIs
+    (a real apiserver answers an anonymous request with 403; the sandbox takes any)."""
+    headers: dict[str, str] = {}
+    for setting in api_client.configuration.auth_settings().values():
+        if setting.get("in") == "header" and setting.get("value"):
+            headers[str(setting["key"])] = str(setting["value"])
+    return headers
+
+
 def server(api_client: client.ApiClient) -> str:
     host: str = api_client.configuration.host
     return host.rstrip("/")
@@ -129,6 +153,7 @@ def raw_request(
 ) -> tuple[int, Obj]:
     """One request through the client's own urllib3 pool; the status and the JSON reply."""
     headers = {"Content-Type": content_type, "Accept": "application/json"}
+    headers.update(auth_headers(api_client))
     if new_connection:
         headers["Connection"] = "close"
     reply = api_client.rest_client.pool_manager.request(
@@ -152,7 +177,7 @@ def get_json(api_client: client.ApiClient, path: str) -> Obj:
 def read_raw(api_client: client.ApiClient, path: str) -> Obj:
     """A GET through ``call_api`` (the generated methods' transport), as plain JSON."""
     reply: Any = api_client.call_api(
-        "GET", server(api_client) + path, {"Accept": "application/json"}
+        "GET", server(api_client) + path, {"Accept": "application/json", **auth_headers(api_client)}
     )
     reply.read()
     assert reply.status == 200, reply.data
