@@ -16,7 +16,7 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from rollout.sandbox.errors import ApiError, bad_request
+from rollout.sandbox.errors import bad_request
 
 Matcher = Callable[[Mapping[str, str]], bool]
 ObjectMatcher = Callable[[Mapping[str, Any]], bool]
@@ -140,7 +140,10 @@ TYPE_FIELDS: dict[tuple[str, str], dict[str, Getter]] = {
         "status.nominatedNodeName": _at("status", "nominatedNodeName"),
     },
     ("", "secrets"): {"type": _at("type")},
-    ("", "services"): {"spec.clusterIP": _at("spec", "clusterIP"), "spec.type": _at("spec", "type")},
+    ("", "services"): {
+        "spec.clusterIP": _at("spec", "clusterIP"),
+        "spec.type": _at("spec", "type"),
+    },
 }
 
 

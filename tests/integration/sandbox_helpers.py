@@ -104,6 +104,23 @@ def expect_status(call: Callable[[], object], code: int, reason: str) -> Obj:
     raise AssertionError(f"expected {code} {reason}, but the call succeeded")
 
 
+PAGE_NOT_FOUND = {"text": "404 page not found\n"}
+
+
+def expect_page_not_found(call: Callable[[], object]) -> None:
+    """Run ``call``, which must fail with the apiserver's plain-text ``404 page not found``:
+    its answer for a path that no built-in group serves (an unknown API group, or a CRD
+    group's unknown version or resource)."""
+    try:
+        call()
+    except ApiException as error:
+        assert error.status == 404, error.body
+        body = error.body.decode() if isinstance(error.body, bytes) else error.body
+        assert body == PAGE_NOT_FOUND["text"], body
+        return
+    raise AssertionError("expected 404 page not found, but the call succeeded")
+
+
 def assert_status_body(raw: str | bytes | None, code: int, reason: str) -> Obj:
     assert raw, "the error has no body"
     body: Obj = json.loads(raw)
@@ -124,7 +141,20 @@ def on_kube() -> bool:
 # Deadlines for what a controller does in the background: the sandbox's simulator acts within
 # milliseconds; the real control plane's controllers (the ReplicaSet controller, the garbage
 # collector, the namespace controller, kwok) within seconds.
-SLOW = 60.0 if on_kube() else 10.0
+def slow() -> float:
+    """The deadline (seconds) for such background work on this run's backend."""
+    return 60.0 if on_kube() else 10.0
+
+
+# The ConfigMap a real cluster puts in every namespace (the root CA publisher); none on the
+# sandbox. ``preexisting`` lists what a fresh namespace holds before a test writes.
+ROOT_CA = "kube-root-ca.crt"
+
+
+def preexisting_configmaps() -> set[str]:
+    """The ConfigMaps of a fresh (settled) ``namespace`` fixture: none on the sandbox, the
+    root CA bundle (no labels) on a real cluster."""
+    return {ROOT_CA} if on_kube() else set()
 
 
 def auth_headers(api_client: client.ApiClient) -> dict[str, str]:
@@ -164,6 +194,8 @@ def raw_request(
         timeout=10,
         retries=False,
     )
+    if not reply.headers.get("Content-Type", "").startswith("application/json"):
+        return reply.status, {"text": reply.data.decode()}  # e.g. "404 page not found"
     data: Obj = json.loads(reply.data)
     return reply.status, data
 
