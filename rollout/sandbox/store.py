@@ -245,7 +245,7 @@ class Store:
             if rtype.namespaced:
                 self._require_namespace(namespace or "")
             if not rtype.strategic:
-                self._require_live_crd(rtype)
+                self._require_live_crd(rtype, name)
             bucket = self._bucket(rtype)
             key = self._name(rtype, namespace, name)
             if key in bucket:
@@ -281,15 +281,16 @@ class Store:
                 "terminated",
             )
 
-    def _require_live_crd(self, rtype: ResourceType) -> None:
+    def _require_live_crd(self, rtype: ResourceType, name: str) -> None:
         crd = self.data.get(CRDS, {}).get(("", f"{rtype.plural}.{rtype.group}"))
         if crd is not None and crd["metadata"].get("deletionTimestamp"):
-            # apiextensions-apiserver's customresource_handler: MethodNotSupported.
+            # apiextensions-apiserver's create strategy: 403 Forbidden (kube-apiserver v1.34).
             raise ApiError(
-                405,
-                "MethodNotAllowed",
-                "create not allowed while custom resource definition is terminating",
-                {"group": rtype.group, "kind": rtype.plural},
+                403,
+                "Forbidden",
+                f'{rtype.plural}.{rtype.group} "{name}" is forbidden: create not allowed while '
+                "custom resource definition is terminating",
+                {"name": name, "group": rtype.group, "kind": rtype.plural},
             )
 
     def update(

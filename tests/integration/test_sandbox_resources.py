@@ -436,15 +436,18 @@ def test_deleting_a_crd_waits_for_its_objects(api_client: client.ApiClient, name
     assert crd.metadata.deletion_timestamp is not None
     assert "customresourcecleanup.apiextensions.k8s.io" in crd.metadata.finalizers
     assert {c.type: c.status for c in crd.status.conditions}.get("Terminating") == "True"
-    # apiextensions-apiserver refuses creates while the CRD terminates (405).
+    # apiextensions-apiserver refuses creates while the CRD terminates (403 Forbidden).
     body = expect_status(
         lambda: custom.create_namespaced_custom_object(
             group, "v1", namespace, "widgets", widget("late")
         ),
-        405,
-        "MethodNotAllowed",
+        403,
+        "Forbidden",
     )
-    assert "terminating" in body["message"]
+    assert body["message"] == (
+        f'widgets.{group} "late" is forbidden: create not allowed while custom resource '
+        "definition is terminating"
+    )
     expect_status(lambda: ext.create_custom_resource_definition(_crd(group)), 409, "AlreadyExists")
 
     def held_deleting() -> None:

@@ -134,7 +134,11 @@ phase: Running
 
 
 def _stage(
-    name: str, expressions: list[dict[str, Any]], next_: dict[str, Any], kind: str = "Pod", **spec: Any
+    name: str,
+    expressions: list[dict[str, Any]],
+    next_: dict[str, Any],
+    kind: str = "Pod",
+    **spec: Any,
 ) -> str:
     body = {
         "apiVersion": "kwok.x-k8s.io/v1alpha1",
@@ -152,7 +156,11 @@ def _stage(
 
 _LIVE = {"key": ".metadata.deletionTimestamp", "operator": "DoesNotExist"}
 _PENDING = {"key": ".status.phase", "operator": "In", "values": ["Pending"]}
-_NOT_CRASHING = {"key": f'.metadata.annotations["{CRASH}"]', "operator": "NotIn", "values": ["true"]}
+_NOT_CRASHING = {
+    "key": f'.metadata.annotations["{CRASH}"]',
+    "operator": "NotIn",
+    "values": ["true"],
+}
 _NODE_READY = '.status.conditions.[] | select( .type == "Ready" ) | .status'
 STAGES = "\n---\n".join(
     [
@@ -166,23 +174,37 @@ STAGES = "\n---\n".join(
         ),
         _stage(
             "pod-ready",
-            [_LIVE, _PENDING, _NOT_CRASHING,
-             {"key": f'.metadata.annotations["{READY_AFTER}"]', "operator": "DoesNotExist"}],
+            [
+                _LIVE,
+                _PENDING,
+                _NOT_CRASHING,
+                {"key": f'.metadata.annotations["{READY_AFTER}"]', "operator": "DoesNotExist"},
+            ],
             {"statusTemplate": _READY_STATUS},
         ),
         _stage(
             "pod-ready-after",
-            [_LIVE, _PENDING, _NOT_CRASHING,
-             {"key": f'.metadata.annotations["{READY_AFTER}"]', "operator": "Exists"}],
+            [
+                _LIVE,
+                _PENDING,
+                _NOT_CRASHING,
+                {"key": f'.metadata.annotations["{READY_AFTER}"]', "operator": "Exists"},
+            ],
             {"statusTemplate": _READY_STATUS},
             delay={
                 "durationMilliseconds": 500,
-                "durationFrom": {"jq": {"expression": f'.metadata.annotations["{READY_AFTER}"] + "s"'}},
+                "durationFrom": {
+                    "jq": {"expression": f'.metadata.annotations["{READY_AFTER}"] + "s"'}
+                },
             },
         ),
         _stage(
             "pod-crash",
-            [_LIVE, _PENDING, {"key": f'.metadata.annotations["{CRASH}"]', "operator": "In", "values": ["true"]}],
+            [
+                _LIVE,
+                _PENDING,
+                {"key": f'.metadata.annotations["{CRASH}"]', "operator": "In", "values": ["true"]},
+            ],
             {"statusTemplate": _CRASH_STATUS},
         ),
         _stage(
@@ -281,7 +303,9 @@ class ControlPlane:
             if ready():
                 return
             if time.monotonic() > deadline:
-                raise RuntimeError(f"{what} was not ready within {timeout:.0f} s (logs in {self.dir}/logs)")
+                raise RuntimeError(
+                    f"{what} was not ready within {timeout:.0f} s (logs in {self.dir}/logs)"
+                )
             time.sleep(0.1)
 
     def _kubectl(self, *args: str, stdin: str | None = None) -> str:
@@ -315,7 +339,9 @@ class ControlPlane:
             (self.dir / sub).mkdir(mode=0o700, parents=True, exist_ok=True)
         pki = self.dir / "pki"
         subprocess.run(
-            ["openssl", "genrsa", "-out", str(pki / "sa.key"), "2048"], check=True, capture_output=True
+            ["openssl", "genrsa", "-out", str(pki / "sa.key"), "2048"],
+            check=True,
+            capture_output=True,
         )
         subprocess.run(
             ["openssl", "rsa", "-in", str(pki / "sa.key"), "-pubout", "-out", str(pki / "sa.pub")],
@@ -413,7 +439,12 @@ class ControlPlane:
         crds = [(self.bin / "istio-crds.yaml").read_text()]
         crds += [path.read_text() for path in sorted((REPO / "crds").glob("*.yaml"))]
         self._kubectl("apply", "--server-side", "-f", "-", stdin="\n---\n".join(crds))
-        self._kubectl("apply", "-f", "-", stdin=json.dumps({"apiVersion": "v1", "kind": "List", "items": nodes}))
+        self._kubectl(
+            "apply",
+            "-f",
+            "-",
+            stdin=json.dumps({"apiVersion": "v1", "kind": "List", "items": nodes}),
+        )
         self._kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd", "--all")
         self._wait("the fake nodes", self._nodes_ready)
         self._wait("the default service account", self._default_service_account)
@@ -424,7 +455,9 @@ class ControlPlane:
 
     def _nodes_ready(self) -> bool:
         out = self._kubectl(
-            "get", "nodes", "-o",
+            "get",
+            "nodes",
+            "-o",
             "jsonpath={range .items[*]}{.status.conditions[?(@.type=='Ready')].status}{' '}{end}",
         )
         return out.split() == ["True"] * NODES
@@ -531,7 +564,11 @@ def start_background(workdir: Path, parent_pid: int | None = None, timeout: floa
         command += ["--parent-pid", str(parent_pid)]
     log = open(workdir / "supervisor.log", "ab")  # noqa: SIM115 - the child owns it
     process = subprocess.Popen(
-        command, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+        command,
+        cwd=REPO,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
         start_new_session=True,
     )
     log.close()
