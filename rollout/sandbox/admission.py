@@ -216,9 +216,18 @@ def _object_meta(meta: Obj, path: str) -> list[Cause]:
 
 
 def _pod_template(template: Obj) -> list[Cause]:
-    """The part of ValidatePodTemplateSpec a controller can get wrong: labels and containers."""
+    """The part of ValidatePodTemplateSpec a controller can get wrong: labels and containers.
+
+    As in Kubernetes' ValidatePodTemplateSpec, the template's labels and annotations are
+    reported at ``spec.template.labels`` / ``spec.template.annotations`` (not under
+    ``metadata``), and its other metadata (name, ownerReferences) is not validated.
+    """
     path = "spec.template"
-    causes = _object_meta(template.get("metadata") or {}, f"{path}.metadata")
+    meta = template.get("metadata") or {}
+    causes = _object_meta(
+        {k: meta[k] for k in ("labels", "annotations") if isinstance(meta, dict) and k in meta},
+        path,
+    )
     containers = (template.get("spec") or {}).get("containers")
     if not isinstance(containers, list) or not containers:
         return [*causes, (f"{path}.spec.containers", "FieldValueRequired", "Required value")]

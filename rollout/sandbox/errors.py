@@ -33,6 +33,21 @@ class ApiError(Exception):
         return body
 
 
+class PageNotFound(ApiError):
+    """A path no API group serves: the apiserver's plain-text ``404 page not found``.
+
+    kube-apiserver answers with its HTTP mux's NotFound handler, not a ``Status``, for a path
+    outside ``/api`` and ``/apis`` and for any path under ``/apis/GROUP`` when GROUP is unknown
+    or served only by CRDs (the apiextensions handler delegates unknown versions and resources).
+    Built-in groups (``/api``, ``/apis/apps``...) answer a ``NotFound`` Status instead.
+    """
+
+    TEXT = b"404 page not found\n"
+
+    def __init__(self) -> None:
+        super().__init__(404, "NotFound", "404 page not found")
+
+
 def _about(code: int, reason: str, group: str, plural: str, name: str, what: str) -> ApiError:
     """An error about one object; ``what`` says it, with ``{resource}`` and ``{name}``."""
     resource = f"{plural}.{group}" if group else plural

@@ -15,7 +15,8 @@ resource is a built-in type (strategic merge patch accepted) or a custom resourc
 * ``application/json-patch+json``: RFC 6902, applied with the ``jsonpatch`` library. A body that
   is not a JSON array of operation objects is 400 BadRequest; an operation that cannot apply
   (missing path, unknown op, failing ``test``) is 422 Invalid with the apiserver's message
-  "the server rejected our request due to an error in our request", the reason in ``cause``.
+  "the server rejected our request due to an error in our request" and empty details (the
+  underlying error is kept in ``cause``, not sent, as kube-apiserver v1.34 does not send it).
 * ``application/strategic-merge-patch+json`` (built-in types only; 415 for custom resources):
   merge patch, except that the lists Kubernetes declares with ``patchStrategy: merge`` are merged
   item by item on their ``patchMergeKey`` (see ``_list_strategy``), ``metadata.finalizers`` is

@@ -12,7 +12,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
-from rollout.sandbox.errors import ApiError
+from rollout.sandbox.errors import ApiError, PageNotFound
 
 VERBS = ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"]
 
@@ -234,8 +234,18 @@ class Registry:
         with self._lock:
             return self._types.get((group, plural))
 
+    def built_in_group(self, group: str) -> bool:
+        """Whether ``group`` has a built-in type (not only custom resources): the apiserver
+        answers a 404 under it with a ``Status``, under any other with plain text."""
+        with self._lock:
+            return group == "" or any(
+                t.group == group and not t.custom for t in self._types.values()
+            )
+
     def lookup(self, group: str, version: str, plural: str) -> ResourceType:
         rtype = self.get(group, plural)
+        if (rtype is None or version not in rtype.versions) and not self.built_in_group(group):
+            raise PageNotFound()
         if rtype is None or version not in rtype.versions:
             gv = f"{group}/{version}" if group else version
             raise ApiError(

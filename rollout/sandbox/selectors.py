@@ -16,7 +16,7 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from rollout.sandbox.errors import ApiError, bad_request
+from rollout.sandbox.errors import bad_request
 
 Matcher = Callable[[Mapping[str, str]], bool]
 ObjectMatcher = Callable[[Mapping[str, Any]], bool]
@@ -140,6 +140,10 @@ TYPE_FIELDS: dict[tuple[str, str], dict[str, Getter]] = {
         "status.nominatedNodeName": _at("status", "nominatedNodeName"),
     },
     ("", "secrets"): {"type": _at("type")},
+    ("", "services"): {
+        "spec.clusterIP": _at("spec", "clusterIP"),
+        "spec.type": _at("spec", "type"),
+    },
 }
 
 
@@ -190,7 +194,10 @@ def field_selector(text: str | None, extra: Mapping[str, Getter] | None = None) 
     """A matcher for a ``fieldSelector`` query parameter (empty: everything).
 
     ``extra``: the type's own selectable fields (``TYPE_FIELDS``) besides ``metadata.name`` and
-    ``metadata.namespace``.
+    ``metadata.namespace``; ``{}`` for a custom resource, None for a built-in type with only
+    those two. The error for an unknown field is kube-apiserver's for each: "field label not
+    supported" from a type's own field-label conversion (and apiextensions' for custom
+    resources), "is not a known field selector" from the default one.
     """
     if not text:
         return lambda obj: True
@@ -202,11 +209,12 @@ def field_selector(text: str | None, extra: Mapping[str, Getter] | None = None) 
         field, op, raw = match.groups()
         value = _unescape(raw)
         getter = FIELDS.get(field) or (extra or {}).get(field)
-        if getter is None:
-            raise ApiError(
-                400,
-                "BadRequest",
-                f'Unable to find "{field}" field label: field label not supported: {field}',
+        if getter is None and extra is None:
+            raise bad_request(
+                f'"{field}" is not a known field selector: only "metadata.name", '
+                '"metadata.namespace"'
             )
+        if getter is None:
+            raise bad_request(f"field label not supported: {field}")
         tests.append(_field_test(getter, value, negate=op == "!="))
     return lambda obj: all(t(obj) for t in tests)

@@ -26,7 +26,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from rollout.sandbox.errors import ApiError, bad_request, invalid, method_not_allowed
+from rollout.sandbox.errors import ApiError, PageNotFound, bad_request, invalid, method_not_allowed
 from rollout.sandbox.openapi import OpenApi, unknown_fields
 from rollout.sandbox.patch import PatchError, apply_patch
 from rollout.sandbox.resources import Registry, ResourceType
@@ -252,9 +252,14 @@ class Api:
             groups = self.registry.api_group_list()["groups"]
             group = next((g for g in groups if g["name"] == parts[1]), None)
             if group is None:
-                raise ApiError(404, "NotFound", "the server could not find the requested resource")
+                raise PageNotFound()
             return {"kind": "APIGroup", "apiVersion": "v1", **group}
         if len(parts) == 3 and parts[0] == "apis":
+            if not self.registry.built_in_group(parts[1]):
+                try:
+                    return self.registry.resource_list(parts[1], parts[2])
+                except ApiError:
+                    raise PageNotFound() from None
             return self.registry.resource_list(parts[1], parts[2])
         return None
 
@@ -264,8 +269,13 @@ class Api:
             group, version, rest = "", parts[1], parts[2:]
         elif len(parts) >= 3 and parts[0] == "apis":
             group, version, rest = parts[1], parts[2], parts[3:]
-        else:
+        elif parts[:1] == ["api"] or (
+            parts[:1] == ["apis"]
+            and self.registry.built_in_group(parts[1] if len(parts) > 1 else "")
+        ):
             raise not_found
+        else:
+            raise PageNotFound()
         watch = bool(rest) and rest[0] == "watch"
         if watch:
             rest = rest[1:]
@@ -292,7 +302,10 @@ class Api:
         self, method: str, t: Target, query: dict[str, str], body: bytes, options: Options
     ) -> Reply:
         labels = label_selector(query.get("labelSelector"))
-        fields = field_selector(query.get("fieldSelector"), TYPE_FIELDS.get(t.rtype.key))
+        fields = field_selector(
+            query.get("fieldSelector"),
+            TYPE_FIELDS.get(t.rtype.key, {} if t.rtype.custom else None),
+        )
         if method == "GET":
             if t.watch or query.get("watch") in ("true", "1"):
                 return self._watch(t, query, labels, fields)
@@ -475,15 +488,34 @@ def _typed(body: Any, t: Target) -> Any:
     if not isinstance(body, dict):
         raise bad_request("the body of the request must be a JSON object")
     expected = t.rtype.api_version(t.version)
-    if body.get("apiVersion") not in (None, "", expected):
-        raise bad_request(
-            f"the API version in the data ({body['apiVersion']}) does not match the expected API "
-            f"version ({expected})"
-        )
-    if body.get("kind") not in (None, "", t.rtype.kind):
-        raise bad_request(
-            f"the kind of the object ({body['kind']}) does not match the resource ({t.rtype.kind})"
-        )
+    kind = t.rtype.kind
+    api_version, body_kind = body.get("apiVersion") or "", body.get("kind") or ""
+    if t.rtype.custom:
+        # apiextensions-apiserver: a 400 for the version, a 422 on the field for the kind.
+        if api_version not in ("", expected):
+            raise bad_request(
+                f"the API version in the data ({api_version}) does not match the expected API "
+                f"version ({expected})"
+            )
+        if body_kind not in ("", kind):
+            name = str((body.get("metadata") or {}).get("name", ""))
+            cause = ("kind", "FieldValueInvalid", f'Invalid value: "{body_kind}": must be {kind}')
+            raise invalid(t.rtype.group, str(body_kind), name, [cause])
+        return body
+    # A built-in type: the apiserver's scheme decodes the body's group/version/kind, then
+    # converts it to the URL's type; both failures are 400s with the decoder's message.
+    if api_version not in ("", expected) or body_kind not in ("", kind):
+        shown = str(body_kind or kind)
+        version = str(api_version or t.version).rpartition("/")[2]
+        if api_version not in ("", expected):
+            why = (
+                f'no kind "{shown}" is registered for version "{api_version}" in scheme '
+                '"pkg/runtime/scheme.go:110"'
+            )
+        else:
+            internal = (t.rtype.group.split(".")[0] or "core") if t.rtype.group else "core"
+            why = f"converting ({version}.{shown}) to ({internal}.{kind}): unknown conversion"
+        raise bad_request(f'{shown} in version "{version}" cannot be handled as a {kind}: {why}')
     return body
 
 
@@ -500,12 +532,9 @@ def patch(old: Obj, body: bytes, content_type: str, rtype: ResourceType | None) 
     try:
         return apply_patch(old, body, content_type, strategic=rtype is None or rtype.strategic)
     except PatchError as error:
-        details = (
-            {"causes": [{"reason": "UnexpectedServerResponse", "message": error.cause}]}
-            if error.cause
-            else {}
-        )
-        raise ApiError(error.code, error.reason, error.message, details) from None
+        # kube-apiserver v1.34 sends a JSON patch that cannot apply as 422 Invalid with the
+        # generic message and empty details: the underlying error (``error.cause``) stays here.
+        raise ApiError(error.code, error.reason, error.message) from None
 
 
 def served(obj: Obj, rtype: ResourceType, version: str) -> Obj:
@@ -589,6 +618,9 @@ class Handler(BaseHTTPRequestHandler):
         try:
             body = self._body()
             reply = self.api.handle(method, self.path, self.headers, body, warnings)
+        except PageNotFound:
+            self._send_bytes(404, PageNotFound.TEXT, "text/plain; charset=utf-8", None)
+            return
         except ApiError as error:
             self._send(error.code, error.body())
             return

@@ -21,7 +21,8 @@ Contract, as the apiserver behaves (each point has a conformance test in
   ``customresourcecleanup.apiextensions.k8s.io`` until its objects are gone; dependents are
   garbage-collected after their owner goes;
 - watch delivers exactly the events after the version asked for (410 Gone once compacted),
-  with selection changes delivered as ADDED/DELETED, as the watch cache does;
+  with selection changes delivered as ADDED/DELETED, as the watch cache does (the DELETED of an
+  object that left the selection carries its previous content at the new resourceVersion);
 - ``dry_run`` (the API's ``dryRun=All``) on create, update, patch and delete runs every check and
   admission step and returns the object the write would produce, but stores nothing: no new
   version, no event, no garbage collection (a dry-run create has a ``uid`` and no
@@ -244,7 +245,7 @@ class Store:
             if rtype.namespaced:
                 self._require_namespace(namespace or "")
             if not rtype.strategic:
-                self._require_live_crd(rtype)
+                self._require_live_crd(rtype, name)
             bucket = self._bucket(rtype)
             key = self._name(rtype, namespace, name)
             if key in bucket:
@@ -280,15 +281,16 @@ class Store:
                 "terminated",
             )
 
-    def _require_live_crd(self, rtype: ResourceType) -> None:
+    def _require_live_crd(self, rtype: ResourceType, name: str) -> None:
         crd = self.data.get(CRDS, {}).get(("", f"{rtype.plural}.{rtype.group}"))
         if crd is not None and crd["metadata"].get("deletionTimestamp"):
-            # apiextensions-apiserver's customresource_handler: MethodNotSupported.
+            # apiextensions-apiserver's create strategy: 403 Forbidden (kube-apiserver v1.34).
             raise ApiError(
-                405,
-                "MethodNotAllowed",
-                "create not allowed while custom resource definition is terminating",
-                {"group": rtype.group, "kind": rtype.plural},
+                403,
+                "Forbidden",
+                f'{rtype.plural}.{rtype.group} "{name}" is forbidden: create not allowed while '
+                "custom resource definition is terminating",
+                {"name": name, "group": rtype.group, "kind": rtype.plural},
             )
 
     def update(
@@ -578,8 +580,12 @@ class Store:
                 if event.type == "MODIFIED":
                     if now_in and not was_in:
                         yield "ADDED", event.obj
-                    elif was_in and not now_in:
-                        yield "DELETED", event.obj
+                    elif was_in and not now_in and event.prev is not None:
+                        # The watch cache's DELETED for an object that left the selection:
+                        # its previous content (the one that matched), at the event's version.
+                        version = event.obj["metadata"]["resourceVersion"]
+                        meta = {**event.prev["metadata"], "resourceVersion": version}
+                        yield "DELETED", {**event.prev, "metadata": meta}
                     elif now_in:
                         yield "MODIFIED", event.obj
                 elif now_in or (event.type == "DELETED" and was_in):

@@ -19,7 +19,14 @@ import pytest
 from kubernetes import client
 
 from tests.integration.controller_helpers import Cluster, ControllerHandle, Recorder
-from tests.integration.sandbox_helpers import client_from, core_v1
+from tests.integration.sandbox_helpers import (
+    ROOT_CA,
+    client_from,
+    core_v1,
+    eventually,
+    on_kube,
+    slow,
+)
 from tests.kube import KUBECONFIG_ENV
 from tests.oracle_watch import OracleWatch, WriteLog
 
@@ -88,9 +95,26 @@ def api_client(sandbox_kubeconfig: Path, test_writes: WriteLog) -> client.ApiCli
 
 @pytest.fixture
 def namespace(api_client: client.ApiClient) -> str:
-    """A fresh namespace for one test."""
+    """A fresh namespace for one test.
+
+    On a real cluster it is returned once its controllers have filled it (the
+    ``kube-root-ca.crt`` ConfigMap, the ``default`` ServiceAccount), so that a test sees a
+    settled namespace: what it lists or watches then changes only by what the test does.
+    """
     name = f"t-{uuid.uuid4().hex[:8]}"
-    core_v1(api_client).create_namespace({"metadata": {"name": name}})
+    core = core_v1(api_client)
+    core.create_namespace({"metadata": {"name": name}})
+    if on_kube():
+
+        def settled() -> None:
+            assert [c.metadata.name for c in core.list_namespaced_config_map(name).items] == [
+                ROOT_CA
+            ]
+            assert "default" in {
+                s.metadata.name for s in core.list_namespaced_service_account(name).items
+            }
+
+        eventually(settled, timeout=slow())
     return name
 
 

@@ -7,12 +7,15 @@ Everything here talks to the sandbox over HTTP through the official ``kubernetes
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 from kubernetes import client, config, watch
 from kubernetes.client.exceptions import ApiException
+
+from tests.kube import BACKEND_ENV
 
 T = TypeVar("T")
 
@@ -101,6 +104,23 @@ def expect_status(call: Callable[[], object], code: int, reason: str) -> Obj:
     raise AssertionError(f"expected {code} {reason}, but the call succeeded")
 
 
+PAGE_NOT_FOUND = {"text": "404 page not found\n"}
+
+
+def expect_page_not_found(call: Callable[[], object]) -> None:
+    """Run ``call``, which must fail with the apiserver's plain-text ``404 page not found``:
+    its answer for a path that no built-in group serves (an unknown API group, or a CRD
+    group's unknown version or resource)."""
+    try:
+        call()
+    except ApiException as error:
+        assert error.status == 404, error.body
+        body = error.body.decode() if isinstance(error.body, bytes) else error.body
+        assert body == PAGE_NOT_FOUND["text"], body
+        return
+    raise AssertionError("expected 404 page not found, but the call succeeded")
+
+
 def assert_status_body(raw: str | bytes | None, code: int, reason: str) -> Obj:
     assert raw, "the error has no body"
     body: Obj = json.loads(raw)
@@ -111,6 +131,40 @@ def assert_status_body(raw: str | bytes | None, code: int, reason: str) -> Obj:
     assert body["reason"] == reason, body
     assert isinstance(body.get("message"), str) and body["message"], body
     return body
+
+
+def on_kube() -> bool:
+    """Whether this run's API server is the real kube-apiserver (``--backend kube``)."""
+    return os.environ.get(BACKEND_ENV, "sandbox") == "kube"
+
+
+# Deadlines for what a controller does in the background: the sandbox's simulator acts within
+# milliseconds; the real control plane's controllers (the ReplicaSet controller, the garbage
+# collector, the namespace controller, kwok) within seconds.
+def slow() -> float:
+    """The deadline (seconds) for such background work on this run's backend."""
+    return 60.0 if on_kube() else 10.0
+
+
+# The ConfigMap a real cluster puts in every namespace (the root CA publisher); none on the
+# sandbox. ``preexisting`` lists what a fresh namespace holds before a test writes.
+ROOT_CA = "kube-root-ca.crt"
+
+
+def preexisting_configmaps() -> set[str]:
+    """The ConfigMaps of a fresh (settled) ``namespace`` fixture: none on the sandbox, the
+    root CA bundle (no labels) on a real cluster."""
+    return {ROOT_CA} if on_kube() else set()
+
+
+def auth_headers(api_client: client.ApiClient) -> dict[str, str]:
+    """The kubeconfig's credentials as headers, for requests made outside the generated APIs
+    (a real apiserver answers an anonymous request with 403; the sandbox takes any)."""
+    headers: dict[str, str] = {}
+    for setting in api_client.configuration.auth_settings().values():
+        if setting.get("in") == "header" and setting.get("value"):
+            headers[str(setting["key"])] = str(setting["value"])
+    return headers
 
 
 def server(api_client: client.ApiClient) -> str:
@@ -129,6 +183,7 @@ def raw_request(
 ) -> tuple[int, Obj]:
     """One request through the client's own urllib3 pool; the status and the JSON reply."""
     headers = {"Content-Type": content_type, "Accept": "application/json"}
+    headers.update(auth_headers(api_client))
     if new_connection:
         headers["Connection"] = "close"
     reply = api_client.rest_client.pool_manager.request(
@@ -139,6 +194,8 @@ def raw_request(
         timeout=10,
         retries=False,
     )
+    if not reply.headers.get("Content-Type", "").startswith("application/json"):
+        return reply.status, {"text": reply.data.decode()}  # e.g. "404 page not found"
     data: Obj = json.loads(reply.data)
     return reply.status, data
 
@@ -152,7 +209,7 @@ def get_json(api_client: client.ApiClient, path: str) -> Obj:
 def read_raw(api_client: client.ApiClient, path: str) -> Obj:
     """A GET through ``call_api`` (the generated methods' transport), as plain JSON."""
     reply: Any = api_client.call_api(
-        "GET", server(api_client) + path, {"Accept": "application/json"}
+        "GET", server(api_client) + path, {"Accept": "application/json", **auth_headers(api_client)}
     )
     reply.read()
     assert reply.status == 200, reply.data

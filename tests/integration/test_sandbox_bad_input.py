@@ -22,6 +22,7 @@ from kubernetes import client
 
 from tests.integration.sandbox_helpers import (
     GROUP,
+    PAGE_NOT_FOUND,
     VERSION,
     apps_v1,
     assert_status_body,
@@ -56,17 +57,30 @@ def test_malformed_json_is_400(api_client: client.ApiClient, namespace: str) -> 
 
 
 def test_unknown_paths_are_404(api_client: client.ApiClient, namespace: str) -> None:
+    # Under /api and a built-in group: a NotFound Status.
     for path in (
         f"/api/v1/namespaces/{namespace}/widgets",
-        "/apis/nosuch.example.com/v1/things",
+        "/api/v9/configmaps",
         "/apis/apps/v9/replicasets",
-        "/no/such/thing",
+        "/apis/apps/v1/widgets",
         f"/api/v1/namespaces/{namespace}/configmaps/x/status",  # no status subresource
         f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/analysistemplates/x/scale",
     ):
         status, reply = raw_request(api_client, "GET", path)
         assert status == 404, (path, reply)
         assert_status_body(json.dumps(reply), 404, "NotFound")
+    # Anywhere else, the apiserver's HTTP mux answers in plain text: an unknown group, a CRD
+    # group's unknown version or resource, a path outside /api and /apis.
+    for path in (
+        "/apis/nosuch.example.com/v1/things",
+        "/apis/nosuch.example.com",
+        f"/apis/{GROUP}/v9/rollouts",
+        f"/apis/{GROUP}/v9",
+        f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/widgets",
+        "/no/such/thing",
+    ):
+        status, reply = raw_request(api_client, "GET", path)
+        assert (status, reply) == (404, PAGE_NOT_FOUND), path
     _still_serving(api_client)
 
 
@@ -349,12 +363,26 @@ def test_pod_template_is_validated(api_client: client.ApiClient, namespace: str)
     reply = expect_status(
         lambda: apps.create_namespaced_replica_set(namespace, body), 422, "Invalid"
     )
+    # ValidatePodTemplateSpec reports the template's labels and annotations at
+    # spec.template.labels/annotations, and does not validate its other metadata.
     fields = sorted(c["field"] for c in reply["details"]["causes"])
     assert fields == [
-        "spec.template.metadata.labels",
+        "spec.template.labels",
         "spec.template.spec.containers[0].image",
         "spec.template.spec.containers[1].name",
     ], reply
+    body["spec"]["template"]["spec"]["containers"] = [{"name": "app", "image": "i"}]
+    body["spec"]["template"]["metadata"]["labels"]["bad"] = "x"
+    body["spec"]["template"]["metadata"]["annotations"] = {"bad key": "x"}
+    body["spec"]["template"]["metadata"]["name"] = "Not_A_Name"
+    body["spec"]["template"]["metadata"]["ownerReferences"] = [
+        {"apiVersion": "v1", "kind": "ConfigMap", "name": "x", "uid": ""}
+    ]
+    reply = expect_status(
+        lambda: apps.create_namespaced_replica_set(namespace, body), 422, "Invalid"
+    )
+    assert [c["field"] for c in reply["details"]["causes"]] == ["spec.template.annotations"]
+    del body["spec"]["template"]["metadata"]["annotations"]
     body["spec"]["template"]["spec"]["containers"] = []
     del body["spec"]["template"]["metadata"]["labels"]["bad"]
     reply = expect_status(

@@ -29,9 +29,11 @@ from tests.integration.sandbox_helpers import (
     expect_status,
     get_json,
     names,
+    on_kube,
     owner_ref,
     replicaset,
     rollout,
+    slow,
     stream,
 )
 
@@ -70,7 +72,9 @@ def test_delete_honours_finalizers(api_client: client.ApiClient, namespace: str)
         422,
         "Invalid",
     )
-    assert [c["field"] for c in body["details"]["causes"]] == ["metadata.finalizers"]
+    # (kube-apiserver runs this check twice and lists the cause twice; one field either way.)
+    assert {c["field"] for c in body["details"]["causes"]} == {"metadata.finalizers"}, body
+    assert "no new finalizers can be added if the object is being deleted" in body["message"]
     # ...but other updates go through, and removing the last finalizer deletes it.
     core.patch_namespaced_config_map("held", namespace, {"data": {"note": "going"}})
     core.patch_namespaced_config_map(
@@ -107,7 +111,7 @@ def test_dependents_are_collected_after_a_configmap_owner(
     )
     apps.create_namespaced_replica_set(namespace, replicaset("bystander"))
     core.delete_namespaced_config_map("owner", namespace)
-    eventually(lambda: _gone(apps.read_namespaced_replica_set, "child", namespace))
+    eventually(lambda: _gone(apps.read_namespaced_replica_set, "child", namespace), slow())
     assert apps.read_namespaced_replica_set("bystander", namespace).metadata.name == "bystander"
 
 
@@ -132,7 +136,7 @@ def test_dependents_are_collected_after_a_rollout_owner(
     shared["metadata"]["ownerReferences"].append(owner_ref("ConfigMap", "v1", other))
     apps.create_namespaced_replica_set(namespace, shared)
     custom.delete_namespaced_custom_object(GROUP, VERSION, namespace, "rollouts", "web")
-    eventually(lambda: _gone(apps.read_namespaced_replica_set, "web-1", namespace))
+    eventually(lambda: _gone(apps.read_namespaced_replica_set, "web-1", namespace), slow())
 
     # A dependent with another live owner stays, without the deleted owner's reference
     # (as the garbage collector patches it).
@@ -140,7 +144,7 @@ def test_dependents_are_collected_after_a_rollout_owner(
         rs = apps.read_namespaced_replica_set("web-2", namespace)
         assert [r.name for r in rs.metadata.owner_references] == ["other-owner"]
 
-    eventually(only_other_owner)
+    eventually(only_other_owner, slow())
 
 
 def test_orphan_propagation_keeps_dependents(api_client: client.ApiClient, namespace: str) -> None:
@@ -159,7 +163,7 @@ def test_orphan_propagation_keeps_dependents(api_client: client.ApiClient, names
         rs = apps.read_namespaced_replica_set("kept", namespace)
         assert rs.metadata.owner_references is None
 
-    eventually(orphaned)
+    eventually(orphaned, slow())
     # And it stays.
     assert apps.read_namespaced_replica_set("kept", namespace).metadata.deletion_timestamp is None
 
@@ -185,7 +189,7 @@ def test_foreground_propagation_waits_for_blocking_dependents(
         rs = apps.read_namespaced_replica_set("child", namespace)
         assert rs.metadata.deletion_timestamp is not None
 
-    eventually(child_deleting)
+    eventually(child_deleting, slow())
     # The owner waits for its blocking dependent.
     assert core.read_namespaced_config_map("owner", namespace).metadata.finalizers == [
         "foregroundDeletion"
@@ -193,7 +197,7 @@ def test_foreground_propagation_waits_for_blocking_dependents(
     apps.patch_namespaced_replica_set(
         "child", namespace, {"metadata": {"finalizers": None}}, _content_type=MERGE
     )
-    eventually(lambda: _gone(core.read_namespaced_config_map, "owner", namespace))
+    eventually(lambda: _gone(core.read_namespaced_config_map, "owner", namespace), slow())
     _gone(apps.read_namespaced_replica_set, "child", namespace)
     body = expect_status(
         lambda: core.delete_namespaced_config_map("x", namespace, propagation_policy="Sideways"),
@@ -233,12 +237,12 @@ def test_namespace_deletion(api_client: client.ApiClient) -> None:
         assert custom.list_namespaced_custom_object(GROUP, VERSION, ns, "rollouts")["items"] == []
         assert core.read_namespaced_config_map("held", ns).metadata.deletion_timestamp
 
-    eventually(contents_deleted)
+    eventually(contents_deleted, slow())
     assert core.read_namespace(ns).status.phase == "Terminating"  # held by the finalizer
     core.patch_namespaced_config_map(
         "held", ns, {"metadata": {"finalizers": None}}, _content_type=MERGE
     )
-    eventually(lambda: _gone(core.read_namespace, ns))
+    eventually(lambda: _gone(core.read_namespace, ns), slow())
 
 
 # -- workload simulator --------------------------------------------------------------------
@@ -267,16 +271,17 @@ def test_replicaset_becomes_ready(api_client: client.ApiClient, namespace: str) 
             "observedGeneration": generation,
         }, status
 
-    eventually(lambda: ready(3, rs.metadata.generation))
+    eventually(lambda: ready(3, rs.metadata.generation), slow())
     apps.patch_namespaced_replica_set("web", namespace, {"spec": {"replicas": 5}})
-    eventually(lambda: ready(5, 2))
+    eventually(lambda: ready(5, 2), slow())
 
     # Scaled to zero: zero counts are omitted (omitempty), except replicas.
     apps.patch_namespaced_replica_set("web", namespace, {"spec": {"replicas": 0}})
     eventually(
         lambda: _expect(
             _rs_status(api_client, namespace, "web"), {"replicas": 0, "observedGeneration": 3}
-        )
+        ),
+        slow(),
     )
 
 
@@ -285,7 +290,8 @@ def _expect(actual: dict[str, Any], wanted: dict[str, Any]) -> None:
 
 
 def test_default_ready_delay(api_client: client.ApiClient, namespace: str) -> None:
-    """Without the annotation, pods become ready 0.5 s after the ReplicaSet is written."""
+    """Without the annotation, pods become ready: on the sandbox 0.5 s after the ReplicaSet is
+    written (its simulator's default), on a real cluster as soon as kwok runs them."""
     apps = apps_v1(api_client)
     started = time.monotonic()
     rs = apps.create_namespaced_replica_set(namespace, replicaset("slow", 2))
@@ -293,11 +299,12 @@ def test_default_ready_delay(api_client: client.ApiClient, namespace: str) -> No
         apps.list_namespaced_replica_set,
         namespace,
         resource_version=rs.metadata.resource_version,
+        timeout=int(slow()),
         until=lambda evs: (evs[-1][1].get("status") or {}).get("readyReplicas") == 2,
     )
     elapsed = time.monotonic() - started
     assert (events[-1][1].get("status") or {}).get("readyReplicas") == 2, events
-    assert 0.5 <= elapsed < 3.0, elapsed
+    assert (0.0 if on_kube() else 0.5) <= elapsed < slow(), elapsed
 
 
 def test_crashing_pods_never_become_ready(api_client: client.ApiClient, namespace: str) -> None:
@@ -310,7 +317,7 @@ def test_crashing_pods_never_become_ready(api_client: client.ApiClient, namespac
         status = _rs_status(api_client, namespace, "bad")
         assert status.get("replicas") == 2 and status.get("observedGeneration") == 1, status
 
-    eventually(counted)
+    eventually(counted, slow())
     # Watch a while: no status write ever makes it ready.
     events = stream(
         apps.list_namespaced_replica_set,
@@ -330,7 +337,7 @@ def test_replicaset_scale_subresource(api_client: client.ApiClient, namespace: s
         namespace, replicaset("sc", 2, annotations={READY_AFTER: "0"})
     )
     # Once ready, nothing else writes the ReplicaSet: the Scale read next stays current.
-    eventually(lambda: _expect_ready(api_client, namespace, "sc", 2))
+    eventually(lambda: _expect_ready(api_client, namespace, "sc", 2), slow())
     scale = apps.read_namespaced_replica_set_scale("sc", namespace)
     assert scale.kind == "Scale" and scale.api_version == "autoscaling/v1"
     assert scale.spec.replicas == 2 and scale.status.selector == "app=sc"
@@ -338,7 +345,7 @@ def test_replicaset_scale_subresource(api_client: client.ApiClient, namespace: s
     replaced = apps.replace_namespaced_replica_set_scale("sc", namespace, scale)
     assert replaced.spec.replicas == 4
     assert apps.read_namespaced_replica_set("sc", namespace).spec.replicas == 4
-    eventually(lambda: _expect_ready(api_client, namespace, "sc", 4))
+    eventually(lambda: _expect_ready(api_client, namespace, "sc", 4), slow())
     # A stale Scale is a conflict, like any stale write.
     expect_status(
         lambda: apps.replace_namespaced_replica_set_scale("sc", namespace, scale), 409, "Conflict"
@@ -347,7 +354,7 @@ def test_replicaset_scale_subresource(api_client: client.ApiClient, namespace: s
         "sc", namespace, {"spec": {"replicas": 1}}, _content_type=MERGE
     )
     assert patched.spec.replicas == 1
-    eventually(lambda: _expect_ready(api_client, namespace, "sc", 1))
+    eventually(lambda: _expect_ready(api_client, namespace, "sc", 1), slow())
     assert apps.read_namespaced_replica_set_scale("sc", namespace).status.replicas == 1
     expect_status(
         lambda: apps.patch_namespaced_replica_set_scale(

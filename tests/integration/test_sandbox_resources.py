@@ -25,11 +25,15 @@ from tests.integration.sandbox_helpers import (
     custom_objects,
     discovery,
     eventually,
+    expect_page_not_found,
     expect_status,
     get_json,
+    preexisting_configmaps,
+    raw_request,
     read_raw,
     replicaset,
     rollout,
+    slow,
     stream,
 )
 
@@ -76,7 +80,9 @@ def test_core_types_round_trip(api_client: client.ApiClient, namespace: str) -> 
     )
     events = core.list_namespaced_event(namespace).items
     assert [(e.metadata.name, e.reason) for e in events] == [("e1", "Tested")]
-    assert [c.metadata.name for c in core.list_namespaced_config_map(namespace).items] == ["cm"]
+    assert {c.metadata.name for c in core.list_namespaced_config_map(namespace).items} == (
+        {"cm"} | preexisting_configmaps()
+    )
     core.delete_namespaced_secret("s", namespace)
     expect_status(lambda: core.read_namespaced_secret("s", namespace), 404, "NotFound")
 
@@ -252,9 +258,11 @@ def test_discovery_documents(api_client: client.ApiClient) -> None:
     assert resource_list["groupVersion"] == f"{GROUP}/{VERSION}"
     group = get_json(api_client, f"/apis/{GROUP}")
     assert group["kind"] == "APIGroup" and group["preferredVersion"]["version"] == VERSION
-    expect_status(
-        lambda: custom_objects(api_client).get_api_resources(GROUP, "v9"), 404, "NotFound"
-    )
+    # A version a CRD group does not serve: the apiserver's plain-text 404 (as for any path
+    # outside the built-in groups); under a built-in group, a NotFound Status.
+    expect_page_not_found(lambda: custom_objects(api_client).get_api_resources(GROUP, "v9"))
+    status, reply = raw_request(api_client, "GET", "/apis/apps/v9")
+    assert (status, reply["kind"], reply["reason"]) == (404, "Status", "NotFound"), reply
 
 
 _dynamic: Any = dynamic
@@ -332,10 +340,11 @@ def test_crd_created_at_run_time_is_served_then_removed(
 
     def established() -> None:
         crd = ext.read_custom_resource_definition(f"widgets.{group}")
-        assert {c.type: c.status for c in crd.status.conditions}.get("Established") == "True"
+        conditions = crd.status.conditions or []  # none yet, just after the create
+        assert {c.type: c.status for c in conditions}.get("Established") == "True"
 
-    eventually(established)
-    served = custom.get_api_resources(group, "v1")
+    eventually(established, slow())
+    served = eventually(lambda: _served(lambda: custom.get_api_resources(group, "v1")), slow())
     assert [r.name for r in served.resources] == ["widgets"]
     # A fresh DynamicClient: discovery is cached per client.
     dyn = dynamic_client(api_client, tmp_path)
@@ -376,19 +385,29 @@ def test_crd_created_at_run_time_is_served_then_removed(
         )
         groups = {g.name for g in discovery(api_client).apis.get_api_versions().groups}
         assert group not in groups
-        expect_status(lambda: custom.get_api_resources(group, "v1"), 404, "NotFound")
-        expect_status(
-            lambda: custom.list_namespaced_custom_object(group, "v1", namespace, "widgets"),
-            404,
-            "NotFound",
+        # No group serves these paths any more: the apiserver's plain-text 404.
+        expect_page_not_found(lambda: custom.get_api_resources(group, "v1"))
+        expect_page_not_found(
+            lambda: custom.list_namespaced_custom_object(group, "v1", namespace, "widgets")
         )
 
-    eventually(gone)
+    eventually(gone, slow())
     # Its objects went with it: the same CRD created again serves an empty collection.
     ext.create_custom_resource_definition(_crd(group))
-    eventually(established)
+    eventually(established, slow())
+    eventually(lambda: _served(lambda: custom.get_api_resources(group, "v1")), slow())
     assert custom.list_namespaced_custom_object(group, "v1", namespace, "widgets")["items"] == []
     ext.delete_custom_resource_definition(f"widgets.{group}")
+
+
+def _served(call: Any) -> Any:
+    """``call``'s result; an ``AssertionError`` (for ``eventually``) while a new CRD's paths
+    are not served yet (a real apiserver serves them a moment after Established)."""
+    try:
+        return call()
+    except ApiException as error:
+        assert error.status != 404, error.body
+        raise
 
 
 def test_deleting_a_crd_waits_for_its_objects(api_client: client.ApiClient, namespace: str) -> None:
@@ -405,31 +424,37 @@ def test_deleting_a_crd_waits_for_its_objects(api_client: client.ApiClient, name
         return {"apiVersion": f"{group}/v1", "kind": "Widget", "metadata": meta}
 
     eventually(
-        lambda: custom.create_namespaced_custom_object(
-            group, "v1", namespace, "widgets", widget("held", ["example.com/hold"])
-        )
+        lambda: _served(
+            lambda: custom.create_namespaced_custom_object(
+                group, "v1", namespace, "widgets", widget("held", ["example.com/hold"])
+            )
+        ),
+        slow(),
     )
     ext.delete_custom_resource_definition(name)
     crd = ext.read_custom_resource_definition(name)
     assert crd.metadata.deletion_timestamp is not None
     assert "customresourcecleanup.apiextensions.k8s.io" in crd.metadata.finalizers
     assert {c.type: c.status for c in crd.status.conditions}.get("Terminating") == "True"
-    # apiextensions-apiserver refuses creates while the CRD terminates (405).
+    # apiextensions-apiserver refuses creates while the CRD terminates (403 Forbidden).
     body = expect_status(
         lambda: custom.create_namespaced_custom_object(
             group, "v1", namespace, "widgets", widget("late")
         ),
-        405,
-        "MethodNotAllowed",
+        403,
+        "Forbidden",
     )
-    assert "terminating" in body["message"]
+    assert body["message"] == (
+        f'widgets.{group} "late" is forbidden: create not allowed while custom resource '
+        "definition is terminating"
+    )
     expect_status(lambda: ext.create_custom_resource_definition(_crd(group)), 409, "AlreadyExists")
 
     def held_deleting() -> None:
         held = custom.get_namespaced_custom_object(group, "v1", namespace, "widgets", "held")
         assert held["metadata"].get("deletionTimestamp")
 
-    eventually(held_deleting)
+    eventually(held_deleting, slow())
     assert ext.read_custom_resource_definition(name).metadata.deletion_timestamp is not None
     custom.patch_namespaced_custom_object(
         group,
@@ -441,5 +466,6 @@ def test_deleting_a_crd_waits_for_its_objects(api_client: client.ApiClient, name
         _content_type="application/merge-patch+json",
     )
     eventually(
-        lambda: expect_status(lambda: ext.read_custom_resource_definition(name), 404, "NotFound")
+        lambda: expect_status(lambda: ext.read_custom_resource_definition(name), 404, "NotFound"),
+        slow(),
     )

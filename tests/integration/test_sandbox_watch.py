@@ -21,11 +21,16 @@ from kubernetes.client.exceptions import ApiException
 
 from rollout.sandbox.cluster import Sandbox
 from tests.integration.sandbox_helpers import (
+    GROUP,
+    VERSION,
     client_from,
     core_v1,
+    custom_objects,
     expect_status,
     labelled_configmap,
     names,
+    on_kube,
+    preexisting_configmaps,
     stream,
 )
 
@@ -66,6 +71,14 @@ def labelled(api_client: client.ApiClient, namespace: str) -> tuple[str, str]:
     return namespace, before
 
 
+def _selected(selector: str) -> set[str]:
+    """What ``selector`` lists in a ``labelled`` namespace: its OBJECTS, and the namespace's
+    own ConfigMaps (a real cluster's ``kube-root-ca.crt``, which has no labels) wherever the
+    selection takes an object without labels (``c-none``)."""
+    chosen = SELECTIONS[selector]
+    return chosen | (preexisting_configmaps() if "c-none" in chosen else set())
+
+
 @pytest.mark.parametrize("selector", list(SELECTIONS))
 def test_label_selector_on_list(
     api_client: client.ApiClient, labelled: tuple[str, str], selector: str
@@ -73,11 +86,11 @@ def test_label_selector_on_list(
     namespace, _ = labelled
     core = core_v1(api_client)
     items = core.list_namespaced_config_map(namespace, label_selector=selector)
-    assert {i.metadata.name for i in items.items} == SELECTIONS[selector]
+    assert {i.metadata.name for i in items.items} == _selected(selector)
     everywhere = core.list_config_map_for_all_namespaces(
         label_selector=selector, field_selector=f"metadata.namespace={namespace}"
     )
-    assert {i.metadata.name for i in everywhere.items} == SELECTIONS[selector]
+    assert {i.metadata.name for i in everywhere.items} == _selected(selector)
 
 
 @pytest.mark.parametrize("selector", [s for s, chosen in SELECTIONS.items() if chosen])
@@ -110,7 +123,7 @@ def test_field_selector_on_list_and_watch(
     items = core.list_namespaced_config_map(
         namespace, field_selector="metadata.name!=c-qa,metadata.namespace=" + namespace
     ).items
-    assert {i.metadata.name for i in items} == set(OBJECTS) - {"c-qa"}
+    assert {i.metadata.name for i in items} == set(OBJECTS) - {"c-qa"} | preexisting_configmaps()
     events = stream(
         core.list_namespaced_config_map,
         namespace,
@@ -131,7 +144,23 @@ def test_bad_selectors_are_400(api_client: client.ApiClient, namespace: str) -> 
         400,
         "BadRequest",
     )
-    assert "field label not supported" in body["message"]
+    # kube-apiserver's message for a type with only the default selectable fields.
+    assert body["message"] == (
+        '"data.k" is not a known field selector: only "metadata.name", "metadata.namespace"'
+    )
+    # A type with selectable fields of its own, and a custom resource, say it otherwise.
+    body = expect_status(
+        lambda: core.list_namespaced_secret(namespace, field_selector="data.k=v"), 400, "BadRequest"
+    )
+    assert body["message"] == "field label not supported: data.k"
+    body = expect_status(
+        lambda: custom_objects(api_client).list_namespaced_custom_object(
+            GROUP, VERSION, namespace, "rollouts", field_selector="spec.replicas=1"
+        ),
+        400,
+        "BadRequest",
+    )
+    assert body["message"] == "field label not supported: spec.replicas"
     expect_status(
         lambda: stream(
             core.list_namespaced_config_map,
@@ -176,8 +205,13 @@ def test_watch_without_resource_version_starts_with_the_current_state(
     for n in ("s1", "s2"):
         core.create_namespaced_config_map(namespace, {"metadata": {"name": n}})
     core.delete_namespaced_config_map("s1", namespace)
-    events = stream(core.list_namespaced_config_map, namespace, until=lambda evs: True)
-    assert [(t, o["metadata"]["name"]) for t, o in events] == [("ADDED", "s2")]
+    current = sorted({"s2"} | preexisting_configmaps())
+    events = stream(
+        core.list_namespaced_config_map, namespace, until=lambda evs: len(evs) == len(current)
+    )
+    assert sorted((t, o["metadata"]["name"]) for t, o in events) == [
+        ("ADDED", name) for name in current
+    ]
 
 
 def test_watch_honours_timeout_seconds(api_client: client.ApiClient, namespace: str) -> None:
@@ -185,22 +219,33 @@ def test_watch_honours_timeout_seconds(api_client: client.ApiClient, namespace: 
     started = time.monotonic()
     events = stream(core.list_namespaced_config_map, namespace, timeout=1, until=lambda e: False)
     elapsed = time.monotonic() - started
-    assert events == []
+    # Only the current state (the namespace's own ConfigMaps), then nothing until the timeout.
+    assert sorted(names(events, "ADDED")) == sorted(preexisting_configmaps())
+    assert len(events) == len(preexisting_configmaps())
     assert 0.9 <= elapsed < 3.0, elapsed
 
 
 def test_watch_sends_bookmarks(api_client: client.ApiClient, namespace: str) -> None:
+    """A watch with ``allowWatchBookmarks`` gets BOOKMARK events while nothing changes.
+
+    kube-apiserver's watch cache sends one about once a minute (its bookmark frequency); the
+    sandbox every second (a deliberate difference, docs/sandbox.md), so that its tests are fast.
+    """
     core = core_v1(api_client)
     cm = core.create_namespaced_config_map(namespace, {"metadata": {"name": "b"}})
+    started = time.monotonic()
     events = stream(
         core.list_namespaced_config_map,
         namespace,
         resource_version=cm.metadata.resource_version,
         allow_watch_bookmarks=True,
-        timeout=4,
+        timeout=90 if on_kube() else 4,
         until=lambda evs: evs[-1][0] == "BOOKMARK",
     )
+    elapsed = time.monotonic() - started
     assert events and events[-1][0] == "BOOKMARK", events
+    assert [t for t, _ in events] == ["BOOKMARK"], events
+    assert elapsed < (89.0 if on_kube() else 3.0), elapsed
     bookmark = events[-1][1]
     assert bookmark["kind"] == "ConfigMap" and bookmark["apiVersion"] == "v1"
     assert int(bookmark["metadata"]["resourceVersion"]) >= int(cm.metadata.resource_version)
@@ -239,8 +284,12 @@ def test_selection_changes_during_a_watch(api_client: client.ApiClient, namespac
         ("MODIFIED", "n"),
         ("DELETED", "n"),
     ]
-    # The DELETED for a relabelled object carries its new state.
-    assert events[1][1]["metadata"]["labels"] == {"pick": "no"}
+    # The DELETED for a relabelled object carries its last selected state (the watch cache
+    # sends the previous object), at the version of the change.
+    assert events[1][1]["metadata"]["labels"] == {"pick": "yes"}
+    assert int(events[1][1]["metadata"]["resourceVersion"]) > int(
+        events[0][1]["metadata"]["resourceVersion"]
+    )
 
 
 # -- 410 Gone: a sandbox with a short history ----------------------------------------------
