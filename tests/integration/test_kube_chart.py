@@ -183,6 +183,80 @@ def controller_warnings(api_client: client.ApiClient, namespace: str) -> list[st
     ]
 
 
+class Canary:
+    """Two controller replicas as the chart's ServiceAccount, and a gated canary under way."""
+
+    def __init__(
+        self, api_client: client.ApiClient, namespace: str, world: GateWorld, tmp_path: Path
+    ) -> None:
+        self.cluster = Cluster(api_client, namespace)
+        self.namespace = namespace
+        self.world = world
+        self.tmp_path = tmp_path
+        self.replicas: list[ControllerProcess] = []
+        self.stable = self.canary = ""
+
+    def start(self, kubeconfig: Path, args: list[str]) -> None:
+        core_v1(self.cluster.api_client).create_namespaced_secret(
+            self.namespace,
+            # Prometheus ignores the token: the controller's read of the Secret is the point.
+            {"metadata": {"name": TOKEN_SECRET}, "stringData": {"token": "not-checked"}},
+        )
+        custom_objects(self.cluster.api_client).create_namespaced_custom_object(
+            GROUP, VERSION, self.namespace, "analysistemplates", analysis_template()
+        )
+        # Two replicas, as the chart deploys them: the standby's Lease calls are checked too.
+        self.replicas = [
+            ControllerProcess(kubeconfig, self.tmp_path / f"controller-{i}.log", [*args, *LOCAL])
+            for i in range(2)
+        ]
+        cluster = self.cluster
+        cluster.create_istio("virtualservices", virtual_service())
+        cluster.create_istio("destinationrules", destination_rule())
+        manifest = rollout_manifest(
+            steps=[{"setWeight": 20}, {"analysis": {"count": 2}}, {"setWeight": 60}], replicas=2
+        )
+        manifest["spec"]["analysis"] = gate(self.namespace)
+        cluster.create_rollout(manifest)
+        healthy = cluster.wait_status(lambda s: s.get("phase") == "Healthy", timeout=30)
+        self.stable = str(healthy["stableRevision"])
+        self.world.traffic.set(Workload(self.namespace, "reviews", self.stable, rps=100))
+        template = manifest["spec"]["template"]
+        template["spec"]["containers"][0]["image"] = "example.com/reviews:2"
+        cluster.set_template(template)
+        started = cluster.wait_status(lambda s: s.get("canaryRevision") not in (None, self.stable))
+        self.canary = str(started["canaryRevision"])
+        self.world.traffic.set(Workload(self.namespace, "reviews", self.canary, rps=100))
+
+    def logs(self) -> str:
+        return "\n".join(r.text() for r in self.replicas)
+
+    def close(self) -> None:
+        for replica in self.replicas:
+            replica.close()
+
+
+@pytest.fixture
+def chart_canary(
+    api_client: client.ApiClient, namespace: str, gate_world: GateWorld, tmp_path: Path
+) -> Iterator[Canary]:
+    canary = Canary(api_client, namespace, gate_world, tmp_path)
+    try:
+        yield canary
+    finally:
+        canary.close()
+
+
+def chart_values(namespace: str, world: GateWorld) -> list[str]:
+    """A namespace-scoped install, two replicas with leader election, a custom account name."""
+    return [
+        f"controller.watchNamespace={namespace}",
+        f"serviceAccount.name=rollouts-{namespace}",
+        "replicaCount=2",
+        f"controller.prometheusUrl={world.prometheus.url}",
+    ]
+
+
 def test_the_controller_runs_a_gated_canary_as_the_charts_service_account_without_a_403(
     kubectl: Kubectl,
     api_client: client.ApiClient,
@@ -190,6 +264,7 @@ def test_the_controller_runs_a_gated_canary_as_the_charts_service_account_withou
     namespace: str,
     installed: list[str],
     gate_world: GateWorld,
+    chart_canary: Canary,
     tmp_path: Path,
 ) -> None:
     kubeconfig, args = install_as_service_account(
@@ -198,75 +273,71 @@ def test_the_controller_runs_a_gated_canary_as_the_charts_service_account_withou
         sandbox_kubeconfig,
         tmp_path,
         installed,
-        f"controller.watchNamespace={namespace}",
-        f"serviceAccount.name=rollouts-{namespace}",
-        "replicaCount=2",
-        f"controller.prometheusUrl={gate_world.prometheus.url}",
+        *chart_values(namespace, gate_world),
     )
     assert "--leader-elect" in args and f"--namespace={namespace}" in args
-    # The Secret the gate reads (Prometheus ignores the token; the read is what is tested).
-    core_v1(api_client).create_namespaced_secret(
+    chart_canary.start(kubeconfig, args)
+    cluster, stable, canary = chart_canary.cluster, chart_canary.stable, chart_canary.canary
+    status = cluster.wait_status(
+        lambda s: s.get("phase") == "Healthy" and s.get("stableRevision") == canary,
+        timeout=90,
+    )
+    assert status["weights"]["canary"] == 0 and status["weights"]["stable"] == 100, status
+    assert canary_weight(cluster.vs()) == 0
+    checks = {c["name"]: c for c in status["analysis"]["checks"]}
+    for name in ("error-rate", "5xx"):
+        assert any(m["phase"] == "Successful" for m in checks[name]["measurements"]), checks
+
+    # The old revision is scaled down by the ServiceAccount (a patch of its ReplicaSet).
+    def scaled_down() -> None:
+        olds = [
+            rs
+            for rs in cluster.replica_sets().values()
+            if rs["metadata"]["labels"].get(HASH_LABEL) == stable
+        ]
+        assert olds and all(rs["spec"]["replicas"] == 0 for rs in olds), olds
+
+    eventually(scaled_down, timeout=30, interval=0.2)
+    replicas = chart_canary.replicas
+    assert len([r for r in replicas if "became leader" in r.text()]) == 1, chart_canary.logs()
+    for replica in replicas:
+        assert replica.process.poll() is None, replica.text()
+        assert "Traceback" not in replica.text()
+    assert forbidden_lines(chart_canary.logs()) == [], chart_canary.logs()
+    assert controller_warnings(api_client, namespace) == []
+
+
+def test_a_rule_missing_from_the_chart_is_seen_as_a_403(
+    kubectl: Kubectl,
+    api_client: client.ApiClient,
+    sandbox_kubeconfig: Path,
+    namespace: str,
+    installed: list[str],
+    gate_world: GateWorld,
+    chart_canary: Canary,
+    tmp_path: Path,
+) -> None:
+    # The control for the test above: without `get secrets` (rbac.secretsGet=false) the same
+    # canary's gate is refused by the apiserver, and the refusal is visible where that test
+    # looks for one. The canary is held at its first weight, never promoted.
+    kubeconfig, args = install_as_service_account(
+        kubectl,
         namespace,
-        {"metadata": {"name": TOKEN_SECRET}, "stringData": {"token": "not-checked"}},
+        sandbox_kubeconfig,
+        tmp_path,
+        installed,
+        *chart_values(namespace, gate_world),
+        "rbac.secretsGet=false",
     )
-    custom_objects(api_client).create_namespaced_custom_object(
-        GROUP, VERSION, namespace, "analysistemplates", analysis_template()
-    )
-    # Two replicas, as the chart deploys them: the standby's Lease reads are checked too.
-    replicas = [
-        ControllerProcess(kubeconfig, tmp_path / f"controller-{i}.log", [*args, *LOCAL])
-        for i in range(2)
-    ]
-    try:
-        cluster = Cluster(api_client, namespace)
-        cluster.create_istio("virtualservices", virtual_service())
-        cluster.create_istio("destinationrules", destination_rule())
-        manifest = rollout_manifest(
-            steps=[{"setWeight": 20}, {"analysis": {"count": 2}}, {"setWeight": 60}], replicas=2
-        )
-        manifest["spec"]["analysis"] = gate(namespace)
-        cluster.create_rollout(manifest)
-        stable = str(
-            cluster.wait_status(lambda s: s.get("phase") == "Healthy", timeout=30)["stableRevision"]
-        )
-        gate_world.traffic.set(Workload(namespace, "reviews", stable, rps=100))
-        template = manifest["spec"]["template"]
-        template["spec"]["containers"][0]["image"] = "example.com/reviews:2"
-        cluster.set_template(template)
-        canary = str(
-            cluster.wait_status(lambda s: s.get("canaryRevision") not in (None, stable))[
-                "canaryRevision"
-            ]
-        )
-        gate_world.traffic.set(Workload(namespace, "reviews", canary, rps=100))
+    chart_canary.start(kubeconfig, args)
 
-        status = cluster.wait_status(
-            lambda s: s.get("phase") == "Healthy" and s.get("stableRevision") == canary,
-            timeout=90,
-        )
-        assert status["weights"]["canary"] == 0 and status["weights"]["stable"] == 100, status
-        assert canary_weight(cluster.vs()) == 0
-        checks = {c["name"]: c for c in status["analysis"]["checks"]}
-        for name in ("error-rate", "5xx"):
-            assert any(m["phase"] == "Successful" for m in checks[name]["measurements"]), checks
+    def refused() -> list[str]:
+        found = [w for w in controller_warnings(api_client, namespace) if "forbidden" in w]
+        assert found, controller_warnings(api_client, namespace)
+        return found
 
-        # The old revision is scaled down by the ServiceAccount (a patch of its ReplicaSet).
-        def scaled_down() -> None:
-            olds = [
-                rs
-                for rs in cluster.replica_sets().values()
-                if rs["metadata"]["labels"].get(HASH_LABEL) == stable
-            ]
-            assert olds and all(rs["spec"]["replicas"] == 0 for rs in olds), olds
-
-        eventually(scaled_down, timeout=30, interval=0.2)
-        leaders = [r for r in replicas if "became leader" in r.text()]
-        assert len(leaders) == 1, [r.text() for r in replicas]
-        for replica in replicas:
-            assert replica.process.poll() is None, replica.text()
-            assert forbidden_lines(replica.text()) == [], replica.text()
-            assert "Traceback" not in replica.text()
-        assert controller_warnings(api_client, namespace) == []
-    finally:
-        for replica in replicas:
-            replica.close()
+    eventually(refused, timeout=30, interval=0.2)
+    assert f"cannot read Secret {namespace}/{TOKEN_SECRET}" in refused()[0]
+    status = chart_canary.cluster.status()
+    assert status["stableRevision"] == chart_canary.stable
+    assert status["weights"]["canary"] <= 20
