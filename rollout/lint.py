@@ -337,7 +337,7 @@ def _is_ours(body: Mapping[str, Any]) -> bool:
 def check_manifest(manifest: Manifest) -> None:
     """What the models reject in ``manifest`` alone."""
     try:
-        manifest.parsed = parse_manifest(manifest.body)
+        manifest.parsed = parse_manifest(manifest.body, strict=True)
     except InvalidManifest as invalid:
         for problem in invalid.problems:
             manifest.add(problem.path, problem.message)
