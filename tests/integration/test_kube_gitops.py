@@ -47,7 +47,7 @@ from tests.integration.sandbox_helpers import eventually
 pytestmark = [pytest.mark.integration, pytest.mark.kube_only]
 
 Obj = dict[str, Any]
-STEPS = [{"setWeight": 20}, {"pause": {}}, {"setWeight": 50}, {"pause": {}}]
+STEPS: list[Obj] = [{"setWeight": 20}, {"pause": {}}, {"setWeight": 50}, {"pause": {}}]
 
 
 def _without_custom(obj: Any) -> Any:
