@@ -27,7 +27,7 @@ from tests.integration.controller_helpers import (
     virtual_service,
 )
 from tests.integration.kube_helpers import Kubectl
-from tests.integration.sandbox_helpers import eventually
+from tests.integration.sandbox_helpers import Obj, eventually
 
 pytestmark = [pytest.mark.integration, pytest.mark.kube_only]
 
@@ -37,7 +37,7 @@ def kubectl(sandbox_kubeconfig: Path, tmp_path_factory: pytest.TempPathFactory) 
     return Kubectl(sandbox_kubeconfig, tmp_path_factory.mktemp("kubectl-cache"))
 
 
-def deployed(cluster: Cluster) -> tuple[str, dict[str, dict]]:
+def deployed(cluster: Cluster) -> tuple[str, dict[str, Obj]]:
     """A Healthy Rollout; its uid and its ReplicaSets."""
     cluster.create_istio("destinationrules", destination_rule())
     cluster.create_istio("virtualservices", virtual_service())
@@ -45,7 +45,7 @@ def deployed(cluster: Cluster) -> tuple[str, dict[str, dict]]:
     cluster.wait_status(lambda s: s.get("phase") == "Healthy", timeout=20)
     uid = str(created["metadata"]["uid"])
 
-    def ready() -> dict[str, dict]:
+    def ready() -> dict[str, Obj]:
         owned = {
             name: rs
             for name, rs in cluster.replica_sets().items()
