@@ -8,8 +8,11 @@ VirtualService kept next to its Rollout); the items of a ``v1`` ``List`` are che
 A document of group ``rollout.dev`` is always checked, so an unknown kind or version there is a
 problem, as is a document that is not a mapping.
 
-Checks. Everything the models and the CRD reject (``parse_manifest``: types, ranges, unknown
-fields, cross-field rules), plus what only a view of all the given files shows:
+Checks. Everything the models and the CRD reject (``parse_manifest(strict=True)``: JSON types
+without coercion, ranges, unknown fields, cross-field rules) and what the API server refuses in
+any object's ``metadata`` (``meta.metadata_problems``), so that lint refuses every manifest
+``kubectl apply --dry-run=server`` refuses (``tests/integration/test_kube_lint.py``), plus what
+only a view of all the given files shows:
 
 - each ``spec.analysis.checks[i].templateRef`` names an AnalysisTemplate among the given files in
   the Rollout's namespace (``--allow-missing-templates`` waives this one rule);
@@ -337,7 +340,7 @@ def _is_ours(body: Mapping[str, Any]) -> bool:
 def check_manifest(manifest: Manifest) -> None:
     """What the models reject in ``manifest`` alone."""
     try:
-        manifest.parsed = parse_manifest(manifest.body)
+        manifest.parsed = parse_manifest(manifest.body, strict=True)
     except InvalidManifest as invalid:
         for problem in invalid.problems:
             manifest.add(problem.path, problem.message)

@@ -7,12 +7,14 @@ is a ``Problem(path, message)`` such as ``spec.strategy.canary.steps[2].setWeigh
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from pydantic import ValidationError
 
+from rollout.api.meta import metadata_problems
 from rollout.api.rollout import API_VERSION, Rollout
 from rollout.api.semantics import spec_problems, template_problems
 from rollout.api.template import AnalysisTemplate
@@ -83,8 +85,14 @@ def problems_from(error: ValidationError) -> list[Problem]:
     return sorted({Problem(format_path(e["loc"]), _message(e)) for e in error.errors()})
 
 
-def parse_manifest(doc: Any) -> Rollout | AnalysisTemplate:
-    """Validate ``doc`` as a Rollout or an AnalysisTemplate; raise InvalidManifest."""
+def parse_manifest(doc: Any, *, strict: bool = False) -> Rollout | AnalysisTemplate:
+    """Validate ``doc`` as a Rollout or an AnalysisTemplate; raise InvalidManifest.
+
+    ``strict`` (``rollout lint``) also refuses what only the API server would: JSON types
+    without coercion (``replicas: "3"`` is a string, not 3: the server's schema check) and
+    ``metadata`` the server refuses (``meta.metadata_problems``). The controller reads objects
+    the server has already validated, so it parses leniently.
+    """
     if not isinstance(doc, Mapping):
         raise InvalidManifest([Problem("", "a manifest must be a mapping")])
     kind = doc.get("kind")
@@ -97,7 +105,18 @@ def parse_manifest(doc: Any) -> Rollout | AnalysisTemplate:
             [Problem("apiVersion", f"must be {API_VERSION}, not {doc.get('apiVersion')!r}")]
         )
     try:
-        parsed = model.model_validate(doc)
+        if strict:
+            meta = [Problem(f"metadata.{p}", m) for p, m in metadata_problems(doc.get("metadata"))]
+            # JSON mode: enums from strings, no str -> int coercion (the server's typing).
+            strict_json = json.dumps(doc, default=str)
+            try:
+                parsed = model.model_validate_json(strict_json, strict=True)
+            except ValidationError as error:
+                raise InvalidManifest(sorted({*meta, *problems_from(error)})) from None
+            if meta:
+                raise InvalidManifest(sorted(meta))
+        else:
+            parsed = model.model_validate(doc)
     except ValidationError as error:
         raise InvalidManifest(problems_from(error)) from None
     found = (

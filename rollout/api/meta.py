@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+import re
+from typing import Annotated, Any, Literal
 
 from pydantic import ConfigDict, Field
 
@@ -71,3 +72,93 @@ class LabelSelector(ApiModel):
                 op = "in" if req.operator == "In" else "notin"
                 parts.append(f"{req.key} {op} ({','.join(sorted(req.values))})")
         return ",".join(parts)
+
+
+# What the API server checks in any object's metadata (k8s.io/apimachinery validation):
+# ObjectMeta's fields, qualified names for label and annotation keys and finalizers, label
+# values. ``metadata_problems`` repeats it so that ``rollout lint`` refuses what the server does.
+OBJECT_META_FIELDS = frozenset(
+    {
+        "name",
+        "generateName",
+        "namespace",
+        "selfLink",
+        "uid",
+        "resourceVersion",
+        "generation",
+        "creationTimestamp",
+        "deletionTimestamp",
+        "deletionGracePeriodSeconds",
+        "labels",
+        "annotations",
+        "ownerReferences",
+        "finalizers",
+        "managedFields",
+    }
+)
+_NAME_PART = re.compile(r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$")
+_PREFIX = re.compile(DNS_SUBDOMAIN)
+_OWNER_FIELDS = ("apiVersion", "kind", "name", "uid")
+
+
+def qualified_name_problem(key: str) -> str | None:
+    """Why ``key`` is not a Kubernetes qualified name (``[prefix/]name``), or None.
+
+    The rule of apimachinery's ``IsQualifiedName``: an optional DNS-subdomain prefix of at most
+    253 characters, then a name of 1..63 alphanumerics, ``-``, ``_``, ``.``, starting and ending
+    with an alphanumeric.
+    """
+    prefix, _, name = key.rpartition("/")
+    if "/" in prefix:
+        return f"{key!r} is not a qualified name: at most one '/'"
+    if "/" in key and (not prefix or len(prefix) > 253 or not _PREFIX.match(prefix)):
+        return f"{key!r} is not a qualified name: the prefix must be a DNS subdomain"
+    if not name or len(name) > 63 or not _NAME_PART.match(name):
+        return (
+            f"{key!r} is not a qualified name: the name part has 1 to 63 alphanumeric "
+            "characters, '-', '_' or '.', and starts and ends with an alphanumeric"
+        )
+    return None
+
+
+def label_value_problem(value: str) -> str | None:
+    """Why ``value`` is not a label value (empty, or at most 63 characters as a name part)."""
+    if value == "" or (len(value) <= 63 and _NAME_PART.match(value)):
+        return None
+    return (
+        f"{value!r} is not a label value: at most 63 alphanumeric characters, '-', '_' or '.', "
+        "starting and ending with an alphanumeric"
+    )
+
+
+def metadata_problems(metadata: Any) -> list[tuple[str, str]]:
+    """(path under ``metadata``, reason) for each thing the API server refuses in ``metadata``.
+
+    Unknown fields (strict decoding), label keys and values, annotation keys, finalizers and
+    ownerReferences' required fields. Types are left to the models.
+    """
+    if not isinstance(metadata, dict):
+        return []
+    found = [(f, "unknown field") for f in metadata if f not in OBJECT_META_FIELDS]
+    labels = metadata.get("labels")
+    for key, value in (labels or {}).items() if isinstance(labels, dict) else ():
+        problem = qualified_name_problem(str(key))
+        if problem:
+            found.append((f"labels.{key}", problem))
+        if isinstance(value, str) and (problem := label_value_problem(value)):
+            found.append((f"labels.{key}", problem))
+    annotations = metadata.get("annotations")
+    for key in annotations or {} if isinstance(annotations, dict) else ():
+        # The server checks annotation keys lowercased (apimachinery ValidateAnnotations).
+        if problem := qualified_name_problem(str(key).lower()):
+            found.append((f"annotations.{key}", problem))
+    finalizers = metadata.get("finalizers")
+    for i, name in enumerate(finalizers if isinstance(finalizers, list) else []):
+        if problem := qualified_name_problem(str(name)):
+            found.append((f"finalizers[{i}]", problem))
+    owners = metadata.get("ownerReferences")
+    for i, owner in enumerate(owners if isinstance(owners, list) else []):
+        for field in _OWNER_FIELDS:
+            if not isinstance(owner, dict) or not owner.get(field):
+                found.append((f"ownerReferences[{i}].{field}", "required field is missing"))
+    return found

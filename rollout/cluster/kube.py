@@ -79,7 +79,8 @@ def load_api_client(kubeconfig: str | None = None, context: str | None = None) -
 class KubeAccess:
     """``before_write(what)``, when given, runs right before every attempt of every request
     that is not a GET (retries included) and may raise a ``ClusterError`` to stop it from
-    being sent: the controller passes its leader-election fence (``fence.WriteFence.check``)."""
+    being sent: the controller passes its leader-election fence (``fence.WriteFence.check``).
+    ``field_manager``, when given, names every POST, PUT and PATCH (``fieldManager``)."""
 
     def __init__(
         self,
@@ -90,8 +91,10 @@ class KubeAccess:
         budget: float = 10.0,
         request_timeout: float = 30.0,
         before_write: Callable[[str], None] | None = None,
+        field_manager: str | None = None,
     ) -> None:
         self.api = api_client
+        self.field_manager = field_manager
         self.attempts = attempts
         self.max_backoff = max_backoff
         self.budget = budget
@@ -114,6 +117,10 @@ class KubeAccess:
         if self.before_write is not None and method != "GET":
             self.before_write(f"{method} {path}")
         headers = {"Accept": "application/json", "Content-Type": content_type}
+        if self.field_manager is not None and method in ("POST", "PUT", "PATCH"):
+            # The name in managedFields, and in the conflict a server-side apply of a field we
+            # wrote reports (docs/gitops.md); the client's default is its User-Agent.
+            query = {**(query or {}), "fieldManager": self.field_manager}
         _, url, headers, body, _ = self.api.param_serialize(
             method,
             path,

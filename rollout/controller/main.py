@@ -23,6 +23,8 @@ from types import FrameType
 from typing import Any
 
 log = logging.getLogger("rollout.controller")
+# The field manager of every write (managedFields; a GitOps tool's apply conflicts name it).
+FIELD_MANAGER = "rollout-controller"
 
 
 @dataclass
@@ -117,11 +119,16 @@ def run_controller(options: Options) -> int:
             load_api_client(options.kubeconfig, options.context),
             attempts=1,
             request_timeout=max(options.renew_deadline / 2, 0.5),
+            field_manager=FIELD_MANAGER,
         )
     except Exception as error:  # a bad kubeconfig: one clear line, not a traceback
         print(f"rollout controller: cannot load cluster configuration: {error}", file=sys.stderr)
         return 1
-    kube = KubeAccess(api_client, before_write=fence.check if fence is not None else None)
+    kube = KubeAccess(
+        api_client,
+        before_write=fence.check if fence is not None else None,
+        field_manager=FIELD_MANAGER,
+    )
     access: ClusterAccess = FencedAccess(kube, fence) if fence is not None else kube
     metrics = Metrics()
     controller = Controller(

@@ -149,7 +149,7 @@ CONTROLLERS = (
 )
 # Modules whose tests may start a controller in their body (``ControllerHandle``, a
 # ``rollout controller`` process): every test of theirs on a namespace is judged too.
-CONTROLLER_MODULES = ("test_controller_", "test_cli_operator")
+CONTROLLER_MODULES = ("test_controller_", "test_cli_operator", "test_kube_")
 COMPONENT = "rollout-controller"
 
 

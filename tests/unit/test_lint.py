@@ -83,96 +83,169 @@ def test_the_unchanged_fixture_is_clean(tmp_path: Path) -> None:
     assert result.stderr == "2 manifests, no problems\n"
 
 
+def test_valid_metadata_is_clean(tmp_path: Path) -> None:
+    metadata = {
+        "labels": {"app.kubernetes.io/name": "reviews", "empty": "", "a_b.c-d": "X_1.y-2"},
+        # Annotation keys are checked lowercased by the server: an uppercase prefix is valid.
+        "annotations": {"example.com/note": "any text at all", "note": "", "Example.com/N": ""},
+        "finalizers": ["example.com/cleanup"],
+        "generateName": "reviews-",
+    }
+    changes = {f"metadata.{k}": v for k, v in metadata.items()}
+    result = lint_rollout(tmp_path, {**changes, "spec.analysis.prometheus.timeout": 5})
+    assert result.exit_code == 0, result.output
+
+
 CANARY_STEPS = "spec.strategy.canary.steps"
 NO_ANALYSIS = {"spec.analysis": DELETE}
 
 
-@pytest.mark.parametrize(
-    ("changes", "expected"),
-    [
-        pytest.param({"spec.stratgey": {}}, "spec.stratgey: unknown field", id="typo"),
-        pytest.param(
-            {f"{CANARY_STEPS}[0].setWieght": 10},
-            f"{CANARY_STEPS}[0].setWieght: unknown field",
-            id="nested-typo",
-        ),
-        pytest.param(
-            {"spec.strategy.blueGreen": {}},
-            "spec.strategy: set exactly one strategy: canary, blueGreen or mirror",
-            id="two-strategies",
-        ),
-        pytest.param(
-            {f"{CANARY_STEPS}[0].pause": {}},
-            f"{CANARY_STEPS}[0]: a step has exactly one of setWeight, pause",
-            id="two-actions",
-        ),
-        pytest.param(
-            {f"{CANARY_STEPS}[0].setWeight": 120},
-            f"{CANARY_STEPS}[0].setWeight: must be <= 100, not 120",
-            id="weight-over-100",
-        ),
-        pytest.param(
-            {f"{CANARY_STEPS}[5].setWeight": -1},
-            f"{CANARY_STEPS}[5].setWeight: must be >= 0, not -1",
-            id="weight-negative",
-        ),
-        pytest.param(
-            {f"{CANARY_STEPS}[1].pause.duration": "2x"},
-            f"{CANARY_STEPS}[1].pause.duration: invalid duration '2x'",
-            id="bad-duration",
-        ),
-        pytest.param(
-            {"spec.analysis.interval": "30 s"},
-            "spec.analysis.interval: invalid duration '30 s'",
-            id="bad-interval",
-        ),
-        pytest.param(
-            {"spec.selector.matchLabels": {"app": "ratings"}},
-            "spec.selector: does not match template.metadata.labels",
-            id="selector",
-        ),
-        pytest.param(
-            NO_ANALYSIS,
-            f"{CANARY_STEPS}[2].analysis: needs spec.analysis",
-            id="analysis-step-without-gate",
-        ),
-        pytest.param(
-            {**NO_ANALYSIS, "spec.strategy": {"blueGreen": {"prePromotionAnalysis": {}}}},
-            "spec.strategy.blueGreen.prePromotionAnalysis: needs spec.analysis",
-            id="blue-green-without-gate",
-        ),
-        pytest.param(
-            {**NO_ANALYSIS, "spec.strategy": {"mirror": {"percent": 50}}},
-            "spec.strategy.mirror: analyses the mirrored traffic, so it needs spec.analysis",
-            id="mirror-without-gate",
-        ),
-        pytest.param(
-            {f"{CANARY_STEPS}[3].setHeaderRoute.match": []},
-            f"{CANARY_STEPS}[3].setHeaderRoute.match: needs at least 1 item(s)",
-            id="header-route-empty-match",
-        ),
-        pytest.param(
-            {"spec.analysis.checks[1].name": "error-rate"},
-            "spec.analysis: check names must be unique: error-rate repeated",
-            id="duplicate-check-names",
-        ),
-        pytest.param(
-            {"spec.trafficRouting.istio.virtualServices[0].name": "Reviews_1"},
-            "spec.trafficRouting.istio.virtualServices[0].name: 'Reviews_1' does not match",
-            id="vs-name-invalid",
-        ),
-        pytest.param(
-            {"spec.trafficRouting.istio.virtualServices[1].name": "a.b.c"},
-            "spec.trafficRouting.istio.virtualServices[1].name: 'a.b.c' does not match",
-            id="vs-name-two-dots",
-        ),
-        pytest.param(
-            {"metadata.name": DELETE},
-            "Rollout/?: metadata.name: required field is missing",
-            id="no-name",
-        ),
-    ],
-)
+# One mistake each, with lint's report. tests/integration/test_kube_lint.py applies each to a
+# real apiserver too: whatever the apiserver refuses, lint must refuse.
+MISTAKES = [
+    pytest.param({"spec.stratgey": {}}, "spec.stratgey: unknown field", id="typo"),
+    pytest.param(
+        {f"{CANARY_STEPS}[0].setWieght": 10},
+        f"{CANARY_STEPS}[0].setWieght: unknown field",
+        id="nested-typo",
+    ),
+    pytest.param(
+        {"spec.strategy.blueGreen": {}},
+        "spec.strategy: set exactly one strategy: canary, blueGreen or mirror",
+        id="two-strategies",
+    ),
+    pytest.param(
+        {f"{CANARY_STEPS}[0].pause": {}},
+        f"{CANARY_STEPS}[0]: a step has exactly one of setWeight, pause",
+        id="two-actions",
+    ),
+    pytest.param(
+        {f"{CANARY_STEPS}[0].setWeight": 120},
+        f"{CANARY_STEPS}[0].setWeight: must be <= 100, not 120",
+        id="weight-over-100",
+    ),
+    pytest.param(
+        {f"{CANARY_STEPS}[5].setWeight": -1},
+        f"{CANARY_STEPS}[5].setWeight: must be >= 0, not -1",
+        id="weight-negative",
+    ),
+    pytest.param(
+        {f"{CANARY_STEPS}[1].pause.duration": "2x"},
+        f"{CANARY_STEPS}[1].pause.duration: invalid duration '2x'",
+        id="bad-duration",
+    ),
+    pytest.param(
+        {"spec.analysis.interval": "30 s"},
+        "spec.analysis.interval: invalid duration '30 s'",
+        id="bad-interval",
+    ),
+    pytest.param(
+        {"spec.selector.matchLabels": {"app": "ratings"}},
+        "spec.selector: does not match template.metadata.labels",
+        id="selector",
+    ),
+    pytest.param(
+        NO_ANALYSIS,
+        f"{CANARY_STEPS}[2].analysis: needs spec.analysis",
+        id="analysis-step-without-gate",
+    ),
+    pytest.param(
+        {**NO_ANALYSIS, "spec.strategy": {"blueGreen": {"prePromotionAnalysis": {}}}},
+        "spec.strategy.blueGreen.prePromotionAnalysis: needs spec.analysis",
+        id="blue-green-without-gate",
+    ),
+    pytest.param(
+        {**NO_ANALYSIS, "spec.strategy": {"mirror": {"percent": 50}}},
+        "spec.strategy.mirror: analyses the mirrored traffic, so it needs spec.analysis",
+        id="mirror-without-gate",
+    ),
+    pytest.param(
+        {f"{CANARY_STEPS}[3].setHeaderRoute.match": []},
+        f"{CANARY_STEPS}[3].setHeaderRoute.match: needs at least 1 item(s)",
+        id="header-route-empty-match",
+    ),
+    pytest.param(
+        {"spec.analysis.checks[1].name": "error-rate"},
+        "spec.analysis: check names must be unique: error-rate repeated",
+        id="duplicate-check-names",
+    ),
+    pytest.param(
+        {"spec.trafficRouting.istio.virtualServices[0].name": "Reviews_1"},
+        "spec.trafficRouting.istio.virtualServices[0].name: 'Reviews_1' does not match",
+        id="vs-name-invalid",
+    ),
+    pytest.param(
+        {"spec.trafficRouting.istio.virtualServices[1].name": "a.b.c"},
+        "spec.trafficRouting.istio.virtualServices[1].name: 'a.b.c' does not match",
+        id="vs-name-two-dots",
+    ),
+    pytest.param(
+        {"metadata.name": DELETE},
+        "Rollout/?: metadata.name: required field is missing",
+        id="no-name",
+    ),
+]
+
+
+# Found by applying the corpus to a real kube-apiserver (tests/integration/test_kube_lint.py):
+# the server refused each of these and lint used to accept it.
+SERVER_REFUSES = [
+    pytest.param(
+        {"spec.replicas": "3"},
+        "spec.replicas: Input should be a valid integer",
+        id="replicas-as-string",
+    ),
+    pytest.param(
+        {f"{CANARY_STEPS}[0].setWeight": "10"},
+        f"{CANARY_STEPS}[0].setWeight: Input should be a valid integer",
+        id="weight-as-string",
+    ),
+    pytest.param(
+        {"spec.analysis.prometheus.insecureSkipVerify": "true"},
+        "spec.analysis.prometheus.insecureSkipVerify: Input should be a valid boolean",
+        id="bool-as-string",
+    ),
+    pytest.param({"metadata.nmae": "x"}, "metadata.nmae: unknown field", id="metadata-typo"),
+    pytest.param(
+        {"metadata.labels": {"bad key!": "x"}},
+        "metadata.labels.bad key!: 'bad key!' is not a qualified name",
+        id="label-key",
+    ),
+    pytest.param(
+        {"metadata.labels": {"team": "shop floor"}},
+        "metadata.labels.team: 'shop floor' is not a label value",
+        id="label-value",
+    ),
+    pytest.param(
+        {"metadata.labels": {"team": "x" * 64}},
+        "metadata.labels.team: '" + "x" * 64 + "' is not a label value",
+        id="label-value-too-long",
+    ),
+    pytest.param(
+        {"metadata.annotations": {"a/b/c": "x"}},
+        "metadata.annotations.a/b/c: 'a/b/c' is not a qualified name: at most one '/'",
+        id="annotation-key",
+    ),
+    pytest.param(
+        {"metadata.annotations": {"example..com/x": "1"}},
+        "metadata.annotations.example..com/x: 'example..com/x' is not a qualified name: the prefix",
+        id="annotation-prefix",
+    ),
+    pytest.param(
+        {"metadata.finalizers": ["bad finalizer!"]},
+        "metadata.finalizers[0]: 'bad finalizer!' is not a qualified name",
+        id="finalizer",
+    ),
+    pytest.param(
+        {"metadata.ownerReferences": [{"apiVersion": "v1", "kind": "x", "name": "y"}]},
+        "metadata.ownerReferences[0].uid: required field is missing",
+        id="owner-reference",
+    ),
+]
+MISTAKES += SERVER_REFUSES
+
+
+@pytest.mark.parametrize(("changes", "expected"), MISTAKES)
 def test_each_mistake_is_reported_with_its_field_path(
     tmp_path: Path, changes: dict[str, Any], expected: str
 ) -> None:
@@ -369,14 +442,14 @@ def test_other_api_groups_and_empty_documents_are_skipped(tmp_path: Path) -> Non
     assert result.stderr == "2 manifests, no problems\n"
 
 
-@pytest.mark.parametrize(
-    ("header", "expected"),
-    [
-        ("apiVersion: rollout.dev/v1alpha1\nkind: Canary\n", "Canary/x: kind: must be Rollout"),
-        ("apiVersion: rollout.dev/v1\nkind: Rollout\n", "Rollout/x: apiVersion: must be"),
-        ("kind: Rollout\n", "Rollout/x: apiVersion: must be rollout.dev/v1alpha1, not None"),
-    ],
-)
+FOREIGN_HEADERS = [
+    ("apiVersion: rollout.dev/v1alpha1\nkind: Canary\n", "Canary/x: kind: must be Rollout"),
+    ("apiVersion: rollout.dev/v1\nkind: Rollout\n", "Rollout/x: apiVersion: must be"),
+    ("kind: Rollout\n", "Rollout/x: apiVersion: must be rollout.dev/v1alpha1, not None"),
+]
+
+
+@pytest.mark.parametrize(("header", "expected"), FOREIGN_HEADERS)
 def test_an_unknown_kind_or_version_of_rollout_dev_is_a_problem(
     tmp_path: Path, header: str, expected: str
 ) -> None:
@@ -470,7 +543,7 @@ def test_non_utf8_is_exit_2(tmp_path: Path) -> None:
 def test_an_unexpected_error_is_one_line_and_exit_2(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def explode(doc: Any) -> Any:
+    def explode(doc: Any, **options: Any) -> Any:
         raise RuntimeError("boom\nsecond line")
 
     monkeypatch.setattr(rollout.lint, "parse_manifest", explode)
@@ -521,7 +594,10 @@ def test_end_to_end_broken_example() -> None:
     assert result.stderr == "7 problems in 3 of 3 manifests\n"
 
 
-@pytest.mark.parametrize("name", ["r" * 64, "reviews-" * 8 + "v2", "a." * 40 + "b"])
+UNUSABLE_NAMES = ["r" * 64, "reviews-" * 8 + "v2", "a." * 40 + "b"]
+
+
+@pytest.mark.parametrize("name", UNUSABLE_NAMES)
 def test_a_rollout_name_the_controller_cannot_use_is_a_problem(tmp_path: Path, name: str) -> None:
     # Longer than a label value: the pods' service.istio.io/canonical-name would be invalid.
     result = lint_rollout(tmp_path, {"metadata.name": name})
