@@ -216,9 +216,15 @@ def _object_meta(meta: Obj, path: str) -> list[Cause]:
 
 
 def _pod_template(template: Obj) -> list[Cause]:
-    """The part of ValidatePodTemplateSpec a controller can get wrong: labels and containers."""
+    """The part of ValidatePodTemplateSpec a controller can get wrong: labels and containers.
+    As there, the template's labels are checked at ``spec.template.labels``."""
     path = "spec.template"
-    causes = _object_meta(template.get("metadata") or {}, f"{path}.metadata")
+    causes = [
+        (f"{path}.labels" if field == f"{path}.metadata.labels" else field, reason, message)
+        for field, reason, message in _object_meta(
+            template.get("metadata") or {}, f"{path}.metadata"
+        )
+    ]
     containers = (template.get("spec") or {}).get("containers")
     if not isinstance(containers, list) or not containers:
         return [*causes, (f"{path}.spec.containers", "FieldValueRequired", "Required value")]
