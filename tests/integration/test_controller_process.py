@@ -277,7 +277,7 @@ class LeaseBreaker:
                         self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
                         self.wfile.flush()
                     self.wfile.write(b"0\r\n\r\n")
-                except OSError:
+                except (OSError, http.client.HTTPException):  # a watch the server ended
                     self.close_connection = True
                 finally:
                     upstream.close()
