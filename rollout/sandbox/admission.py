@@ -86,15 +86,16 @@ class SandboxAdmission:
                 ],
             )
         meta_causes = _object_meta(obj["metadata"], "metadata")
-        if meta_causes:
+        workload = rtype.key in (("apps", "replicasets"), ("apps", "deployments"))
+        if meta_causes and not workload:
             raise invalid(rtype.group, rtype.kind, name, meta_causes)
         if rtype.schemas:
             return self._custom(rtype, obj, old)
         if rtype.key == ("", "secrets"):
             obj = _secret(obj)
-        if rtype.key in (("apps", "replicasets"), ("apps", "deployments")):
+        if workload:  # its metadata's causes and its spec's in one answer, as the apiserver
             default_pod_template((obj.get("spec") or {}).get("template"))
-            _workload(rtype, obj, old)
+            _workload(rtype, obj, old, meta_causes)
         elif rtype.key == ("apiextensions.k8s.io", "customresourcedefinitions"):
             _crd(obj, old)
         return obj
@@ -341,12 +342,12 @@ def _secret(obj: Obj) -> Obj:
     return secret
 
 
-def _workload(rtype: ResourceType, obj: Obj, old: Obj | None) -> None:
+def _workload(rtype: ResourceType, obj: Obj, old: Obj | None, meta_causes: list[Cause]) -> None:
     name = obj["metadata"]["name"]
     spec = obj.get("spec") or {}
     selector = spec.get("selector")
     labels = ((spec.get("template") or {}).get("metadata") or {}).get("labels") or {}
-    causes: list[tuple[str, str, str]] = _pod_template(spec.get("template") or {})
+    causes = [*meta_causes, *_pod_template(spec.get("template") or {})]
     if not isinstance(selector, dict) or not (
         selector.get("matchLabels") or selector.get("matchExpressions")
     ):

@@ -351,7 +351,7 @@ def test_pod_template_is_validated(api_client: client.ApiClient, namespace: str)
     )
     fields = sorted(c["field"] for c in reply["details"]["causes"])
     assert fields == [
-        "spec.template.metadata.labels",
+        "spec.template.labels",  # kube-apiserver's ValidatePodTemplateSpec path for label values
         "spec.template.spec.containers[0].image",
         "spec.template.spec.containers[1].name",
     ], reply
