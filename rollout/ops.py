@@ -34,7 +34,7 @@ from rollout.cluster.access import (
     NotFound,
     Obj,
 )
-from rollout.domain.revision import HASH_LABEL
+from rollout.domain.revision import HASH_LABEL, recorded_template
 
 RESTARTED_AT = "rollout.dev/restartedAt"
 CANONICAL_NAME = "service.istio.io/canonical-name"
@@ -529,7 +529,17 @@ def revision_of(template: Obj) -> str:
 
 
 def template_of(rs: Obj, rollout_name: str) -> Obj:
-    """A ReplicaSet's pod template as the Rollout had it: the controller's labels removed."""
+    """A ReplicaSet's pod template as the Rollout had it, so that it hashes to the ReplicaSet's
+    revision again: the template the controller recorded on it (``TEMPLATE_ANNOTATION``: a real
+    apiserver stores the ReplicaSet's own template with the pod defaults filled in), else (a
+    ReplicaSet made before the record, or too big a template) its stored template with the
+    controller's labels removed."""
+    meta = rs.get("metadata") or {}
+    revision = (meta.get("labels") or {}).get(HASH_LABEL)
+    if revision is not None:
+        recorded = recorded_template(meta.get("annotations"), revision)
+        if recorded is not None:
+            return recorded
     template: Obj = copy.deepcopy(rs["spec"]["template"])
     labels = template.get("metadata", {}).get("labels") or {}
     revision = labels.pop(HASH_LABEL, None)

@@ -38,7 +38,12 @@ from rollout.domain.plan import (
     ScaleReplicaSet,
     SetRoute,
 )
-from rollout.domain.revision import HASH_LABEL, replica_set_name
+from rollout.domain.revision import (
+    HASH_LABEL,
+    TEMPLATE_ANNOTATION,
+    record_template,
+    replica_set_name,
+)
 from rollout.routers.base import TrafficRouter
 
 log = logging.getLogger(__name__)
@@ -59,6 +64,8 @@ def replica_set_for(obj: Obj, rollout: Rollout, revision: str, replicas: int) ->
     template.setdefault("metadata", {})["labels"] = labels
     selector = spec.selector.wire()
     selector["matchLabels"] = {**selector.get("matchLabels", {}), HASH_LABEL: revision}
+    # The template as hashed: the API stores the ReplicaSet's with pod defaults filled in.
+    recorded = record_template(spec.template.wire())
     return {
         "apiVersion": "apps/v1",
         "kind": "ReplicaSet",
@@ -66,6 +73,7 @@ def replica_set_for(obj: Obj, rollout: Rollout, revision: str, replicas: int) ->
             "name": replica_set_name(rollout.metadata.name, revision),
             "namespace": rollout.namespace,
             "labels": {**spec.template.metadata.labels, HASH_LABEL: revision},
+            "annotations": {} if recorded is None else {TEMPLATE_ANNOTATION: recorded},
             "ownerReferences": [
                 {
                     "apiVersion": obj.get("apiVersion", "rollout.dev/v1alpha1"),

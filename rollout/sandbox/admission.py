@@ -2,9 +2,10 @@
 
 What the apiserver's registry strategies and admission do for the types we serve, as far as
 the controller can observe it: names must be DNS-1123; Services get a ``clusterIP``; a
-Namespace is Active; a ReplicaSet or Deployment needs a selector that matches its template's
-labels, and that selector is immutable; custom resources are pruned and validated against
-their CRD's ``openAPIV3Schema`` (with CEL rules); a CRD becomes a served type once created.
+Namespace is Active; a ReplicaSet or Deployment gets the pod defaults in its template and
+needs a selector that matches its template's labels, and that selector is immutable; custom
+resources are pruned and validated against their CRD's ``openAPIV3Schema`` (with CEL rules); a
+CRD becomes a served type once created.
 """
 
 from __future__ import annotations
@@ -85,14 +86,16 @@ class SandboxAdmission:
                 ],
             )
         meta_causes = _object_meta(obj["metadata"], "metadata")
-        if meta_causes:
+        workload = rtype.key in (("apps", "replicasets"), ("apps", "deployments"))
+        if meta_causes and not workload:
             raise invalid(rtype.group, rtype.kind, name, meta_causes)
         if rtype.schemas:
             return self._custom(rtype, obj, old)
         if rtype.key == ("", "secrets"):
             obj = _secret(obj)
-        if rtype.key in (("apps", "replicasets"), ("apps", "deployments")):
-            _workload(rtype, obj, old)
+        if workload:  # its metadata's causes and its spec's in one answer, as the apiserver
+            default_pod_template((obj.get("spec") or {}).get("template"))
+            _workload(rtype, obj, old, meta_causes)
         elif rtype.key == ("apiextensions.k8s.io", "customresourcedefinitions"):
             _crd(obj, old)
         return obj
@@ -255,6 +258,80 @@ def _pod_template(template: Obj) -> list[Cause]:
     return causes
 
 
+# What kube-apiserver's defaulting (pkg/apis/core/v1/defaults.go) fills in on a pod template
+# as it stores a ReplicaSet or Deployment, on every write; checked against kube-apiserver
+# v1.34 by tests/integration/test_sandbox_pod_defaults.py. Not emulated: the defaults of rarer
+# fields (other probe handlers, projected volumes, ephemeral containers ...).
+POD_SPEC_DEFAULTS: dict[str, Any] = {
+    "restartPolicy": "Always",
+    "terminationGracePeriodSeconds": 30,
+    "dnsPolicy": "ClusterFirst",
+    "securityContext": {},
+    "schedulerName": "default-scheduler",
+}
+CONTAINER_DEFAULTS: dict[str, Any] = {
+    "resources": {},
+    "terminationMessagePath": "/dev/termination-log",
+    "terminationMessagePolicy": "File",
+}
+PROBE_DEFAULTS = {"timeoutSeconds": 1, "periodSeconds": 10, "successThreshold": 1}
+PROBE_FAILURES = 3
+VOLUME_MODE = 0o644  # defaultMode of configMap, secret, downwardAPI and projected volumes
+
+
+def _pull_policy(image: str) -> str:
+    """``Always`` for an image without a tag or tagged ``latest``, else ``IfNotPresent``."""
+    if "@" in image:
+        return "IfNotPresent"
+    last = image.rsplit("/", 1)[-1]
+    tag = last.split(":", 1)[1] if ":" in last else ""
+    return "Always" if tag in ("", "latest") else "IfNotPresent"
+
+
+def _default_container(container: Any) -> None:
+    if not isinstance(container, dict):
+        return
+    for key, value in CONTAINER_DEFAULTS.items():
+        container.setdefault(key, copy.deepcopy(value))
+    if isinstance(container.get("image"), str):
+        container.setdefault("imagePullPolicy", _pull_policy(container["image"]))
+    for port in container.get("ports") or []:
+        if isinstance(port, dict):
+            port.setdefault("protocol", "TCP")
+    for env in container.get("env") or []:
+        field_ref = ((env or {}).get("valueFrom") or {}).get("fieldRef")
+        if isinstance(field_ref, dict):
+            field_ref.setdefault("apiVersion", "v1")
+    for kind in ("livenessProbe", "readinessProbe", "startupProbe"):
+        probe = container.get(kind)
+        if not isinstance(probe, dict):
+            continue
+        for key, value in PROBE_DEFAULTS.items():
+            probe.setdefault(key, value)
+        probe.setdefault("failureThreshold", PROBE_FAILURES)
+        if isinstance(probe.get("httpGet"), dict):
+            probe["httpGet"].setdefault("scheme", "HTTP")
+
+
+def default_pod_template(template: Any) -> None:
+    """Fill in, in place, the defaults kube-apiserver gives a pod template (``POD_SPEC_DEFAULTS``,
+    ``CONTAINER_DEFAULTS``, ``imagePullPolicy`` by the image's tag, port protocols, probe
+    thresholds, ``fieldRef.apiVersion``, volume ``defaultMode``): what a client reads back from
+    a ReplicaSet is not what it wrote."""
+    pod = (template or {}).get("spec") if isinstance(template, dict) else None
+    if not isinstance(pod, dict):
+        return
+    for key, value in POD_SPEC_DEFAULTS.items():
+        pod.setdefault(key, copy.deepcopy(value))
+    for kind in ("containers", "initContainers"):
+        for container in pod.get(kind) or []:
+            _default_container(container)
+    for volume in pod.get("volumes") or []:
+        for source in ("configMap", "secret", "downwardAPI", "projected"):
+            if isinstance((volume or {}).get(source), dict):
+                volume[source].setdefault("defaultMode", VOLUME_MODE)
+
+
 def _secret(obj: Obj) -> Obj:
     """``stringData`` is write-only: merged into ``data`` (base64), never stored."""
     if "stringData" not in obj:
@@ -268,12 +345,12 @@ def _secret(obj: Obj) -> Obj:
     return secret
 
 
-def _workload(rtype: ResourceType, obj: Obj, old: Obj | None) -> None:
+def _workload(rtype: ResourceType, obj: Obj, old: Obj | None, meta_causes: list[Cause]) -> None:
     name = obj["metadata"]["name"]
     spec = obj.get("spec") or {}
     selector = spec.get("selector")
     labels = ((spec.get("template") or {}).get("metadata") or {}).get("labels") or {}
-    causes: list[tuple[str, str, str]] = _pod_template(spec.get("template") or {})
+    causes = [*meta_causes, *_pod_template(spec.get("template") or {})]
     if not isinstance(selector, dict) or not (
         selector.get("matchLabels") or selector.get("matchExpressions")
     ):

@@ -80,9 +80,12 @@ def conflict(group: str, plural: str, name: str) -> ApiError:
 
 
 def invalid(group: str, kind: str, name: str, causes: list[tuple[str, str, str]]) -> ApiError:
-    """422 Invalid with ``(field, reason, message)`` causes, worded as the apiserver does."""
+    """422 Invalid with ``(field, reason, message)`` causes, worded as the apiserver does
+    (apimachinery's ``NewInvalid``: one cause as it is, several as a ``[a, b]`` aggregate)."""
     qualified = f"{kind}.{group}" if group else kind
     summary = ", ".join(f"{f}: {m}" if f else m for f, _, m in causes)
+    if len(causes) > 1:
+        summary = f"[{summary}]"
     return ApiError(
         422,
         "Invalid",

@@ -174,6 +174,8 @@ def virtual_service(
     }
 
 
+# Istio's CRD stores every field here but ``x-custom`` (its schema prunes unknown fields): compare
+# a DestinationRule with ``Cluster.as_stored(destination_rule())``, not with this literal.
 TRAFFIC_POLICY = {
     "loadBalancer": {"simple": "LEAST_REQUEST"},
     "connectionPool": {"http": {"http1MaxPendingRequests": 10}},
@@ -290,6 +292,17 @@ class Cluster:
             ISTIO_GROUP, ISTIO_VERSION, self.ns(namespace), plural, name
         )
         return found
+
+    def as_stored(self, plural: str, body: Obj) -> Obj:
+        """``body`` as this API server would store it (a server-side dry-run create under
+        another name; nothing is stored): a real Istio CRD's schema prunes unknown fields
+        such as ``x-custom``, the sandbox keeps them."""
+        renamed = copy.deepcopy(body)
+        renamed["metadata"]["name"] = f"{body['metadata']['name']}-as-stored"
+        stored: Obj = self.custom.create_namespaced_custom_object(
+            ISTIO_GROUP, ISTIO_VERSION, self.namespace, plural, renamed, dry_run="All"
+        )
+        return stored
 
     def vs(self, name: str = "reviews", namespace: str | None = None) -> Obj:
         return self.get_istio("virtualservices", name, namespace)

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 from typer.testing import CliRunner, Result
 
 from rollout.cli import app
@@ -205,9 +206,10 @@ def test_errors_are_one_line_and_exit_1(
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     closed = tmp_path / "closed"
-    text = sandbox_kubeconfig.read_text()
-    server = next(line for line in text.splitlines() if "server:" in line).split("server:")[1]
-    closed.write_text(text.replace(server.strip(), f"http://127.0.0.1:{port}"))
+    config = yaml.safe_load(sandbox_kubeconfig.read_text())  # YAML, or JSON (kube-up writes it)
+    for entry in config["clusters"]:
+        entry["cluster"]["server"] = f"http://127.0.0.1:{port}"
+    closed.write_text(yaml.safe_dump(config))
     for args in (["get", "x"], ["promote", "x"], ["list"]):
         unreachable = cli(closed, "default", *args)
         assert unreachable.exit_code == 1
@@ -224,8 +226,6 @@ def test_errors_are_one_line_and_exit_1(
 def test_namespace_from_the_kubeconfig_context(
     cluster: Cluster, controller: ControllerHandle, sandbox_kubeconfig: Path, tmp_path: Path
 ) -> None:
-    import yaml
-
     healthy_rollout(cluster, [{"setWeight": 50}])
     config = yaml.safe_load(sandbox_kubeconfig.read_text())
     context = config["contexts"][0]

@@ -136,7 +136,10 @@ def test_a_first_revision_whose_replica_set_is_refused_is_degraded_with_one_warn
     assert spec_condition["status"] == "True"
     message = spec_condition["message"]
     assert message.startswith(f"creating ReplicaSet {cluster.namespace}/reviews-"), message
-    assert "is invalid: metadata.labels: Invalid value" in message, message
+    # Both the ReplicaSet's labels and its pod template's are refused: an aggregate, as the
+    # apiserver words one (``is invalid: [a, b]``).
+    assert '" is invalid: [metadata.labels: Invalid value: "not ok": ' in message, message
+    assert ', spec.template.labels: Invalid value: "not ok": ' in message, message
     assert '"not ok"' in message, message
     assert status["message"] == f"ApiRejected: {message}"
     assert condition(status, "Progressing")["status"] == "False"

@@ -7,9 +7,11 @@ through the official client.
 
 from __future__ import annotations
 
+import base64
 import http.client
 import os
 import signal
+import ssl
 import subprocess
 import threading
 import time
@@ -208,17 +210,23 @@ def test_a_bad_kubeconfig_is_one_line_and_exit_1(tmp_path: Path) -> None:
 
 
 class LeaseBreaker:
-    """An HTTP proxy (stdlib, 127.0.0.1) in front of the sandbox for one controller.
+    """An HTTP proxy (stdlib, 127.0.0.1) in front of the API server for one controller.
 
-    It forwards every request, streaming watch answers as they come. Once ``break_leases`` is
-    set it answers 503 to every request for a Lease (paths with ``/leases``) without forwarding
-    it, as an API server unreachable for that object would. It records every write it forwards
-    (method other than GET, Leases excluded) with the wall time it arrived.
+    The controller talks plain HTTP to it; it talks to the API server as the kubeconfig says
+    (plain HTTP to the sandbox, HTTPS with the cluster's CA to a real kube-apiserver; the
+    client's own ``Authorization`` header goes through). It forwards every request, streaming
+    watch answers as they come. Once ``break_leases`` is set it answers 503 to every request for
+    a Lease (paths with ``/leases``) without forwarding it, as an API server unreachable for that
+    object would. It records every write it forwards (method other than GET, Leases excluded)
+    with the wall time it arrived.
     """
 
-    def __init__(self, upstream: str) -> None:
+    def __init__(self, upstream: str, tls: ssl.SSLContext | None = None) -> None:
         target = urlsplit(upstream)
-        self.host, self.port = target.hostname or "127.0.0.1", target.port or 80
+        secure = target.scheme == "https"
+        self.host = target.hostname or "127.0.0.1"
+        self.port = target.port or (443 if secure else 80)
+        self.tls = (tls or ssl.create_default_context()) if secure else None
         self.break_leases = threading.Event()
         self.writes: list[tuple[float, str, str, int]] = []
         self._lock = threading.Lock()
@@ -235,7 +243,13 @@ class LeaseBreaker:
                     self._reply(503, b'{"kind":"Status","code":503,"reason":"ServiceUnavailable"}')
                     return
                 arrived = time.time()
-                upstream = http.client.HTTPConnection(proxy.host, proxy.port, timeout=600)
+                upstream: http.client.HTTPConnection = (
+                    http.client.HTTPConnection(proxy.host, proxy.port, timeout=600)
+                    if proxy.tls is None
+                    else http.client.HTTPSConnection(
+                        proxy.host, proxy.port, timeout=600, context=proxy.tls
+                    )
+                )
                 headers = {
                     k: v
                     for k, v in self.headers.items()
@@ -263,7 +277,7 @@ class LeaseBreaker:
                         self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
                         self.wfile.flush()
                     self.wfile.write(b"0\r\n\r\n")
-                except OSError:
+                except (OSError, http.client.HTTPException):  # a watch the server ended
                     self.close_connection = True
                 finally:
                     upstream.close()
@@ -294,11 +308,27 @@ class LeaseBreaker:
         self.server.server_close()
 
 
+def _tls_of(cluster: dict[str, Any]) -> ssl.SSLContext | None:
+    """The TLS context a kubeconfig cluster entry asks for (its CA), or None for the default."""
+    if cluster.get("insecure-skip-tls-verify"):
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        return context
+    if "certificate-authority" in cluster:
+        return ssl.create_default_context(cafile=cluster["certificate-authority"])
+    if "certificate-authority-data" in cluster:
+        pem = base64.b64decode(cluster["certificate-authority-data"]).decode()
+        return ssl.create_default_context(cadata=pem)
+    return None
+
+
 @pytest.fixture
 def lease_breaker(sandbox_kubeconfig: Path, tmp_path: Path) -> Iterator[tuple[LeaseBreaker, Path]]:
     """The proxy, and a kubeconfig that points at it."""
     config = yaml.safe_load(sandbox_kubeconfig.read_text())
-    proxy = LeaseBreaker(config["clusters"][0]["cluster"]["server"])
+    cluster = config["clusters"][0]["cluster"]
+    proxy = LeaseBreaker(cluster["server"], _tls_of(cluster))
     for entry in config["clusters"]:
         entry["cluster"]["server"] = proxy.url
     kubeconfig = tmp_path / "proxied.kubeconfig"
