@@ -56,6 +56,7 @@ def pytest_configure(config: pytest.Config) -> None:
     try:
         kubeconfig = controlplane.start_background(workdir, parent_pid=os.getpid(), remove_dir=True)
     except RuntimeError as error:
+        shutil.rmtree(workdir, ignore_errors=True)  # the reason is in the message
         raise pytest.UsageError(f"--backend kube: {error}") from error
     os.environ[KUBECONFIG_ENV] = str(kubeconfig)
     config.stash[_WORKDIR] = workdir
