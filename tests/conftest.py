@@ -54,8 +54,9 @@ def pytest_configure(config: pytest.Config) -> None:
 
     workdir = Path(tempfile.mkdtemp(prefix="rollout-kube-"))
     try:
-        kubeconfig = controlplane.start_background(workdir, parent_pid=os.getpid())
+        kubeconfig = controlplane.start_background(workdir, parent_pid=os.getpid(), remove_dir=True)
     except RuntimeError as error:
+        shutil.rmtree(workdir, ignore_errors=True)  # the reason is in the message
         raise pytest.UsageError(f"--backend kube: {error}") from error
     os.environ[KUBECONFIG_ENV] = str(kubeconfig)
     config.stash[_WORKDIR] = workdir
@@ -72,6 +73,23 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 
     controlplane.stop_background(workdir)
     shutil.rmtree(workdir, ignore_errors=True)
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """On ``kube``: a control plane that died mid-run fails each later test with its reason.
+
+    Without this, every test after a component's death (kube-apiserver, etcd, ...) fails with
+    a bare "connection refused", and the supervisor's reason (which component, its last log
+    lines) is lost with the temporary folder.
+    """
+    where = os.environ.get(KUBECONFIG_ENV)
+    if backend(item.config) != "kube" or not where:
+        return
+    from tests.kube import controlplane
+
+    reason = controlplane.failure(Path(where))
+    if reason is not None:
+        pytest.fail(f"--backend kube: the control plane stopped mid-run: {reason}", pytrace=False)
 
 
 def pytest_report_header(config: pytest.Config) -> str:

@@ -3,17 +3,23 @@
 Started with a temporary data directory and a generated configuration that scrapes the given
 targets every ``scrape_interval``; it listens on ``port``, or on a free port when that is 0.
 Ready once ``/-/ready`` answers; stopped by its PID. Without the binary it says how to install it.
+On Linux it is also sent SIGTERM when the thread that started it dies (``PR_SET_PDEATHSIG``),
+so a ``rollout sandbox up``/``sandbox traffic``/``demo`` or a test session killed with SIGKILL
+does not leave a Prometheus behind.
 """
 
 from __future__ import annotations
 
+import ctypes
 import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
@@ -31,6 +37,22 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
+
+
+def _die_with_parent() -> Callable[[], None] | None:
+    """A ``preexec_fn`` asking Linux to SIGTERM the child when its parent dies; else ``None``.
+
+    ``prctl`` is looked up before the fork, so the child only makes the one system call.
+    """
+    if not sys.platform.startswith("linux"):
+        return None
+    prctl = ctypes.CDLL(None, use_errno=True).prctl
+    pr_set_pdeathsig = 1
+
+    def child() -> None:
+        prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+    return child
 
 
 class PrometheusServer:
@@ -77,6 +99,7 @@ class PrometheusServer:
             ],
             stdout=subprocess.DEVNULL,
             stderr=self._log,
+            preexec_fn=_die_with_parent(),  # noqa: PLW1509 - only prctl, no locks
         )
         deadline = time.monotonic() + timeout
         while True:

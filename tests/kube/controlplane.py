@@ -25,9 +25,12 @@ from __future__ import annotations
 
 import argparse
 import ctypes
+import fcntl
 import json
 import os
 import secrets
+import shlex
+import shutil
 import signal
 import socket
 import ssl
@@ -511,9 +514,15 @@ def _http_ok(url: str) -> bool:
 # -- the supervisor and its commands ---------------------------------------------------------
 
 
-def supervise(workdir: Path, parent_pid: int | None) -> int:
-    """Run a control plane until SIGTERM/SIGINT or until ``parent_pid`` is gone; exit code."""
+def supervise(workdir: Path, parent_pid: int | None, remove_dir: bool = False) -> int:
+    """Run a control plane until SIGTERM/SIGINT or until ``parent_pid`` is gone; exit code.
+
+    With ``remove_dir`` (a temporary folder made for the process it serves), the folder is
+    removed when that process is gone without having stopped the control plane itself (a test
+    session killed with SIGKILL or SIGTERM): nothing is left behind.
+    """
     stop = False
+    orphaned = False
 
     def on_signal(signum: int, frame: object) -> None:
         nonlocal stop
@@ -529,6 +538,7 @@ def supervise(workdir: Path, parent_pid: int | None) -> int:
         (workdir / "started").write_text(f"{time.monotonic() - started:.1f}\n")
         while not stop:
             if parent_pid is not None and not _alive(parent_pid):
+                orphaned = True
                 break
             plane._check_alive()
             time.sleep(0.5)
@@ -540,6 +550,8 @@ def supervise(workdir: Path, parent_pid: int | None) -> int:
         if plane is not None:
             plane.stop()
         (workdir / "pids.json").unlink(missing_ok=True)
+        if orphaned and remove_dir:
+            shutil.rmtree(workdir, ignore_errors=True)
 
 
 def _alive(pid: int) -> bool:
@@ -552,29 +564,76 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def start_background(workdir: Path, parent_pid: int | None = None, timeout: float = 1800.0) -> Path:
+def _lock(workdir: Path) -> int:
+    """An open descriptor holding ``DIR/lock`` exclusively; ``RuntimeError`` if a supervisor has it.
+
+    The supervisor inherits the descriptor, so the lock lives exactly as long as it does (a
+    ``flock`` belongs to the open file, not to a process): a second ``kube-up DIR`` is refused
+    at once instead of starting a second etcd on the same data and orphaning the first.
+    """
+    fd = os.open(workdir / "lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        pid = (
+            (workdir / "supervisor.pid").read_text().strip()
+            if (workdir / "supervisor.pid").exists()
+            else "?"
+        )
+        raise RuntimeError(
+            f"a control plane already runs in {workdir} (supervisor PID {pid}); "
+            f"stop it first with scripts/kube-down {shlex.quote(str(workdir))}"
+        ) from None
+    return fd
+
+
+def start_background(
+    workdir: Path,
+    parent_pid: int | None = None,
+    timeout: float = 1800.0,
+    remove_dir: bool = False,
+) -> Path:
     """Start a supervisor for ``workdir`` in its own session; its kubeconfig once ready.
 
     ``timeout`` covers a cold build of the binaries (minutes on 2 cores) plus start-up. Raises
-    ``RuntimeError`` with the supervisor's reason when it fails.
+    ``RuntimeError`` with the supervisor's reason when it fails, or at once, changing nothing,
+    when a supervisor already runs in ``workdir``. Interrupted (``KeyboardInterrupt``), it
+    stops the supervisor it started before re-raising. ``remove_dir``: see ``supervise``.
     """
     workdir.mkdir(parents=True, exist_ok=True)
-    for stale in ("kubeconfig", "failed", "started"):
-        (workdir / stale).unlink(missing_ok=True)
-    command = [sys.executable, "-m", "tests.kube.controlplane", "supervise", str(workdir)]
-    if parent_pid is not None:
-        command += ["--parent-pid", str(parent_pid)]
-    log = open(workdir / "supervisor.log", "ab")  # noqa: SIM115 - the child owns it
-    process = subprocess.Popen(
-        command,
-        cwd=REPO,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    log.close()
+    lock = _lock(workdir)
+    try:
+        for stale in ("kubeconfig", "failed", "started", "pids.json"):
+            (workdir / stale).unlink(missing_ok=True)
+        command = [sys.executable, "-m", "tests.kube.controlplane", "supervise", str(workdir)]
+        if parent_pid is not None:
+            command += ["--parent-pid", str(parent_pid)]
+        if remove_dir:
+            command += ["--remove-dir"]
+        log = open(workdir / "supervisor.log", "ab")  # noqa: SIM115 - the child owns it
+        process = subprocess.Popen(
+            command,
+            cwd=REPO,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            pass_fds=(lock,),
+        )
+        log.close()
+    finally:
+        os.close(lock)
     (workdir / "supervisor.pid").write_text(f"{process.pid}\n")
+    try:
+        return _wait_started(workdir, process, timeout)
+    except KeyboardInterrupt:
+        stop_background(workdir)
+        raise
+
+
+def _wait_started(workdir: Path, process: subprocess.Popen[bytes], timeout: float) -> Path:
+    """Wait for the supervisor's ``started`` (its kubeconfig) or ``failed`` (``RuntimeError``)."""
     deadline = time.monotonic() + timeout
     while not (workdir / "started").exists():
         if (workdir / "failed").exists() or process.poll() is not None:
@@ -587,6 +646,15 @@ def start_background(workdir: Path, parent_pid: int | None = None, timeout: floa
             raise RuntimeError(f"the control plane did not start within {timeout:.0f} s")
         time.sleep(0.2)
     return workdir / "kubeconfig"
+
+
+def failure(kubeconfig: Path) -> str | None:
+    """Why the control plane serving ``kubeconfig`` stopped (a component exited), or ``None``."""
+    failed = kubeconfig.parent / "failed"
+    try:
+        return failed.read_text().strip() or "the supervisor gave no reason"
+    except OSError:
+        return None
 
 
 def stop_background(workdir: Path) -> bool:
@@ -609,12 +677,23 @@ def stop_background(workdir: Path) -> bool:
     leftovers = workdir / "pids.json"
     if leftovers.exists():
         for child in json.loads(leftovers.read_text()).values():
-            if _alive(int(child)):
+            # A PID from a supervisor killed long ago may now be someone else's process: only
+            # one whose command line names this folder is ours.
+            if _alive(int(child)) and _names(int(child), workdir):
                 os.kill(int(child), signal.SIGKILL)
         leftovers.unlink(missing_ok=True)
     pid_file.unlink(missing_ok=True)
     (workdir / "kubeconfig").unlink(missing_ok=True)
     return True
+
+
+def _names(pid: int, workdir: Path) -> bool:
+    """Whether process ``pid``'s command line mentions ``workdir`` (every component's does)."""
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+    return str(workdir).encode() in cmdline
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -623,10 +702,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("command", choices=["up", "down", "supervise"])
     parser.add_argument("dir", type=Path)
     parser.add_argument("--parent-pid", type=int)
+    parser.add_argument("--remove-dir", action="store_true")
     args = parser.parse_args(argv)
     workdir: Path = args.dir.resolve()
     if args.command == "supervise":
-        return supervise(workdir, args.parent_pid)
+        return supervise(workdir, args.parent_pid, args.remove_dir)
     if args.command == "down":
         if not stop_background(workdir):
             print(f"kube-down: no control plane runs in {workdir}", file=sys.stderr)
@@ -639,9 +719,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     except RuntimeError as error:
         print(f"kube-up: {error}", file=sys.stderr)
         return 1
+    except OSError as error:  # DIR is a file, not writable, ...
+        print(f"kube-up: cannot use {workdir}: {error.strerror or error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("kube-up: interrupted; the control plane it was starting is stopped", file=sys.stderr)
+        return 130
     print(f"control plane up in {time.monotonic() - started:.1f} s")
-    print(f"kubeconfig written to {config} (export KUBECONFIG={config})")
-    print(f"stop it with: scripts/kube-down {workdir}")
+    quoted = shlex.quote(str(config))
+    print(f"kubeconfig written to {config} (export KUBECONFIG={quoted})")
+    print(f"stop it with: scripts/kube-down {shlex.quote(str(workdir))}")
     return 0
 
 
