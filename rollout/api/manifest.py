@@ -85,6 +85,22 @@ def problems_from(error: ValidationError) -> list[Problem]:
     return sorted({Problem(format_path(e["loc"]), _message(e)) for e in error.errors()})
 
 
+def as_the_server_reads(value: Any) -> Any:
+    """``value`` (a manifest's JSON data) as kube-apiserver reads a custom resource, before any
+    check: a field set to null is absent (the apiextensions server prunes a null field the schema
+    does not mark ``nullable``; ours marks none; in ``metadata``, null labels or annotations are
+    none, as ObjectMeta decodes them), and a float with an integral value is an integer (JSON has
+    one number type: the schema's ``integer`` accepts ``3.0``, and the stored object says ``3``).
+    Items of a list are kept, even null ones (the server refuses those). Pure; returns a copy."""
+    if isinstance(value, Mapping):
+        return {k: as_the_server_reads(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [as_the_server_reads(v) for v in value]
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
 def parse_manifest(doc: Any, *, strict: bool = False) -> Rollout | AnalysisTemplate:
     """Validate ``doc`` as a Rollout or an AnalysisTemplate; raise InvalidManifest.
 
@@ -106,6 +122,7 @@ def parse_manifest(doc: Any, *, strict: bool = False) -> Rollout | AnalysisTempl
         )
     try:
         if strict:
+            doc = as_the_server_reads(doc)
             meta = [Problem(f"metadata.{p}", m) for p, m in metadata_problems(doc.get("metadata"))]
             # JSON mode: enums from strings, no str -> int coercion (the server's typing).
             strict_json = json.dumps(doc, default=str)

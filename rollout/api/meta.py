@@ -99,6 +99,10 @@ OBJECT_META_FIELDS = frozenset(
 _NAME_PART = re.compile(r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$")
 _PREFIX = re.compile(DNS_SUBDOMAIN)
 _OWNER_FIELDS = ("apiVersion", "kind", "name", "uid")
+# The annotations of an object, keys and values, may total 256 KiB (apimachinery's
+# TotalAnnotationSizeLimitB). ``kubectl apply`` (client-side) adds its last-applied-configuration
+# annotation, a copy of the manifest, so a manifest applied that way meets the limit sooner.
+TOTAL_ANNOTATION_SIZE = 256 * 1024
 
 
 def qualified_name_problem(key: str) -> str | None:
@@ -148,6 +152,13 @@ def metadata_problems(metadata: Any) -> list[tuple[str, str]]:
         if isinstance(value, str) and (problem := label_value_problem(value)):
             found.append((f"labels.{key}", problem))
     annotations = metadata.get("annotations")
+    if isinstance(annotations, dict):
+        # apimachinery ValidateAnnotationsSize: keys and values together, in bytes.
+        size = sum(len(str(k).encode()) + len(str(v).encode()) for k, v in annotations.items())
+        if size > TOTAL_ANNOTATION_SIZE:
+            found.append(
+                ("annotations", f"{size} bytes: may not be more than {TOTAL_ANNOTATION_SIZE}")
+            )
     for key in annotations or {} if isinstance(annotations, dict) else ():
         # The server checks annotation keys lowercased (apimachinery ValidateAnnotations).
         if problem := qualified_name_problem(str(key).lower()):

@@ -29,6 +29,7 @@ from tests.unit.test_lint import (
     FOREIGN_HEADERS,
     MISTAKES,
     REF,
+    SERVER_ACCEPTS,
     UNUSABLE_NAMES,
     canary_docs,
     mutate,
@@ -64,6 +65,11 @@ def corpus() -> Iterator[tuple[str, str]]:
         yield f"mistake-{param.id}", _canary(changes)
     for name in UNUSABLE_NAMES:
         yield f"name-{len(name)}-{name[:8]}", _canary({"metadata.name": name})
+    for param in SERVER_ACCEPTS:
+        (changes,) = param.values
+        assert isinstance(changes, dict)
+        if param.id != "annotations-256KiB":  # kubectl apply adds last-applied: over the limit
+            yield f"accepted-{param.id}", _canary(changes)
     yield "name-63", _canary({"metadata.name": "r" * 63})
     yield "replicas-negative", _canary({"spec.replicas": -1})
     yield "no-template-args", _canary({f"{REF}.args": {}})

@@ -241,8 +241,36 @@ SERVER_REFUSES = [
         "metadata.ownerReferences[0].uid: required field is missing",
         id="owner-reference",
     ),
+    pytest.param(
+        {"metadata.annotations": {"a": "x" * 256 * 1024}},
+        "metadata.annotations: 262145 bytes: may not be more than 262144",
+        id="annotations-over-256KiB",
+    ),
 ]
 MISTAKES += SERVER_REFUSES
+
+# Valid manifests a real kube-apiserver accepts (``kubectl apply --dry-run=server``) that strict
+# lint used to refuse: JSON has one number type (3.0 is an integer) and the server prunes a null
+# field (``creationTimestamp: null`` is what ``kubectl create --dry-run -o yaml`` writes).
+SERVER_ACCEPTS = [
+    pytest.param({"spec.replicas": 3.0}, id="replicas-as-float"),
+    pytest.param({"spec.replicas": 1e1}, id="replicas-exponent"),
+    pytest.param({f"{CANARY_STEPS}[0].setWeight": 10.0}, id="weight-as-float"),
+    pytest.param({f"{CANARY_STEPS}[1].pause.duration": 120.0}, id="duration-as-float"),
+    pytest.param({"spec.template.metadata.creationTimestamp": None}, id="template-timestamp-null"),
+    pytest.param({"spec.template.metadata.annotations": None}, id="template-annotations-null"),
+    pytest.param({"spec.stratgey": None}, id="unknown-field-null"),
+    pytest.param({"metadata.labels": None}, id="labels-null"),
+    pytest.param({"metadata.annotations": {"a": None}}, id="annotation-value-null"),
+    pytest.param({"metadata.labels": {"a": None}}, id="label-value-null"),
+    pytest.param({"metadata.annotations": {"a": "x" * (256 * 1024 - 1)}}, id="annotations-256KiB"),
+]
+
+
+@pytest.mark.parametrize("changes", SERVER_ACCEPTS)
+def test_what_the_server_accepts_is_clean(tmp_path: Path, changes: dict[str, Any]) -> None:
+    result = lint_rollout(tmp_path, changes)
+    assert result.exit_code == 0, result.output
 
 
 @pytest.mark.parametrize(("changes", "expected"), MISTAKES)
