@@ -34,7 +34,7 @@ from rollout.cluster.access import (
     NotFound,
     Obj,
 )
-from rollout.domain.revision import HASH_LABEL, recorded_template
+from rollout.domain.revision import HASH_LABEL, TEMPLATE_ANNOTATION, recorded_template
 
 RESTARTED_AT = "rollout.dev/restartedAt"
 CANONICAL_NAME = "service.istio.io/canonical-name"
@@ -571,7 +571,18 @@ def cmd_undo(target: Target, name: str, *, to_revision: int = 1) -> int:
             )
         rs = previous[to_revision - 1]
         revision = (rs["metadata"].get("labels") or {}).get(HASH_LABEL)
-        patch = _template_patch(obj, template_of(rs, name))
+        template = template_of(rs, name)
+        patch = _template_patch(obj, template)
+        becomes = revision_of(template)
+        if becomes != revision:
+            # No valid record on the ReplicaSet and its stored template was defaulted by the API
+            # server: the same pods, but a new revision that goes through every step again.
+            return patch, (
+                f'rollout "{name}" rolled back to the pod template of revision {revision}, as a '
+                f"new revision {becomes}: its ReplicaSet has no valid {TEMPLATE_ANNOTATION} "
+                "annotation, and the template stored on it (with the API server's pod defaults) "
+                "does not hash to its revision; the update goes through every step"
+            )
         return patch, f'rollout "{name}" rolled back to revision {revision}'
 
     return _spec_change(target, name, decide)

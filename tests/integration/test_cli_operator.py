@@ -17,6 +17,7 @@ import yaml
 from typer.testing import CliRunner, Result
 
 from rollout.cli import app
+from rollout.domain.revision import TEMPLATE_ANNOTATION
 from tests.integration.conftest import ROLLOUT
 from tests.integration.controller_helpers import (
     Cluster,
@@ -166,6 +167,23 @@ def test_promote_full_undo_and_restart(
     assert cli(kc, ns, "promote", "reviews", "--full").exit_code == 0
     cluster.wait_status(lambda s: s["phase"] == "Healthy" and s.get("stableRevision") == first)
     assert canary_weight(cluster.vs()) == 0
+
+    # A ReplicaSet without a valid template record (edited, or from before the record): on a
+    # real apiserver its stored template has the pod defaults, so the "rollback" is a new
+    # revision; undo must say so, not claim the old revision.
+    rs = f"reviews-{second}"
+    edit = {"metadata": {"annotations": {TEMPLATE_ANNOTATION: "{bad"}}}
+    cluster.apps.patch_namespaced_replica_set(rs, ns, edit)
+    again = cli(kc, ns, "undo", "reviews")
+    assert again.exit_code == 0, again.output
+    canary = cluster.wait_status(lambda s: s.get("canaryRevision") not in (None, first))
+    if canary["canaryRevision"] == second:
+        assert f"rolled back to revision {second}" in again.stdout  # no pod defaults here
+    else:
+        assert f"as a new revision {canary['canaryRevision']}" in again.stdout, again.stdout
+    assert cli(kc, ns, "promote", "reviews", "--full").exit_code == 0
+    back = canary["canaryRevision"]
+    cluster.wait_status(lambda s: s["phase"] == "Healthy" and s.get("stableRevision") == back)
 
     bad = cli(kc, ns, "undo", "reviews", "--to-revision", "5")
     assert bad.exit_code == 1 and len(bad.stderr.strip().splitlines()) == 1
