@@ -576,13 +576,13 @@ def undo(
         "--to-revision",
         min=1,
         metavar="N",
-        help="1: the newest previous revision, 2: the one before...",
+        help="1: the stable revision mid-update, else the newest previous one; 2: the next...",
     ),
     namespace: Namespace = None,
     context: Context = None,
     kubeconfig: Kubeconfig = None,
 ) -> None:
-    """Set the pod template back to a previous revision's (its ReplicaSet's, newest first).
+    """Set the pod template back to a previous revision's (the stable one first, then newest).
 
     Changes spec: a GitOps tool will revert it unless Git changes too.
     """

@@ -562,6 +562,10 @@ def cmd_undo(target: Target, name: str, *, to_revision: int = 1) -> int:
             for rs in owned_replica_sets(target, name)
             if (rs["metadata"].get("labels") or {}).get(HASH_LABEL) != current
         ]
+        # The stable revision is the newest one that served (an earlier undo may have gone back
+        # to an older ReplicaSet): mid-update, undo goes back to it, not to a newer one.
+        stable = _status(obj).get("stableRevision")
+        previous.sort(key=lambda rs: (rs["metadata"].get("labels") or {}).get(HASH_LABEL) != stable)
         if not previous:
             raise ClusterError(f'rollout "{name}" has no previous revision to go back to')
         if not 1 <= to_revision <= len(previous):

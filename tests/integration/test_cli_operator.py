@@ -195,6 +195,31 @@ def test_promote_full_undo_and_restart(
     cluster.wait_status(lambda s: s.get("canaryRevision") not in (None, first, second))
 
 
+def test_undo_mid_update_goes_back_to_the_stable_revision(
+    cluster: Cluster, controller: ControllerHandle, sandbox_kubeconfig: Path
+) -> None:
+    # v1 -> v2 -> undo to v1 (v1's ReplicaSet, older than v2's, is stable again) -> v3 canary:
+    # undo must go back to v1, what serves, not to v2 (the newer ReplicaSet, rolled back from).
+    kc, ns = sandbox_kubeconfig, cluster.namespace
+    first = healthy_rollout(cluster, [{"setWeight": 20}, {"pause": {}}])
+    cluster.set_template(pod_template("reviews", "example.com/reviews:2"))
+    paused_at(cluster, 1)
+    assert cli(kc, ns, "promote", "reviews", "--full").exit_code == 0
+    cluster.wait_status(lambda s: s["phase"] == "Healthy" and s.get("stableRevision") != first)
+    assert cli(kc, ns, "undo", "reviews").exit_code == 0
+    cluster.wait_status(lambda s: s.get("canaryRevision") == first and s["phase"] == "Paused")
+    assert cli(kc, ns, "promote", "reviews", "--full").exit_code == 0
+    cluster.wait_status(lambda s: s["phase"] == "Healthy" and s.get("stableRevision") == first)
+    cluster.set_template(pod_template("reviews", "example.com/reviews:3"))
+    paused_at(cluster, 1)
+
+    undone = cli(kc, ns, "undo", "reviews")
+    assert undone.exit_code == 0, undone.output
+    assert f"rolled back to revision {first}" in undone.stdout, undone.stdout
+    image = cluster.rollout()["spec"]["template"]["spec"]["containers"][0]["image"]
+    assert image == "example.com/reviews:1"
+
+
 def test_status_as_a_process_exits_0_when_healthy(
     cluster: Cluster, controller: ControllerHandle, sandbox_kubeconfig: Path
 ) -> None:
