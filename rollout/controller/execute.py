@@ -22,6 +22,7 @@ from typing import Any, NoReturn
 from rollout.api.rollout import Rollout
 from rollout.cluster.access import (
     REPLICA_SETS,
+    ROLLOUTS,
     ClusterAccess,
     ClusterError,
     Conflict,
@@ -178,11 +179,29 @@ class Executor:
                 return 0  # events go out after the status is written (see reconcile)
         raise AssertionError(action)
 
+    def _being_deleted(self, rollout: Rollout) -> bool:
+        """Whether the API (not the watch cache) says the Rollout is gone or being deleted.
+
+        Asked before a ReplicaSet is created. In a foreground deletion the garbage collector
+        deletes the Rollout's ReplicaSets once the Rollout carries its deletionTimestamp
+        (https://kubernetes.io/docs/concepts/architecture/garbage-collection/#foreground-deletion);
+        their DELETED events can reach the controller before the Rollout's own update does, and
+        a reconcile from that stale copy would create them again for a dying owner (seen on a
+        real kube-apiserver). Creating is rare (once per revision), so one GET is cheap.
+        """
+        try:
+            live = self.access.get(ROLLOUTS, rollout.namespace, rollout.metadata.name)
+        except NotFound:
+            return True
+        return bool((live.get("metadata") or {}).get("deletionTimestamp"))
+
     def _scale(self, obj: Obj, rollout: Rollout, revision: str, replicas: int, exists: bool) -> int:
         name = replica_set_name(rollout.metadata.name, revision)
         where = f"ReplicaSet {rollout.namespace}/{name}"
         patch = {"spec": {"replicas": replicas}}
         if not exists:
+            if self._being_deleted(rollout):
+                return 0
             body = replica_set_for(obj, rollout, revision, replicas)
             try:
                 self.access.create(REPLICA_SETS, rollout.namespace, body)

@@ -111,6 +111,10 @@ class Reconciler:
     def reconcile(self, key: str) -> Outcome:
         namespace, _, name = key.partition("/")
         obj = self._freshest(key, self.rollouts(namespace, name))
+        if obj is not None and (obj.get("metadata") or {}).get("deletionTimestamp"):
+            # Being deleted (finalizers, foreground deletion): its dependents are the garbage
+            # collector's now; nothing is created, scaled or routed for it any more.
+            obj = None
         if obj is None:
             self.metrics.forget(key)
             with self._lock:

@@ -46,6 +46,11 @@ class FakeAccess:
         self.events: list[str] = []
         self.writes: list[tuple[str, str]] = []
 
+    def get(self, res: Resource, namespace: str | None, name: str) -> Obj:
+        if res.kind != "Rollout":
+            raise NotFound(f"{res.kind} {name}")
+        return copy.deepcopy(self.rollout)
+
     def patch_status(self, res: Resource, namespace: str | None, name: str, patch: Any) -> Obj:
         wanted = patch["metadata"]["resourceVersion"]
         current = self.rollout["metadata"]["resourceVersion"]
