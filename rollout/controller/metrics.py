@@ -1,10 +1,17 @@
-"""The controller's own metrics, in Prometheus' format (``prometheus_client``, one registry)."""
+"""The controller's own metrics, in Prometheus' format (``prometheus_client``, one registry).
+
+Per-reconcile updates are O(1) in the number of Rollouts (phase counts are kept as a tally and
+moved by one on a change, never recounted).
+"""
 
 from __future__ import annotations
 
+import threading
 from collections import Counter as Tally
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+PHASES = ("Healthy", "Progressing", "Paused", "Degraded")
 
 
 class Metrics:
@@ -35,22 +42,38 @@ class Metrics:
             "rollout_aborts_total", "Rollouts aborted, by reason.", ["reason"], registry=r
         )
         self.queue_depth = Gauge("rollout_queue_depth", "Keys waiting in the queue.", registry=r)
+        self.queue_wait_seconds = Histogram(
+            "rollout_queue_wait_seconds",
+            "Time a Rollout's key waited in the queue, from being added to a worker taking it.",
+            registry=r,
+            buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+        )
         self._phases: dict[str, str] = {}
+        self._counts: Tally[str] = Tally()
+        self._lock = threading.Lock()
 
     def observe_rollout(self, key: str, phase: str | None, weight: int) -> None:
         namespace, _, name = key.partition("/")
         self.canary_weight.labels(namespace, name).set(weight)
-        if phase is None:
-            self._phases.pop(key, None)
-        else:
-            self._phases[key] = phase
-        counts = Tally(self._phases.values())
-        for each in ("Healthy", "Progressing", "Paused", "Degraded"):
-            self.phase.labels(each).set(counts.get(each, 0))
+        self._set_phase(key, phase)
+
+    def _set_phase(self, key: str, phase: str | None) -> None:
+        """Move ``key`` from its previous phase to ``phase`` (None: no phase) in the tally and
+        the ``rollout_rollouts`` gauge."""
+        with self._lock:  # workers reconcile in parallel
+            previous = self._phases.pop(key, None)
+            if previous is not None:
+                self._counts[previous] -= 1
+            if phase is not None:
+                self._phases[key] = phase
+                self._counts[phase] += 1
+            for each in PHASES:
+                self.phase.labels(each).set(self._counts.get(each, 0))
 
     def forget(self, key: str) -> None:
         namespace, _, name = key.partition("/")
-        self._phases.pop(key, None)
+        if key in self._phases:
+            self._set_phase(key, None)
         try:
             self.canary_weight.remove(namespace, name)
         except KeyError:

@@ -5,18 +5,33 @@ while a worker processes it is queued again once that worker is done; failures r
 exponential backoff, capped; ``forget`` resets a key's backoff after a success. One addition:
 an urgent key (an operator's abort, promote, pause, or a new spec) jumps the queue, so a busy
 controller still answers an abort at once.
+
+Every operation is O(1) in the number of keys (the queue is an ordered dict: membership,
+move-to-front and pop-front without a scan). ``on_wait`` receives each key's queue wait in
+seconds when a worker takes it: from the first ``add`` not yet served (an add while the key is
+processed counts from then, so the wait includes that processing) to ``get``.
 """
 
 from __future__ import annotations
 
 import threading
-from collections import deque
+import time
+from collections import OrderedDict
+from collections.abc import Callable
 
 
 class WorkQueue:
-    def __init__(self, *, base_delay: float = 0.05, max_delay: float = 30.0) -> None:
+    def __init__(
+        self,
+        *,
+        base_delay: float = 0.05,
+        max_delay: float = 30.0,
+        on_wait: Callable[[float], None] | None = None,
+    ) -> None:
         self._cond = threading.Condition()
-        self._queue: deque[str] = deque()
+        self._queue: OrderedDict[str, None] = OrderedDict()  # the keys in order, first first
+        self._since: dict[str, float] = {}  # key -> monotonic time of its first pending add
+        self._on_wait = on_wait
         self._dirty: set[str] = set()
         self._processing: set[str] = set()
         self._failures: dict[str, int] = {}
@@ -30,16 +45,15 @@ class WorkQueue:
             if self._shutdown:
                 return
             if key in self._dirty:
-                if urgent and key in self._queue and self._queue[0] != key:
-                    self._queue.remove(key)
-                    self._queue.appendleft(key)
+                if urgent and key in self._queue:
+                    self._queue.move_to_end(key, last=False)
                 return
             self._dirty.add(key)
+            self._since[key] = time.monotonic()
             if key not in self._processing:
+                self._queue[key] = None
                 if urgent:
-                    self._queue.appendleft(key)
-                else:
-                    self._queue.append(key)
+                    self._queue.move_to_end(key, last=False)
                 self._cond.notify()
 
     def get(self, timeout: float | None = None) -> str | None:
@@ -50,16 +64,19 @@ class WorkQueue:
                     return None
             if self._shutdown:
                 return None
-            key = self._queue.popleft()
+            key, _ = self._queue.popitem(last=False)
             self._dirty.discard(key)
             self._processing.add(key)
+            since = self._since.pop(key, None)
+            if self._on_wait is not None and since is not None:
+                self._on_wait(time.monotonic() - since)
             return key
 
     def done(self, key: str) -> None:
         with self._cond:
             self._processing.discard(key)
             if key in self._dirty:
-                self._queue.append(key)
+                self._queue[key] = None
                 self._cond.notify()
 
     def backoff(self, key: str) -> float:

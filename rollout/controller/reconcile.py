@@ -70,11 +70,14 @@ class Reconciler:
         access: ClusterAccess,
         router: TrafficRouter,
         rollouts: Callable[[str, str], Obj | None],
-        replica_sets: Callable[[str], list[Obj]],
+        replica_sets: Callable[[str, str], list[Obj]],
         metrics: Metrics,
         clock: Clock = utc_now,
         measurer: Measurer | None = None,
     ) -> None:
+        """``rollouts(namespace, name)``: the cached Rollout; ``replica_sets(namespace, uid)``:
+        the cached ReplicaSets of ``namespace`` controlled by the owner ``uid`` (from an index,
+        not a scan; others in the list are ignored)."""
         self.access = access
         self.measurer = measurer
         self.router = router
@@ -123,7 +126,11 @@ class Reconciler:
         started = time.perf_counter()
         now = self.clock()
         observed, rollout = observe(
-            obj, self.replica_sets(namespace), self.router, self.measurer, now
+            obj,
+            self.replica_sets(namespace, str(obj.get("metadata", {}).get("uid", ""))),
+            self.router,
+            self.measurer,
+            now,
         )
         plan = planner.plan(observed, now)
         writes = 0

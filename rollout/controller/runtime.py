@@ -42,6 +42,12 @@ from rollout.routers.istio import IstioRouter
 
 log = logging.getLogger(__name__)
 
+# Informer indexes: ReplicaSets by controller owner (namespace, uid); Rollouts by the routing
+# objects (plural, namespace, name) and the AnalysisTemplates (namespace, name) they name.
+OWNER = "owner"
+ROUTING = "routing"
+TEMPLATES = "templates"
+
 
 def rollout_key(obj: Obj) -> str:
     meta = obj.get("metadata", {})
@@ -64,6 +70,17 @@ def routing_refs(rollout: Obj) -> set[tuple[str, str, str]]:
         if istio.get(field):
             refs.add(("services", namespace, istio[field]))
     return refs
+
+
+def controller_uids(replica_set: Obj) -> list[tuple[str, str]]:
+    """``(namespace, uid)`` of the controller owner of a raw ReplicaSet (the owner index)."""
+    meta = replica_set.get("metadata", {})
+    namespace = meta.get("namespace") or ""
+    return [
+        (namespace, str(ref["uid"]))
+        for ref in meta.get("ownerReferences") or []
+        if isinstance(ref, dict) and ref.get("controller") and ref.get("uid")
+    ]
 
 
 def template_refs(rollout: Obj) -> set[tuple[str, str]]:
@@ -140,7 +157,8 @@ class Controller:
         self.namespace = namespace
         self.workers = workers
         self.metrics = metrics or Metrics()
-        self.queue = WorkQueue()
+        self.queue = WorkQueue(on_wait=self.metrics.queue_wait_seconds.observe)
+        self.metrics.queue_depth.set_function(lambda: len(self.queue))
         self.timers = Timers(self.queue.add)
         self.informers: dict[str, Informer] = {
             res.plural: Informer(access, res, namespace)
@@ -153,13 +171,17 @@ class Controller:
                 ANALYSIS_TEMPLATES,
             )
         }
+        # What handlers and reconciles look up instead of scanning every object.
+        self.informers["replicasets"].add_index(OWNER, controller_uids)
+        self.informers["rollouts"].add_index(ROUTING, routing_refs)
+        self.informers["rollouts"].add_index(TEMPLATES, template_refs)
         self.router = IstioRouter(access, CacheReader(self.informers, access))
         self.gates = GateMeasurer(access, self.informers["analysistemplates"].get, prometheus_url)
         self.reconciler = Reconciler(
             access,
             self.router,
             self.informers["rollouts"].get,
-            self.informers["replicasets"].list,
+            self._owned_replica_sets,
             self.metrics,
             clock,
             self.gates,
@@ -174,6 +196,9 @@ class Controller:
         # key -> what the user last asked for; a change of it is served before anything else
         self._intent: dict[str, Intent] = {}
         self.ready = threading.Event()
+
+    def _owned_replica_sets(self, namespace: str, uid: str) -> list[Obj]:
+        return self.informers["replicasets"].by_index(OWNER, (namespace, uid))
 
     # -- event handlers (run on informer threads: quick) --------------------------------------
 
@@ -199,18 +224,16 @@ class Controller:
         def handler(type_: str, obj: Obj) -> None:
             meta = obj.get("metadata", {})
             changed = (plural, meta.get("namespace", ""), meta.get("name", ""))
-            for rollout in self.informers["rollouts"].list():
-                if changed in routing_refs(rollout):
-                    self.queue.add(rollout_key(rollout))
+            for rollout in self.informers["rollouts"].by_index(ROUTING, changed):
+                self.queue.add(rollout_key(rollout))
 
         return handler
 
     def _on_template(self, type_: str, obj: Obj) -> None:
         meta = obj.get("metadata", {})
         changed = (meta.get("namespace", ""), meta.get("name", ""))
-        for rollout in self.informers["rollouts"].list():
-            if changed in template_refs(rollout):
-                self.queue.add(rollout_key(rollout))
+        for rollout in self.informers["rollouts"].by_index(TEMPLATES, changed):
+            self.queue.add(rollout_key(rollout))
 
     # -- running --------------------------------------------------------------------------
 
@@ -260,7 +283,6 @@ class Controller:
                     self.timers.after(key, after)
             finally:
                 self.queue.done(key)
-                self.metrics.queue_depth.set(len(self.queue))
 
     def stop(self) -> None:
         """Stop taking keys, let running reconciles finish, stop timers and caches."""

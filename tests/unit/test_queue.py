@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import time
+
+from rollout.controller.metrics import Metrics
 from rollout.controller.queue import WorkQueue
 from rollout.controller.runtime import is_operator_action, operator_intent
 
@@ -47,3 +50,53 @@ def test_operator_actions_are_urgent_and_the_controllers_own_pauses_are_not() ->
     assert is_operator_action(running, operator_intent(rollout(2)))
     user = operator_intent(rollout(1, pauseConditions=[{"reason": "PausedByUser"}]))
     assert is_operator_action(running, user)
+
+
+def test_an_urgent_key_already_first_or_being_processed_stays_where_it_is() -> None:
+    queue = WorkQueue()
+    queue.add("a")
+    queue.add("b")
+    queue.add("a", urgent=True)  # already first
+    assert queue.get(timeout=0) == "a"
+    queue.add("a", urgent=True)  # being processed: queued again once done, first
+    queue.add("c")
+    assert queue.get(timeout=0) == "b"
+    queue.done("a")
+    assert [queue.get(timeout=0) for _ in range(2)] == ["c", "a"]
+
+
+def test_the_queue_wait_runs_from_the_first_pending_add_to_get() -> None:
+    waits: list[float] = []
+    queue = WorkQueue(on_wait=waits.append)
+    queue.add("a")
+    queue.add("b")
+    start = time.monotonic()
+    while time.monotonic() - start < 0.05:
+        queue.add("a")  # deduplicated: the wait still counts from the first add
+    assert queue.get(timeout=0) == "a"
+    assert len(waits) == 1 and waits[0] >= 0.05
+    queue.add("a")  # while processing
+    queue.done("a")
+    assert queue.get(timeout=0) == "b"
+    assert queue.get(timeout=0) == "a"
+    assert len(waits) == 3 and all(w >= 0 for w in waits)
+
+
+def test_phase_counts_follow_each_rollout_and_forget() -> None:
+    metrics = Metrics()
+
+    def count(phase: str) -> float | None:
+        return metrics.registry.get_sample_value("rollout_rollouts", {"phase": phase})
+
+    metrics.observe_rollout("ns/a", "Progressing", 25)
+    metrics.observe_rollout("ns/b", "Progressing", 25)
+    metrics.observe_rollout("ns/a", "Healthy", 0)
+    assert (count("Progressing"), count("Healthy"), count("Paused")) == (1, 1, 0)
+    metrics.observe_rollout("ns/b", None, 0)  # invalid: no phase
+    assert count("Progressing") == 0
+    weight = {"namespace": "ns", "rollout": "a"}
+    assert metrics.registry.get_sample_value("rollout_canary_weight", weight) == 0
+    metrics.forget("ns/a")
+    metrics.forget("ns/gone")
+    assert (count("Progressing"), count("Healthy")) == (0, 0)
+    assert metrics.registry.get_sample_value("rollout_canary_weight", weight) is None

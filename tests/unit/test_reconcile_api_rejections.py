@@ -107,7 +107,7 @@ def reconciler_for(access: FakeAccess, router: FakeRouter, sets: list[Obj]) -> R
         access,  # type: ignore[arg-type]
         router,
         lambda namespace, name: access.rollout,  # the cache is up to date
-        lambda namespace: sets,
+        lambda namespace, uid: sets,
         Metrics(),
         lambda: NOW,
     )

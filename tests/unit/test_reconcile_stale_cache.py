@@ -134,7 +134,7 @@ def test_a_reconcile_on_a_stale_cache_does_not_undo_a_promotion() -> None:
         access,  # type: ignore[arg-type]
         router,
         lambda namespace, name: stale,
-        lambda namespace: sets,
+        lambda namespace, uid: sets,
         Metrics(),
         lambda: NOW,
     )
@@ -176,7 +176,7 @@ def test_an_event_the_api_refuses_does_not_fail_the_reconcile() -> None:
         access,  # type: ignore[arg-type]
         router,
         lambda namespace, name: access.rollout,
-        lambda namespace: sets,
+        lambda namespace, uid: sets,
         metrics,
         lambda: NOW,
     )
