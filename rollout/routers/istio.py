@@ -94,6 +94,36 @@ class ApiReader:
             return None
 
 
+class _Session:
+    """The API reads of one ``apply``: each object is read from the API at most once, then
+    stands for what the API answered to this apply's own writes (a patch returns the object
+    as written). A write that fails forgets the object, so its retry reads it again.
+
+    Every patch built from a session object also ``test``s its ``resourceVersion``: a change by
+    anyone since that read fails the patch (422) and it is rebuilt from a fresh read, so
+    starting from an earlier read of the same apply is never less safe than reading just
+    before the patch (whose guards were only the ``test``s of what it replaces).
+    """
+
+    def __init__(self, api: ApiReader) -> None:
+        self.api = api
+        self.objects: dict[tuple[str, str | None, str], Obj | None] = {}
+
+    def get(self, res: Resource, namespace: str | None, name: str) -> Obj | None:
+        key = (res.plural, namespace, name)
+        if key not in self.objects:
+            self.objects[key] = self.api.get(res, namespace, name)
+        return self.objects[key]
+
+    def wrote(self, res: Resource, namespace: str | None, name: str, obj: Obj | None) -> None:
+        """The API's answer to a write of the object (None: unknown, read it again)."""
+        key = (res.plural, namespace, name)
+        if isinstance(obj, dict) and (obj.get("metadata") or {}).get("resourceVersion"):
+            self.objects[key] = obj
+        else:
+            self.objects.pop(key, None)
+
+
 @dataclass(frozen=True)
 class _Side:
     """How to recognise the stable or canary destination of a route."""
@@ -197,7 +227,7 @@ class IstioRouter:
         "Not found" is reported to the user (InvalidSpec, a Warning), so only the API says it.
         """
         found = reader.get(res, namespace, name)
-        if found is None and reader is not self.fresh:
+        if found is None and reader is not self.fresh and not isinstance(reader, _Session):
             found = self.fresh.get(res, namespace, name)
         return found
 
@@ -240,21 +270,35 @@ class IstioRouter:
     # -- apply ------------------------------------------------------------------------------
 
     def apply(self, rollout: Rollout, desired: RouteState) -> bool:
-        current = self._read(rollout, self.fresh)
+        """Route as ``desired`` says; whether anything changed.
+
+        Decided from the API, not the watch cache: each routing object is read from the API
+        once per apply (``_Session``), and every write starts from that read or from the
+        API's answer to this apply's previous write of it (a failed write reads again).
+        A weight step is then one GET of each object and one PATCH of the VirtualService.
+        """
+        session = _Session(self.fresh)
+        return self._apply(rollout, desired, session)
+
+    def _apply(self, rollout: Rollout, desired: RouteState, session: _Session) -> bool:
+        current = self._read(rollout, session)
         changed = False
         if desired.canary_revision != current.canary_revision and current.sends_canary_traffic:
             drained = RouteState(current.stable_revision, current.canary_revision)
-            changed |= self._write_virtual_services(rollout, drained)
-        changed |= self._write_revisions(rollout, desired)
-        changed |= self._write_virtual_services(rollout, desired)
+            changed |= self._write_virtual_services(rollout, drained, session)
+        changed |= self._write_revisions(rollout, desired, session)
+        changed |= self._write_virtual_services(rollout, desired, session)
         return changed
 
     def reset(self, rollout: Rollout) -> None:
-        current = self._read(rollout, self.fresh)
+        session = _Session(self.fresh)
+        current = self._read(rollout, session)
         stable = current.stable_revision
-        self.apply(rollout, RouteState(stable, stable))
+        self._apply(rollout, RouteState(stable, stable), session)
 
-    def _write_virtual_services(self, rollout: Rollout, desired: RouteState) -> bool:
+    def _write_virtual_services(
+        self, rollout: Rollout, desired: RouteState, session: _Session
+    ) -> bool:
         istio = rollout.spec.traffic_routing.istio
         key = owner_key(rollout)
         changed = False
@@ -270,12 +314,14 @@ class IstioRouter:
                 return ops + _annotation_ops(vs, MANAGED_ROUTES, _dump(records))
 
             def fetch(ref: VirtualServiceRef = ref) -> Obj:
-                return self._virtual_service(rollout, ref, self.fresh)
+                return self._virtual_service(rollout, ref, session)
 
-            changed |= self._guarded(VIRTUAL_SERVICES, namespace, ref.vs_name, ops_of, fetch)
+            changed |= self._guarded(
+                VIRTUAL_SERVICES, namespace, ref.vs_name, ops_of, fetch, session
+            )
         return changed
 
-    def _write_revisions(self, rollout: Rollout, desired: RouteState) -> bool:
+    def _write_revisions(self, rollout: Rollout, desired: RouteState, session: _Session) -> bool:
         istio = rollout.spec.traffic_routing.istio
         if istio.destination_rule is not None:
             dr_ref = istio.destination_rule
@@ -308,7 +354,8 @@ class IstioRouter:
                 rollout.namespace,
                 dr_ref.name,
                 relabel,
-                lambda: _checked_dr(self._destination_rule(rollout, self.fresh), istio),
+                lambda: _checked_dr(self._destination_rule(rollout, session), istio),
+                session,
             )
         changed = False
         pairs = (
@@ -327,12 +374,12 @@ class IstioRouter:
                 )
 
             def fetch(service: str = service) -> Obj:
-                svc = self.fresh.get(SERVICES, rollout.namespace, service)
+                svc = session.get(SERVICES, rollout.namespace, service)
                 if svc is None:
                     raise RouteConfigError(f"Service {rollout.namespace}/{service} not found")
                 return svc
 
-            changed |= self._guarded(SERVICES, rollout.namespace, service, select, fetch)
+            changed |= self._guarded(SERVICES, rollout.namespace, service, select, fetch, session)
         return changed
 
     def _guarded(
@@ -342,8 +389,11 @@ class IstioRouter:
         name: str,
         ops_of: Callable[[Obj], list[Obj]],
         fetch: Callable[[], Obj],
+        session: _Session,
     ) -> bool:
-        """Apply the JSON patch ``ops_of`` builds from a fresh read; none: nothing to do.
+        """Apply the JSON patch ``ops_of`` builds from a fresh read (``fetch``, through the
+        apply's ``session``); none: nothing to do. The patch also ``test``s the read's
+        ``resourceVersion``.
 
         The operations start with ``test``s of what they replace, so a concurrent change fails
         the patch (409/422): read again and rebuild. A 422 is also how the API refuses an object
@@ -362,15 +412,20 @@ class IstioRouter:
             ops = ops_of(current)
             if not ops:
                 return False
+            if version is not None:
+                ops = [{"op": "test", "path": "/metadata/resourceVersion", "value": version}, *ops]
             try:
-                self.access.patch(res, namespace, name, ops, patch_type="json")
-                return True
+                written = self.access.patch(res, namespace, name, ops, patch_type="json")
             except Conflict:
                 refused = None
+                session.wrote(res, namespace, name, None)
                 continue  # changed under us: read again and rebuild
             except Invalid as error:
                 refused, refused_version = error, version
+                session.wrote(res, namespace, name, None)
                 continue  # a failed test (changed under us), or a refusal: read again
+            session.wrote(res, namespace, name, written)
+            return True
         raise Conflict(f"{res.kind} {namespace}/{name} kept changing; gave up after retries")
 
 
