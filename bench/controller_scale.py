@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import os
 import re
 import signal
 import socket
@@ -69,7 +70,8 @@ STEPS: list[Obj] = [
     {"setWeight": 75},
     {"pause": {"duration": "1s"}},
 ]
-HELD: list[Obj] = [{"setWeight": 25}, {"pause": {}}]  # the abort subjects stay at 25 % until aborted
+# The abort subjects stay at 25 % until aborted.
+HELD: list[Obj] = [{"setWeight": 25}, {"pause": {}}]
 Metrics = dict[str, list[tuple[dict[str, str], float]]]
 
 
@@ -168,6 +170,12 @@ def rss_peak_mib(pid: int) -> float:
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) / 1024
     return float("nan")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process ``pid`` so far (from /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -309,6 +317,7 @@ class Result:
     aborts: list[float]
     aborts_missed: int
     requests_per_step: dict[str, float]
+    cpu: dict[str, float]
 
 
 def stop(process: subprocess.Popen[bytes] | None) -> None:
@@ -385,6 +394,9 @@ def run_size(n: int, args: argparse.Namespace, workdir: Path) -> Result:
 
         with promotions.lock:
             promotions.armed = True
+        cpu = {"controller": cpu_seconds(controller.pid)}
+        if sandbox is not None:
+            cpu["sandbox"] = cpu_seconds(sandbox.pid)
         started = time.monotonic()
         for name in held:  # the abort subjects first: they must be mid-canary while N walk
             set_image(access, ns, name, "v2")
@@ -412,6 +424,9 @@ def run_size(n: int, args: argparse.Namespace, workdir: Path) -> Result:
         time.sleep(1)  # the last status writes' Events
         found = scrape(port)
         rss = rss_peak_mib(controller.pid)
+        cpu["controller"] = cpu_seconds(controller.pid) - cpu["controller"]
+        if sandbox is not None:
+            cpu["sandbox"] = cpu_seconds(sandbox.pid) - cpu["sandbox"]
         rollouts.stopped.set()
         vss.stopped.set()
         steps = n * (len(STEPS) + 1) + len(held) * 2  # walkers' steps and promotion; aborts
@@ -446,6 +461,7 @@ def run_size(n: int, args: argparse.Namespace, workdir: Path) -> Result:
             aborts=aborts,
             aborts_missed=missed,
             requests_per_step=requests,
+            cpu=cpu,
         )
     finally:
         stop(controller)
@@ -502,6 +518,8 @@ def report(small: Result, big: Result, args: argparse.Namespace) -> None:
     for row in [header, *rows]:
         print("  " + "  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)))
     for result in (small, big):
+        used = ", ".join(f"{k} {v:.0f} s" for k, v in result.cpu.items())
+        print(f"  {result.n}: CPU from the template change to the last promotion: {used}")
         if result.aborts_missed:
             print(f"  {result.n}: {result.aborts_missed} abort(s) not measured (see --timeout)")
         if result.requests_per_step:

@@ -31,6 +31,7 @@ class WorkQueue:
         self._cond = threading.Condition()
         self._queue: OrderedDict[str, None] = OrderedDict()  # the keys in order, first first
         self._since: dict[str, float] = {}  # key -> monotonic time of its first pending add
+        self._urgent: set[str] = set()  # keys made urgent while a worker processed them
         self._on_wait = on_wait
         self._dirty: set[str] = set()
         self._processing: set[str] = set()
@@ -44,6 +45,8 @@ class WorkQueue:
         with self._cond:
             if self._shutdown:
                 return
+            if urgent and key in self._processing:
+                self._urgent.add(key)  # it goes first when its worker is done
             if key in self._dirty:
                 if urgent and key in self._queue:
                     self._queue.move_to_end(key, last=False)
@@ -75,8 +78,12 @@ class WorkQueue:
     def done(self, key: str) -> None:
         with self._cond:
             self._processing.discard(key)
+            urgent = key in self._urgent
+            self._urgent.discard(key)
             if key in self._dirty:
                 self._queue[key] = None
+                if urgent:
+                    self._queue.move_to_end(key, last=False)
                 self._cond.notify()
 
     def backoff(self, key: str) -> float:

@@ -58,11 +58,15 @@ def test_an_urgent_key_already_first_or_being_processed_stays_where_it_is() -> N
     queue.add("b")
     queue.add("a", urgent=True)  # already first
     assert queue.get(timeout=0) == "a"
-    queue.add("a", urgent=True)  # being processed: queued again once done, first
     queue.add("c")
-    assert queue.get(timeout=0) == "b"
+    queue.add("a", urgent=True)  # being processed: queued again once done, and first
+    queue.add("d")
     queue.done("a")
-    assert [queue.get(timeout=0) for _ in range(2)] == ["c", "a"]
+    assert [queue.get(timeout=0) for _ in range(4)] == ["a", "b", "c", "d"]
+    queue.add("b")  # not urgent while processing: queued again at the end
+    queue.add("e")
+    queue.done("b")
+    assert [queue.get(timeout=0) for _ in range(2)] == ["e", "b"]
 
 
 def test_the_queue_wait_runs_from_the_first_pending_add_to_get() -> None:
