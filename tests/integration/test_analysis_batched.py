@@ -159,7 +159,7 @@ def context(namespace: str, service: str) -> GateContext:
     return GateContext(service, namespace, service, "c1", "s1")
 
 
-def verdicts(measurements: list[Measurement]) -> list[tuple[str, float | None, str]]:
+def verdicts(measurements: list[Measurement]) -> list[tuple[str, float | None, str | None]]:
     return [(m.phase, m.value, m.message) for m in measurements]
 
 
