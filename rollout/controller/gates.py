@@ -187,11 +187,11 @@ class GateMeasurer:
         except (ClusterError, ValueError) as error:
             message = f"cannot reach the gate's Prometheus: {error}"
             return tuple((n, Measurement(at=now, phase="Error", message=message)) for n in due)
-        source = self._source(analysis.prometheus, rollout.namespace)
+        source = self.source(analysis.prometheus, rollout.namespace)
         taken = self.runner.measure(analysis, context, provider, due, now, source=source)
         return tuple((t.check, t.measurement) for t in taken)
 
-    def _source(self, config: PrometheusConfig, namespace: str) -> str:
+    def source(self, config: PrometheusConfig, namespace: str) -> str:
         """Which Prometheus answers, as whom: Rollouts with the same source share answers.
 
         The address and the whole configuration (headers such as a tenant id, token file,
