@@ -12,7 +12,7 @@ import math
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
@@ -32,8 +32,10 @@ from analysis.checks import (
 )
 from analysis.provider import BadResponse, Sample, Unreachable
 from analysis.runner import GateContext, GateRunner
-from rollout.api.gate import Analysis, ErrorRateCheck, LatencyP99Check
+from rollout.api.gate import Analysis, ErrorRateCheck, LatencyP99Check, PrometheusConfig
 from rollout.api.template import AnalysisTemplateSpec
+from rollout.cluster.access import ClusterAccess
+from rollout.controller.gates import GateMeasurer
 from tests.unit.world import T0
 
 BY = ", ".join(SERIES_LABELS)
@@ -182,6 +184,9 @@ class GroupedProvider:
         parts = {"errors", "requests"} if "istio_requests_total" in promql else {"p99", "requests"}
         return [s for s in self.answer if s.labels["part"] in parts]
 
+    def healthy(self) -> bool:
+        return True
+
 
 def gate_answer(services: int) -> list[Sample]:
     """Rollout ``svc-i`` in namespace ``ns``: canary c1 with (i mod 50)% errors (so svc-0,
@@ -318,3 +323,22 @@ def test_one_rollouts_broken_numbers_do_not_poison_another(runner: GateRunner) -
     assert phases == [["Successful", "Error"], ["Error", "Error"], ["Failed", "Successful"]]
     assert "NaN for canary_requests" in (taken[1][0].measurement.message or "")
     assert "canary_p99 twice" in (taken[0][1].measurement.message or "")
+
+
+def test_rollouts_share_answers_only_with_the_same_prometheus_and_credentials() -> None:
+    """A Secret is per namespace (and a multi-tenant Prometheus may answer each tenant its own
+    share): Rollouts reading credentials from Secrets share only within their namespace."""
+    measurer = GateMeasurer(cast(ClusterAccess, None), lambda _ns, _name: None, "http://prom:9090")
+    plain = PrometheusConfig()
+    assert measurer.source(plain, "a") == measurer.source(plain, "b")
+    assert measurer.source(PrometheusConfig(address="http://prom:9090"), "a") != measurer.source(
+        plain, "a"
+    )  # the same server spelled differently: not shared, which is only a missed saving
+    tenant = PrometheusConfig.model_validate({"headers": {"X-Scope-OrgID": "t1"}})
+    assert measurer.source(tenant, "a") != measurer.source(plain, "a")
+    secret = PrometheusConfig.model_validate(
+        {"bearerTokenSecret": {"name": "prom", "key": "token"}}
+    )
+    assert measurer.source(secret, "a") != measurer.source(secret, "b")
+    assert measurer.source(secret, "a") == measurer.source(secret, "a")
+    measurer.close()
