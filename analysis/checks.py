@@ -245,12 +245,17 @@ def reads_stable(check: ErrorRateCheck | LatencyP99Check) -> bool:
 
 
 def slot_of(analysis: Analysis) -> int:
-    """Seconds between aligned evaluation instants: the scrape interval, at most the interval.
+    """Seconds between aligned evaluation instants: the largest divisor of the interval that
+    is at most the scrape interval (15 for 30s/15s, 10 for 20s/15s, 1 for 5s/1s).
 
     Prometheus's data changes once per scrape, so an instant aligned to it is at most one
-    scrape older than ``now``; never more than the gate's own interval.
+    scrape older than ``now``. Dividing the interval keeps a check's measurements an interval
+    apart: its next measurement falls due an interval after an aligned instant, which is
+    aligned too, so it is never taken early.
     """
-    return max(1, min(analysis.interval, analysis.prometheus.scrape_interval))
+    interval = analysis.interval
+    most = max(1, min(interval, analysis.prometheus.scrape_interval))
+    return next(d for d in range(most, 0, -1) if interval % d == 0)
 
 
 def evaluation_instant(now: datetime, slot: int) -> datetime:

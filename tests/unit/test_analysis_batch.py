@@ -148,10 +148,26 @@ def test_the_evaluation_instant_is_aligned_never_in_the_future() -> None:
     assert evaluation_instant(T0, slot).tzinfo == UTC
 
 
-def test_the_slot_is_the_scrape_interval_at_most_the_interval() -> None:
+def test_the_slot_is_at_most_the_scrape_interval_and_divides_the_interval() -> None:
     assert slot_of(analysis("30s", "15s")) == 15
     assert slot_of(analysis("5s", "15s")) == 5
     assert slot_of(analysis("1m", "1s")) == 1
+    assert slot_of(analysis("20s", "15s")) == 10
+    assert slot_of(analysis("37s", "15s")) == 1
+
+
+@pytest.mark.parametrize(("interval", "scrape"), [("30s", "15s"), ("20s", "15s"), ("45s", "30s")])
+def test_aligned_measurements_stay_an_interval_apart(interval: str, scrape: str) -> None:
+    """The controller measures when a check falls due (an interval after its last ``at``), a
+    little late: the aligned instants it records are never closer than the interval."""
+    gate = analysis(interval, scrape)
+    slot, every = slot_of(gate), timedelta(seconds=gate.interval)
+    at = evaluation_instant(T0 + timedelta(seconds=7.3), slot)  # the first measurement
+    for lateness in (0.0, 0.2, 0.9, 3.0, 0.01, 0.5):
+        now = at + every + timedelta(seconds=min(lateness, slot - 0.01))
+        following = evaluation_instant(now, slot)
+        assert following == at + every
+        at = following
 
 
 def analysis(interval: str, scrape: str, **extra: Any) -> Analysis:
