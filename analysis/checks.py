@@ -10,6 +10,18 @@ Each check is ONE query: the numbers it needs (canary errors and requests, the p
 count, and the stable revision's when a relative threshold is set) come back as series told
 apart by a ``part`` label. A missing part means no series: zero requests, or no data.
 
+Batched (the controller). The same numbers for every Rollout at once: ``grouped_query`` is the
+check's PromQL with the per-Rollout selectors dropped (``reporter="destination"`` kept) and each
+``sum`` grouped ``by`` the labels that tell Rollouts' revisions apart (``SERIES_LABELS``: the
+namespace, the canonical service — two services may have a revision of the same name — and the
+canonical revision). It depends only on the check's kind and window (``Shape``), so every
+Rollout whose check has that shape reads the one answer: ``split_grouped`` indexes it once per
+(namespace, service, revision) and ``parts_for`` picks a Rollout's canary (and stable) parts.
+A group's sums are over exactly the series the per-Rollout selector matches, so a Rollout's
+parts equal the unbatched query's at the same instant, and a Rollout missing from the answer has
+no parts — "no series", as unbatched: never a pass. ``evaluation_instant`` aligns the instant to
+the scrape interval so that Rollouts measured within one slot ask for the same answer.
+
 Domains. A number outside its domain is broken data, not a verdict on the canary: the
 measurement is an **Error** (it counts toward ``consecutiveErrorLimit``, so a gate that keeps
 getting broken numbers ends in rollback), with a message naming the part and the bad value —
@@ -33,12 +45,14 @@ Error is what every other broken answer (garbage, HTTP 5xx) already is.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Literal
 
 from analysis.measurement import spell
 from analysis.provider import BadResponse, Sample
 from rollout.api.duration import format_duration
-from rollout.api.gate import ErrorRateCheck, LatencyP99Check
+from rollout.api.gate import Analysis, ErrorRateCheck, LatencyP99Check
 from rollout.api.status import MeasurementPhase
 
 
@@ -104,6 +118,154 @@ def latency_query(check: LatencyP99Check, target: Target) -> str:
         count = f"sum(increase({count}[{target.range}]))"
         parts += [_part(p99, f"{side}_p99"), _part(count, f"{side}_requests")]
     return "\n  or ".join(parts)
+
+
+# The labels that tell one Rollout's revision from every other's: Istio's canonical revision is
+# unique only within its canonical service, and a service name only within its namespace.
+SERIES_LABELS = (
+    "destination_workload_namespace",
+    "destination_canonical_service",
+    "destination_canonical_revision",
+)
+GroupKey = tuple[str, str, str]  # (namespace, service, revision), in SERIES_LABELS' order
+
+
+@dataclass(frozen=True)
+class Shape:
+    """A built-in check's query with the Rollout taken out: its kind and window (seconds).
+
+    Checks of the same shape (any Rollout, any thresholds, with or without stable) read the
+    same grouped answer: the thresholds and the stable side only change which parts are judged.
+    """
+
+    kind: Literal["errorRate", "latencyP99"]
+    window: int
+
+    @property
+    def range(self) -> str:
+        return format_duration(self.window)
+
+
+def grouped_query(shape: Shape) -> str:
+    """The PromQL answering ``shape`` for every (namespace, service, revision) at once.
+
+    Parts are named without a side (``errors``, ``requests``, ``p99``) and carry
+    ``SERIES_LABELS``; ``parts_for`` names them ``canary_*``/``stable_*`` for one Rollout.
+    The sums are those of ``error_rate_query``/``latency_query`` with the per-Rollout
+    matchers replaced by grouping on the same labels.
+    """
+    mesh = 'reporter="destination"'
+    by = ", ".join(SERIES_LABELS)
+    window = shape.range
+    if shape.kind == "errorRate":
+        errors = f'istio_requests_total{{{mesh},response_code=~"5.."}}'
+        total = f"istio_requests_total{{{mesh}}}"
+        errors = f"sum by ({by}) (increase({errors}[{window}]))"
+        total = f"sum by ({by}) (increase({total}[{window}]))"
+        return "\n  or ".join([_part(errors, "errors"), _part(total, "requests")])
+    buckets = f"istio_request_duration_milliseconds_bucket{{{mesh}}}"
+    p99 = f"histogram_quantile(0.99, sum by (le, {by}) (rate({buckets}[{window}])))"
+    count = f"istio_request_duration_milliseconds_count{{{mesh}}}"
+    count = f"sum by ({by}) (increase({count}[{window}]))"
+    return "\n  or ".join([_part(p99, "p99"), _part(count, "requests")])
+
+
+@dataclass(frozen=True)
+class Grouped:
+    """A grouped answer split per (namespace, service, revision): ``{part: value}`` each.
+
+    ``twice`` names, per group, a part Prometheus answered more than once: that group's
+    numbers are broken (``parts_for`` raises for it), the other groups' are not.
+    """
+
+    parts: dict[GroupKey, dict[str, float]] = field(default_factory=dict)
+    twice: dict[GroupKey, str] = field(default_factory=dict)
+
+
+def split_grouped(samples: list[Sample]) -> Grouped:
+    """Index a ``grouped_query`` answer by ``SERIES_LABELS``, once for every Rollout reading it.
+
+    Values are kept as answered, NaN and ±Inf included (judged per Rollout). A sample without a
+    ``part`` label is not one of ours and is ignored, as ``parts_of`` does; a missing series
+    label groups under "" (no Rollout has an empty namespace or service). O(samples).
+    """
+    answer = Grouped()
+    for sample in samples:
+        part = sample.labels.get("part")
+        if part is None:
+            continue
+        labels = sample.labels
+        key: GroupKey = (
+            labels.get(SERIES_LABELS[0], ""),
+            labels.get(SERIES_LABELS[1], ""),
+            labels.get(SERIES_LABELS[2], ""),
+        )
+        group = answer.parts.setdefault(key, {})
+        if part in group:
+            answer.twice.setdefault(key, part)
+            continue
+        group[part] = sample.value
+    return answer
+
+
+def parts_for(answer: Grouped, target: Target, *, stable: bool) -> dict[str, float]:
+    """``target``'s ``{canary_*: value}`` (and ``stable_*`` when ``stable``) from ``answer``.
+
+    The same dict ``parts_of`` gives for the unbatched query at the same instant: a revision
+    absent from the answer contributes no parts (no series). Raises ``BadResponse`` when a part
+    of a side this check reads was answered twice (as ``parts_of``).
+    """
+    sides = [("canary", target.canary_revision)]
+    if stable:
+        sides.append(("stable", target.stable_revision))
+    parts: dict[str, float] = {}
+    for side, revision in sides:
+        key = (target.namespace, target.service, revision)
+        twice = answer.twice.get(key)
+        if twice is not None:
+            raise BadResponse(f"Prometheus answered {side}_{twice} twice: each part is one series")
+        for part, value in answer.parts.get(key, {}).items():
+            parts[f"{side}_{part}"] = value
+    return parts
+
+
+def shape_of(check: ErrorRateCheck | LatencyP99Check, target: Target) -> Shape:
+    """The ``Shape`` of a built-in check measured over ``target``'s window."""
+    kind: Literal["errorRate", "latencyP99"] = (
+        "errorRate" if isinstance(check, ErrorRateCheck) else "latencyP99"
+    )
+    return Shape(kind, target.window)
+
+
+def reads_stable(check: ErrorRateCheck | LatencyP99Check) -> bool:
+    """Whether the check compares with stable (a relative threshold), hence queries it."""
+    if isinstance(check, ErrorRateCheck):
+        return check.max_increase_over_stable is not None
+    return check.max_ratio_to_stable is not None
+
+
+def slot_of(analysis: Analysis) -> int:
+    """Seconds between aligned evaluation instants: the largest divisor of the interval that
+    is at most the scrape interval (15 for 30s/15s, 10 for 20s/15s, 1 for 5s/1s).
+
+    Prometheus's data changes once per scrape, so an instant aligned to it is at most one
+    scrape older than ``now``. Dividing the interval keeps a check's measurements an interval
+    apart: its next measurement falls due an interval after an aligned instant, which is
+    aligned too, so it is never taken early.
+    """
+    interval = analysis.interval
+    most = max(1, min(interval, analysis.prometheus.scrape_interval))
+    return next(d for d in range(most, 0, -1) if interval % d == 0)
+
+
+def evaluation_instant(now: datetime, slot: int) -> datetime:
+    """``now`` floored to a whole multiple of ``slot`` seconds since the Unix epoch, in UTC.
+
+    Never after ``now`` (no query asks for the future) and less than ``slot`` before it, so
+    measurements taken within one slot by different Rollouts ask for the same instant.
+    """
+    seconds = math.floor(now.timestamp())
+    return datetime.fromtimestamp(seconds - seconds % slot, tz=UTC)
 
 
 # errors may exceed requests by float rounding of the two sums, never more

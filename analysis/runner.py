@@ -1,9 +1,15 @@
 """Taking measurements: each due check of a Rollout queried once, the checks concurrently.
 
 A check's measurement is one query through the MetricProvider seam and a pure verdict
-(``analysis.checks``). Whatever goes wrong — Prometheus unreachable, a refused query (its own
-message is kept), a missing AnalysisTemplate or argument — is an ``Error`` measurement with a
-message, never an exception, and never a pass.
+(``analysis.checks``). With ``shared`` answers and a ``source`` (the controller), a built-in
+check is instead read from the grouped answer for its shape at the aligned evaluation instant
+(``analysis.batch``): one query for every Rollout measured in that slot, each Rollout's parts
+picked from it and judged alone; the measurement's ``at`` is that instant. AnalysisTemplates
+are always queried per Rollout.
+
+Whatever goes wrong — Prometheus unreachable, a refused query (its own message is kept), a
+missing AnalysisTemplate or argument — is an ``Error`` measurement with a message, never an
+exception, and never a pass.
 """
 
 from __future__ import annotations
@@ -14,15 +20,22 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 
+from analysis.batch import SharedAnswers
 from analysis.checks import (
     Target,
     Verdict,
     error_rate_query,
+    evaluation_instant,
+    grouped_query,
     judge_error_rate,
     judge_latency,
     judge_template,
     latency_query,
+    parts_for,
     parts_of,
+    reads_stable,
+    shape_of,
+    slot_of,
 )
 from analysis.provider import MetricError, MetricProvider, Sample
 from analysis.query import UnknownVariable, render
@@ -160,9 +173,12 @@ def _judge(
 
 
 class GateRunner:
-    def __init__(self, templates: TemplateLookup, workers: int = 8) -> None:
+    def __init__(
+        self, templates: TemplateLookup, workers: int = 8, shared: SharedAnswers | None = None
+    ) -> None:
         self.templates = templates
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="gate")
+        self.shared = shared
 
     def measure(
         self,
@@ -171,12 +187,21 @@ class GateRunner:
         provider: MetricProvider,
         names: list[str],
         now: datetime,
+        *,
+        source: str | None = None,
     ) -> list[Taken]:
-        """Measure the named checks at ``now``, concurrently; one query each."""
+        """Measure the named checks at ``now``, concurrently; one query each.
+
+        With ``shared`` answers, a ``source`` (a key naming ``provider``'s Prometheus and
+        credentials: Rollouts with the same source may read each other's answers) batches the
+        built-in checks (module docstring).
+        """
         checks: Mapping[str, Check] = {c.name: c for c in analysis.checks}
         due = [checks[n] for n in names if n in checks]
         futures = [
-            self.pool.submit(self.measure_one, analysis, check, context, provider, now)
+            self.pool.submit(
+                self.measure_one, analysis, check, context, provider, now, source=source
+            )
             for check in due
         ]
         return [future.result() for future in futures]
@@ -188,7 +213,12 @@ class GateRunner:
         context: GateContext,
         provider: MetricProvider,
         now: datetime,
+        *,
+        source: str | None = None,
     ) -> Taken:
+        """One check's measurement at ``now``; an ``Error`` for whatever went wrong."""
+        if self.shared is not None and source is not None and check.template_ref is None:
+            return self._measure_shared(analysis, check, context, provider, now, source)
         target = target_of(check, analysis, context)
         query = ""
         started = time.perf_counter()
@@ -205,6 +235,42 @@ class GateRunner:
             at=now, phase=verdict.phase, value=verdict.value, message=verdict.message
         )
         return Taken(check.name, measurement, query, seconds)
+
+    def _measure_shared(
+        self,
+        analysis: Analysis,
+        check: Check,
+        context: GateContext,
+        provider: MetricProvider,
+        now: datetime,
+        source: str,
+    ) -> Taken:
+        """A built-in check read from the shared grouped answer at the aligned instant."""
+        assert self.shared is not None
+        builtin = check.error_rate or check.latency_p99
+        assert builtin is not None  # not a templateRef
+        target = target_of(check, analysis, context)
+        shape = shape_of(builtin, target)
+        slot = slot_of(analysis)
+        at = evaluation_instant(now, slot)
+        started = time.perf_counter()
+        try:
+            answer = self.shared.answer(source, shape, at, slot, provider)
+            parts = parts_for(answer, target, stable=reads_stable(builtin))
+            if check.error_rate is not None:
+                verdict = judge_error_rate(check.error_rate, parts, target)
+            else:
+                assert check.latency_p99 is not None
+                verdict = judge_latency(check.latency_p99, parts, target)
+        except MetricError as error:
+            verdict = Verdict("Error", None, str(error))
+        except Exception as error:  # a provider's bug is still a measurement, never a crash
+            verdict = Verdict("Error", None, f"{type(error).__name__}: {error}")
+        seconds = time.perf_counter() - started
+        measurement = Measurement(
+            at=at, phase=verdict.phase, value=verdict.value, message=verdict.message
+        )
+        return Taken(check.name, measurement, grouped_query(shape), seconds)
 
     def close(self) -> None:
         self.pool.shutdown(wait=False)

@@ -2,7 +2,10 @@
 
 The planner says when measurements fall due (``analysis.measurement.due_checks`` on the status'
 run); this module takes them — each due check queried once, a Rollout's checks concurrently —
-and hands the measurements to the planner. The Prometheus address is the spec's, else the
+and hands the measurements to the planner. Built-in checks are batched (``analysis.batch``):
+Rollouts reading the same Prometheus with the same credentials share one grouped query per
+check shape and scrape-interval slot, each judged on its own parts of the answer; templates are
+queried per Rollout. The Prometheus address is the spec's, else the
 controller's ``--prometheus-url``; credentials come from the Rollout's namespace (Secrets) or
 files, and providers are cached per configuration for a minute so that rotated Secrets are
 picked up. A gate that cannot be measured gives Error measurements with the reason, never a
@@ -28,6 +31,7 @@ from datetime import datetime
 from pathlib import Path
 
 from analysis import measurement as gate
+from analysis.batch import SharedAnswers
 from analysis.prometheus import PrometheusAuth, PrometheusProvider
 from analysis.provider import BadQuery, MetricProvider
 from analysis.query import UnknownVariable
@@ -64,11 +68,15 @@ class GateMeasurer:
         access: ClusterAccess,
         templates: Callable[[str, str], Obj | None],
         default_address: str | None = None,
+        *,
+        batch: bool = True,
     ) -> None:
         self.access = access
         self.templates = templates
         self.default_address = default_address
-        self.runner = GateRunner(self._template)
+        # Built-in checks' grouped answers, shared by Rollouts (None: one query per Rollout).
+        self.shared = SharedAnswers() if batch else None
+        self.runner = GateRunner(self._template, shared=self.shared)
         self._providers: dict[str, tuple[float, MetricProvider]] = {}
         # Rollout uid -> (generation, canary revision) whose preflight passed
         self._preflight_passed: dict[str, tuple[int, str]] = {}
@@ -179,8 +187,21 @@ class GateMeasurer:
         except (ClusterError, ValueError) as error:
             message = f"cannot reach the gate's Prometheus: {error}"
             return tuple((n, Measurement(at=now, phase="Error", message=message)) for n in due)
-        taken = self.runner.measure(analysis, context, provider, due, now)
+        source = self.source(analysis.prometheus, rollout.namespace)
+        taken = self.runner.measure(analysis, context, provider, due, now, source=source)
         return tuple((t.check, t.measurement) for t in taken)
+
+    def source(self, config: PrometheusConfig, namespace: str) -> str:
+        """Which Prometheus answers, as whom: Rollouts with the same source share answers.
+
+        The address and the whole configuration (headers such as a tenant id, token file,
+        timeout); the namespace too when a credential comes from a Secret, since Secrets are
+        per namespace and a multi-tenant Prometheus may answer each its own share.
+        """
+        address = config.address or self.default_address
+        secrets = config.bearer_token_secret or config.basic_auth_secret or config.ca_secret
+        whose = namespace if secrets is not None else ""
+        return json.dumps([address, whose, config.model_dump(mode="json")], sort_keys=True)
 
     def _context(
         self,

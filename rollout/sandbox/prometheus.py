@@ -2,7 +2,10 @@
 
 Started with a temporary data directory and a generated configuration that scrapes the given
 targets every ``scrape_interval``; it listens on ``port``, or on a free port when that is 0.
-Ready once ``/-/ready`` answers; stopped by its PID. Without the binary it says how to install it.
+Ready once ``/-/ready`` answers; stopped by its PID. Without the binary it says how to install
+it. Given ``openmetrics`` text (samples with timestamps, ending ``# EOF``), its data directory is
+first filled with them by ``promtool tsdb create-blocks-from openmetrics``, so that tests and
+benchmarks query exact, known data.
 On Linux it is also sent SIGTERM when the thread that started it dies (``PR_SET_PDEATHSIG``),
 so a ``rollout sandbox up``/``sandbox traffic``/``demo`` or a test session killed with SIGKILL
 does not leave a Prometheus behind.
@@ -57,11 +60,17 @@ def _die_with_parent() -> Callable[[], None] | None:
 
 class PrometheusServer:
     def __init__(
-        self, targets: list[str], *, port: int = 19090, scrape_interval: str = "1s"
+        self,
+        targets: list[str],
+        *,
+        port: int = 19090,
+        scrape_interval: str = "1s",
+        openmetrics: str | None = None,
     ) -> None:
         self.targets = targets
         self.port = port
         self.scrape_interval = scrape_interval
+        self.openmetrics = openmetrics
         self.process: subprocess.Popen[bytes] | None = None
         self._dir: tempfile.TemporaryDirectory[str] | None = None
         self._log: BinaryIO | None = None
@@ -88,6 +97,8 @@ class PrometheusServer:
             ],
         }
         (workdir / "prometheus.yml").write_text(yaml.safe_dump(config))
+        if self.openmetrics is not None:
+            self._backfill(workdir)
         self._log = (workdir / "prometheus.log").open("wb")
         self.process = subprocess.Popen(
             [
@@ -117,6 +128,33 @@ class PrometheusServer:
                 self.stop()
                 raise RuntimeError("prometheus did not become ready")
             time.sleep(0.1)
+
+    def _backfill(self, workdir: Path) -> None:
+        """Write ``openmetrics`` into the data directory as TSDB blocks (promtool)."""
+        assert self.openmetrics is not None
+        promtool = shutil.which("promtool")
+        if promtool is None:
+            self.stop()
+            raise PrometheusMissing(INSTALL_HINT)
+        source = workdir / "backfill.om"
+        source.write_text(self.openmetrics)
+        done = subprocess.run(
+            [
+                promtool,
+                "tsdb",
+                "create-blocks-from",
+                "openmetrics",
+                str(source),
+                str(workdir / "data"),
+            ],
+            capture_output=True,
+            check=False,
+        )
+        source.unlink()
+        if done.returncode != 0:
+            output = (done.stderr or done.stdout).decode(errors="replace")[-2000:]
+            self.stop()
+            raise RuntimeError(f"promtool could not backfill the data:\n{output}")
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
