@@ -4,6 +4,10 @@ List, then watch from the list's resourceVersion (with bookmarks, so a quiet typ
 advances); when a watch ends, resume from the last version seen; on 410 Gone, or after the API
 was unreachable, list again and report the differences as events, so no change is ever missed.
 Handlers run on the informer's thread and must be quick (they enqueue keys).
+
+With a ``label_selector`` the list and the watch carry it, so the API sends only the objects it
+selects and the cache holds nothing else; an object whose labels stop matching comes from the
+watch as DELETED (its last matching content) and leaves the cache like a deleted one.
 """
 
 from __future__ import annotations
@@ -38,12 +42,14 @@ class Informer:
         resource: Resource,
         namespace: str | None = None,
         *,
+        label_selector: str | None = None,
         watch_timeout: int = 300,
         max_backoff: float = 5.0,
     ) -> None:
         self.access = access
         self.resource = resource
         self.namespace = namespace
+        self.label_selector = label_selector or None
         self.watch_timeout = watch_timeout
         self.max_backoff = max_backoff
         self.handlers: list[Handler] = []
@@ -97,7 +103,7 @@ class Informer:
                 backoff = min(backoff * 2, self.max_backoff)
 
     def _relist(self) -> None:
-        items, version = self.access.list(self.resource, self.namespace)
+        items, version = self.access.list(self.resource, self.namespace, self.label_selector)
         fresh = {key_of(o): o for o in items}
         with self._lock:
             old = self._objects
@@ -122,6 +128,7 @@ class Informer:
             self.namespace,
             self.resource_version,
             timeout_seconds=self.watch_timeout,
+            label_selector=self.label_selector,
         )
         for event in events:
             if self._stop.is_set():

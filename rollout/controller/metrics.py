@@ -35,6 +35,13 @@ class Metrics:
             "rollout_aborts_total", "Rollouts aborted, by reason.", ["reason"], registry=r
         )
         self.queue_depth = Gauge("rollout_queue_depth", "Keys waiting in the queue.", registry=r)
+        self.shard = Gauge(
+            "rollout_controller_shard_info",
+            "Always 1: this controller's shard, the label selector of the Rollouts it owns "
+            "(empty: all), and the Lease its replicas share.",
+            ["selector", "lease"],
+            registry=r,
+        )
         self._phases: dict[str, str] = {}
 
     def observe_rollout(self, key: str, phase: str | None, weight: int) -> None:
