@@ -170,7 +170,9 @@ def parse(text: str) -> Selector:
                 values.append("")
             i += 1
             if not values:
-                raise SelectorError(f"{key} {op} (): for 'in' and 'notin' the values can't be empty")
+                raise SelectorError(
+                    f"{key} {op} (): for 'in' and 'notin' the values can't be empty"
+                )
             requirements.append(Requirement(key, op, tuple(sorted(set(values)))))
         else:
             raise SelectorError(

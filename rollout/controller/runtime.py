@@ -277,7 +277,9 @@ class Controller:
             except Exception:
                 if not self._owns(key):
                     self.queue.forget(key)
-                    log.exception("%s: reconcile crashed; not retried, no longer in this shard", key)
+                    log.exception(
+                        "%s: reconcile crashed; not retried, no longer in this shard", key
+                    )
                     continue
                 delay = self.queue.backoff(key)
                 self.metrics.errors.inc()
