@@ -214,7 +214,7 @@ def progress(access: KubeAccess, n: int, image: str) -> float:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rollouts", type=int, default=1000)
-    n = parser.parse_args().rollouts
+    n = int(parser.parse_args().rollouts)
     processes: list[subprocess.Popen[bytes]] = []
     with tempfile.TemporaryDirectory() as workdir:
         kubeconfig = Path(workdir) / "kubeconfig"
@@ -235,7 +235,8 @@ def main() -> int:
 
             def healthy() -> bool:
                 items, _ = access.list(ROLLOUTS, NS)
-                return sum((r.get("status") or {}).get("phase") == "Healthy" for r in items) == n
+                phases = [str((r.get("status") or {}).get("phase")) for r in items]
+                return phases.count("Healthy") == n
 
             wait_for(healthy, 600, "the first revisions")
             one = progress(access, n, "v2")

@@ -139,10 +139,10 @@ def test_two_shards_split_the_rollouts_and_a_moved_one_changes_hands(
         cluster.create_rollout(manifest)
 
     # Each shard holds a Lease of its own: two leaders, not one.
-    leaders = {
-        s.name: eventually(lambda s=s: holder(api_client, namespace, s.lease), timeout=20)
-        for s in shards.values()
-    }
+    def held(shard: Shard) -> str:
+        return eventually(lambda: holder(api_client, namespace, shard.lease), timeout=20)
+
+    leaders = {s.name: held(s) for s in shards.values()}
     assert leaders["a"] != leaders["b"]
     pids = {name: int(identity.rsplit("_", 2)[1]) for name, identity in leaders.items()}
     assert pids == {name: s.process.pid for name, s in shards.items()}
@@ -174,8 +174,11 @@ def test_two_shards_split_the_rollouts_and_a_moved_one_changes_hands(
     # orphan), and says which shard it is.
     for shard in shards.values():
         mine = {n for i, n in enumerate(names) if owner(i) == shard.name}
-        eventually(lambda shard=shard, mine=mine: shard.reconciled() == mine, timeout=10)
-        assert shard.reconciled() == mine
+
+        def only_its_own(shard: Shard = shard, mine: set[str] = mine) -> None:
+            assert shard.reconciled() == mine
+
+        eventually(only_its_own, timeout=10)
         canonical = str(parse(shard.selector))
         assert (
             f'rollout_controller_shard_info{{lease="{shard.lease}",selector="{canonical}"}} 1.0'
