@@ -6,8 +6,9 @@ Syntax as ``kubectl -l``: requirements joined by commas, each one of ``key=value
 ``key==value``, ``key!=value``, ``key in (v1,v2)``, ``key notin (v1,v2)``, ``key`` (exists) and
 ``!key`` (does not exist). Keys are qualified names (an optional DNS-subdomain prefix of at most
 253 characters and ``/``, then a name of at most 63: alphanumerics, ``-``, ``_``, ``.``, starting
-and ending alphanumeric); values are empty or of the same form as a name (at most 63 characters).
-``in`` and ``notin`` need at least one value. Kubernetes' ``key > 3`` and ``key < 3`` (integer
+and ending alphanumeric); values are empty or of the same form as a name (at most 63 characters);
+an empty place in a list of values is the empty value (``a in ()`` selects ``a: ""``, as
+kube-apiserver reads it). Kubernetes' ``key > 3`` and ``key < 3`` (integer
 comparisons) are refused here: a shard is chosen by what a label is, not by a number.
 """
 
@@ -166,13 +167,9 @@ def parse(text: str) -> Selector:
                     values.append(token)
                     want_value = False
                 i += 1
-            if want_value and values:
-                values.append("")
+            if want_value:
+                values.append("")  # "a in ()" is "a in ('')", as labels.Parse reads it
             i += 1
-            if not values:
-                raise SelectorError(
-                    f"{key} {op} (): for 'in' and 'notin' the values can't be empty"
-                )
             requirements.append(Requirement(key, op, tuple(sorted(set(values)))))
         else:
             raise SelectorError(

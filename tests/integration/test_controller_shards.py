@@ -24,7 +24,7 @@ import pytest
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from rollout.cluster.selector import parse
+from rollout.cluster.selector import SelectorError, parse
 from rollout.controller.leader import lease_name_for
 from rollout.sandbox.prometheus import free_port
 from tests.integration.controller_helpers import (
@@ -216,3 +216,60 @@ def test_two_shards_split_the_rollouts_and_a_moved_one_changes_hands(
         assert shard.process.process.poll() is None, text
         assert "Traceback" not in text, text
         assert f"shard {parse(shard.selector)} owns" in text, text
+
+
+SELECTORS = [
+    "shard=a",
+    "shard==a",
+    "shard!=a",
+    "shard in (a, b)",
+    "shard notin (a)",
+    "shard",
+    "!shard",
+    "shard=",
+    "tier=web,!shard",
+    "rollout.dev/shard=a",
+    "shard=a,",
+    ",shard=a",
+    "shard in ()",
+    "shard in (a",
+    "shard in a",
+    "shard in (a b)",
+    "shard=a b",
+    "!shard=a",
+    "shard=-a",
+    "shard=" + "a" * 64,
+    "-shard=a",
+    "Rollout.Dev/shard=a",
+    "/shard=a",
+    "a" * 64 + "=x",
+    "shard=a)",
+    "shard foo",
+    "shard in (a,)",
+    "shard in (,a)",
+]
+
+
+@pytest.mark.kube_only
+def test_the_selector_check_agrees_with_kube_apiserver(api_client: client.ApiClient) -> None:
+    """Every selector ``parse`` accepts, the apiserver accepts, and every one it refuses, the
+    apiserver refuses (400) — so a shard never starts with a selector its list would fail."""
+    custom = client.CustomObjectsApi(api_client)
+    disagree = []
+    for text in SELECTORS:
+        try:
+            parse(text)
+            ours = True
+        except SelectorError:
+            ours = False
+        try:
+            custom.list_cluster_custom_object(
+                "rollout.dev", "v1alpha1", "rollouts", label_selector=text
+            )
+            theirs = True
+        except ApiException as error:
+            assert error.status == 400, error
+            theirs = False
+        if ours != theirs:
+            disagree.append((text, ours, theirs))
+    assert disagree == []
