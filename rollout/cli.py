@@ -178,6 +178,19 @@ def controller(
         True, "--leader-elect/--no-leader-elect", help="Only the Lease holder reconciles."
     ),
     lease_namespace: str = typer.Option("default", "--lease-namespace"),
+    lease_name: str | None = typer.Option(
+        None,
+        "--lease-name",
+        help="The Lease the replicas elect a leader with (default: rollout-controller, or with "
+        "--shard-selector rollout-controller-<hash of the selector>).",
+    ),
+    shard_selector: str | None = typer.Option(
+        None,
+        "--shard-selector",
+        help="Own only the Rollouts this label selector selects (kubectl -l syntax, e.g. "
+        "'shard=a' or '!shard'); run one controller per shard, with selectors that partition "
+        "the Rollouts. Default: every Rollout.",
+    ),
     lease_duration: float = typer.Option(
         15.0,
         "--lease-duration",
@@ -202,7 +215,8 @@ def controller(
     log_level: str = typer.Option("info", "--log-level"),
 ) -> None:
     """Run the controller until SIGTERM."""
-    from rollout.controller.leader import check_durations
+    from rollout.cluster.selector import SelectorError, parse
+    from rollout.controller.leader import check_durations, check_lease_name
     from rollout.controller.main import Options, run_controller
 
     if log_format not in ("text", "json"):
@@ -211,6 +225,17 @@ def controller(
         check_durations(lease_duration, renew_deadline, retry_period)
     except ValueError as error:
         raise typer.BadParameter(str(error)) from None
+    if shard_selector is not None:
+        try:
+            if not parse(shard_selector).requirements:
+                raise SelectorError("it is empty (leave it out to own every Rollout)")
+        except SelectorError as error:
+            raise typer.BadParameter(str(error), param_hint="--shard-selector") from None
+    if lease_name is not None:
+        try:
+            check_lease_name(lease_name)
+        except ValueError as error:
+            raise typer.BadParameter(str(error), param_hint="--lease-name") from None
     options = Options(
         kubeconfig=kubeconfig,
         context=context,
@@ -221,6 +246,8 @@ def controller(
         bind_address=bind_address,
         leader_elect=leader_elect,
         lease_namespace=lease_namespace,
+        lease_name=lease_name,
+        shard_selector=shard_selector,
         lease_duration=lease_duration,
         renew_deadline=renew_deadline,
         retry_period=retry_period,

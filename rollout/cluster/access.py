@@ -161,6 +161,7 @@ class ClusterAccess(Protocol):
         resource_version: str,
         *,
         timeout_seconds: int = 300,
+        label_selector: str | None = None,
     ) -> Iterator[WatchEvent]: ...
 
     def event(

@@ -10,6 +10,10 @@ object: the objects of one namespace (built in), and any ``add_index(name, fn)``
 ReplicaSets a Rollout controls, the Rollouts naming a VirtualService). They are kept in step
 with the objects under the same lock (on every watch event and relist), and updated before
 the handlers are told, so a handler's lookup already sees the event it handles.
+
+With a ``label_selector`` the list and the watch carry it, so the API sends only the objects it
+selects and the cache holds nothing else; an object whose labels stop matching comes from the
+watch as DELETED (its last matching content) and leaves the cache like a deleted one.
 """
 
 from __future__ import annotations
@@ -47,12 +51,14 @@ class Informer:
         resource: Resource,
         namespace: str | None = None,
         *,
+        label_selector: str | None = None,
         watch_timeout: int = 300,
         max_backoff: float = 5.0,
     ) -> None:
         self.access = access
         self.resource = resource
         self.namespace = namespace
+        self.label_selector = label_selector or None
         self.watch_timeout = watch_timeout
         self.max_backoff = max_backoff
         self.handlers: list[Handler] = []
@@ -187,7 +193,7 @@ class Informer:
                 backoff = min(backoff * 2, self.max_backoff)
 
     def _relist(self) -> None:
-        items, version = self.access.list(self.resource, self.namespace)
+        items, version = self.access.list(self.resource, self.namespace, self.label_selector)
         fresh = {key_of(o): o for o in items}
         with self._lock:
             old = self._objects
@@ -212,6 +218,7 @@ class Informer:
             self.namespace,
             self.resource_version,
             timeout_seconds=self.watch_timeout,
+            label_selector=self.label_selector,
         )
         for event in events:
             if self._stop.is_set():

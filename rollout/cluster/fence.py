@@ -129,8 +129,15 @@ class FencedAccess:
         resource_version: str,
         *,
         timeout_seconds: int = 300,
+        label_selector: str | None = None,
     ) -> Iterator[WatchEvent]:
-        return self.inner.watch(res, namespace, resource_version, timeout_seconds=timeout_seconds)
+        return self.inner.watch(
+            res,
+            namespace,
+            resource_version,
+            timeout_seconds=timeout_seconds,
+            label_selector=label_selector,
+        )
 
     def create(self, res: Resource, namespace: str | None, body: Obj) -> Obj:
         self.fence.check(f"create {res.plural}")

@@ -80,7 +80,9 @@ class KubeAccess:
     """``before_write(what)``, when given, runs right before every attempt of every request
     that is not a GET (retries included) and may raise a ``ClusterError`` to stop it from
     being sent: the controller passes its leader-election fence (``fence.WriteFence.check``).
-    ``field_manager``, when given, names every POST, PUT and PATCH (``fieldManager``)."""
+    ``field_manager``, when given, names every POST, PUT and PATCH (``fieldManager``);
+    ``reporting_instance``, when given, is each Event's ``reportingInstance`` (which controller
+    process recorded it: with several shards, the one that owns the Rollout)."""
 
     def __init__(
         self,
@@ -92,9 +94,11 @@ class KubeAccess:
         request_timeout: float = 30.0,
         before_write: Callable[[str], None] | None = None,
         field_manager: str | None = None,
+        reporting_instance: str | None = None,
     ) -> None:
         self.api = api_client
         self.field_manager = field_manager
+        self.reporting_instance = reporting_instance
         self.attempts = attempts
         self.max_backoff = max_backoff
         self.budget = budget
@@ -225,8 +229,11 @@ class KubeAccess:
         resource_version: str,
         *,
         timeout_seconds: int = 300,
+        label_selector: str | None = None,
     ) -> Iterator[WatchEvent]:
-        """Events after ``resource_version`` until the server ends the stream.
+        """Events after ``resource_version`` until the server ends the stream; with
+        ``label_selector``, only of the objects it selects (an object whose labels stop
+        matching comes as DELETED, one that starts matching as ADDED, as the API sends them).
 
         Raises ``Gone`` when the version is too old (list again), ``Unavailable`` when the
         stream cannot be opened or breaks.
@@ -237,6 +244,8 @@ class KubeAccess:
             "allowWatchBookmarks": "true",
             "timeoutSeconds": str(timeout_seconds),
         }
+        if label_selector:
+            query["labelSelector"] = label_selector
         method, url, headers, _, _ = self.api.param_serialize(
             "GET",
             res.path(namespace),
@@ -292,6 +301,8 @@ class KubeAccess:
             "lastTimestamp": now,
             "count": 1,
         }
+        if self.reporting_instance:
+            body["reportingInstance"] = self.reporting_instance[:128]  # the API's limit
         self.create(EVENTS, namespace, body)
 
 

@@ -22,9 +22,11 @@ both win. On shutdown the lease is released so that a standby takes over at once
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 import os
+import re
 import socket
 import threading
 import time
@@ -42,6 +44,32 @@ LEASE_DURATION = 15.0
 RENEW_DEADLINE = 10.0
 RETRY_PERIOD = 2.0
 MAX_LEASE_SECONDS = 2**31 - 1  # Lease.spec.leaseDurationSeconds is an int32
+LEASE_NAME = "rollout-controller"
+_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+
+
+def default_identity() -> str:
+    """This process's name in the Lease and on its Events: ``host_pid_random``."""
+    return f"{socket.gethostname()}_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+
+
+def lease_name_for(shard_selector: str | None) -> str:
+    """The default Lease name: ``rollout-controller`` unsharded, else ``rollout-controller-``
+    and 10 hex digits of the SHA-256 of the selector's canonical form (``selector.parse``), so
+    that the replicas of one shard share a Lease and two shards never do."""
+    if not shard_selector:
+        return LEASE_NAME
+    digest = hashlib.sha256(shard_selector.encode()).hexdigest()[:10]
+    return f"{LEASE_NAME}-{digest}"
+
+
+def check_lease_name(name: str) -> None:
+    """Raise ``ValueError`` unless ``name`` can name a Lease (a DNS subdomain, at most 253)."""
+    if len(name) > 253 or not _SUBDOMAIN.match(name):
+        raise ValueError(
+            f"--lease-name {name!r} must be a DNS subdomain: lowercase alphanumerics, '-' and "
+            "'.', starting and ending with an alphanumeric, at most 253 characters"
+        )
 
 
 def micro_time(when: datetime) -> str:
@@ -89,7 +117,7 @@ class LeaderElector:
         self,
         access: ClusterAccess,
         namespace: str,
-        name: str = "rollout-controller",
+        name: str = LEASE_NAME,
         *,
         identity: str | None = None,
         lease_duration: float = LEASE_DURATION,
@@ -103,7 +131,7 @@ class LeaderElector:
         self.access = access
         self.namespace = namespace
         self.name = name
-        self.identity = identity or f"{socket.gethostname()}_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+        self.identity = identity or default_identity()
         self.lease_duration = lease_duration
         self.renew_deadline = renew_deadline
         self.retry_period = retry_period

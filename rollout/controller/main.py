@@ -8,6 +8,12 @@ With leader election every write but the Lease's goes through a ``WriteFence`` (
 ``FencedAccess`` wrapper, and ``KubeAccess`` before each retry): it is refused unless this
 replica renewed the Lease within the renew deadline. A replica that loses the Lease stops its
 workers and exits 1 (client-go's default), so that it restarts clean and campaigns again.
+
+Sharding: ``--shard-selector`` (a label selector, checked as Kubernetes parses it before
+anything starts: a bad one is exit 2) limits this controller to the Rollouts it selects, and
+gives it a Lease of its own (``--lease-name``, by default derived from the selector), so that
+several controller Deployments split the Rollouts while the replicas of each elect one leader.
+Each Event it records names it (``reportingInstance``: the identity it holds the Lease with).
 """
 
 from __future__ import annotations
@@ -38,6 +44,8 @@ class Options:
     bind_address: str = "127.0.0.1"
     leader_elect: bool = True
     lease_namespace: str = "default"
+    lease_name: str | None = None  # default: leader.lease_name_for(shard_selector)
+    shard_selector: str | None = None
     lease_duration: float = 15.0
     renew_deadline: float = 10.0
     retry_period: float = 2.0
@@ -100,15 +108,32 @@ def run_controller(options: Options) -> int:
     from rollout.cluster.access import ClusterAccess, ClusterError
     from rollout.cluster.fence import FencedAccess, WriteFence
     from rollout.cluster.kube import KubeAccess, load_api_client
-    from rollout.controller.leader import LeaderElector, check_durations
+    from rollout.cluster.selector import SelectorError, parse
+    from rollout.controller.leader import (
+        LeaderElector,
+        check_durations,
+        check_lease_name,
+        default_identity,
+        lease_name_for,
+    )
     from rollout.controller.metrics import Metrics
     from rollout.controller.runtime import Controller
 
     try:
         check_durations(options.lease_duration, options.renew_deadline, options.retry_period)
+        selector = None if options.shard_selector is None else parse(options.shard_selector)
+        if selector is not None and not selector.requirements:
+            raise SelectorError("it is empty (leave --shard-selector out to own every Rollout)")
+        lease_name = options.lease_name or lease_name_for(str(selector) if selector else None)
+        check_lease_name(lease_name)
+    except SelectorError as error:
+        print(f"rollout controller: --shard-selector: {error}", file=sys.stderr)
+        return 2
     except ValueError as error:
         print(f"rollout controller: {error}", file=sys.stderr)
         return 2
+    shard = str(selector) if selector is not None else None
+    identity = default_identity()
     fence = WriteFence(options.renew_deadline) if options.leader_elect else None
     try:
         api_client = load_api_client(options.kubeconfig, options.context)
@@ -128,15 +153,18 @@ def run_controller(options: Options) -> int:
         api_client,
         before_write=fence.check if fence is not None else None,
         field_manager=FIELD_MANAGER,
+        reporting_instance=identity,
     )
     access: ClusterAccess = FencedAccess(kube, fence) if fence is not None else kube
     metrics = Metrics()
+    metrics.shard.labels(shard or "", lease_name if options.leader_elect else "").set(1)
     controller = Controller(
         access,
         namespace=options.namespace,
         workers=options.workers,
         metrics=metrics,
         prometheus_url=options.prometheus_url,
+        shard_selector=shard,
     )
     try:
         if options.metrics_port:
@@ -157,15 +185,27 @@ def run_controller(options: Options) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    log.info("starting: namespace=%s workers=%d", options.namespace or "(all)", options.workers)
+    log.info(
+        "starting as %s: namespace=%s shard=%s workers=%d",
+        identity,
+        options.namespace or "(all)",
+        shard or "(all Rollouts)",
+        options.workers,
+    )
     if not controller.start_caches():
         log.error("watch caches did not fill; is the API reachable and are the CRDs installed?")
         return 1
+    if shard is not None:
+        # Rollouts that no shard selects are reconciled by nobody: say what this one owns.
+        owned = len(controller.informers["rollouts"].list())
+        log.info("shard %s owns %d Rollouts (Lease %s)", shard, owned, lease_name)
     elector = None
     if options.leader_elect:
         elector = LeaderElector(
             lease_access,
             options.lease_namespace,
+            lease_name,
+            identity=identity,
             lease_duration=options.lease_duration,
             renew_deadline=options.renew_deadline,
             retry_period=options.retry_period,

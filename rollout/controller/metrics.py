@@ -48,6 +48,13 @@ class Metrics:
             registry=r,
             buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
         )
+        self.shard = Gauge(
+            "rollout_controller_shard_info",
+            "Always 1: this controller's shard, the label selector of the Rollouts it owns "
+            "(empty: all), and the Lease its replicas share.",
+            ["selector", "lease"],
+            registry=r,
+        )
         self._phases: dict[str, str] = {}
         self._counts: Tally[str] = Tally()
         self._lock = threading.Lock()

@@ -9,6 +9,16 @@ through the timers when the plan asks for one. A failed reconcile is retried wit
 exponential backoff — except one whose write the leader fence refused (``NotLeader``): that
 key is dropped, with no retry and no Event, since this replica is about to stop (a new leader
 reconciles every Rollout when it starts).
+
+Sharding (``shard_selector``, a label selector): the Rollout cache lists and watches only the
+Rollouts it selects, so this controller never holds another shard's Rollout. Every key it
+reconciles is read from that cache, and a key whose Rollout is not there is a no-op (nothing
+is created, changed or deleted): a ReplicaSet event of another shard's Rollout is not even
+queued, and a Rollout whose labels move it to another shard leaves the cache through the
+watch's DELETED, which cancels its timer; its retries and requeues are dropped from then on.
+A reconcile already running at that moment writes its status with the resourceVersion it read,
+which the label change has moved on: the API refuses it (409) and the retry finds no Rollout.
+The other caches (ReplicaSets, routing objects, templates) are not sharded.
 """
 
 from __future__ import annotations
@@ -152,16 +162,23 @@ class Controller:
         metrics: Metrics | None = None,
         clock: Clock = utc_now,
         prometheus_url: str | None = None,
+        shard_selector: str | None = None,
     ) -> None:
         self.access = access
         self.namespace = namespace
+        self.shard_selector = shard_selector or None
         self.workers = workers
         self.metrics = metrics or Metrics()
         self.queue = WorkQueue(on_wait=self.metrics.queue_wait_seconds.observe)
         self.metrics.queue_depth.set_function(lambda: len(self.queue))
         self.timers = Timers(self.queue.add)
         self.informers: dict[str, Informer] = {
-            res.plural: Informer(access, res, namespace)
+            res.plural: Informer(
+                access,
+                res,
+                namespace,
+                label_selector=self.shard_selector if res is ROLLOUTS else None,
+            )
             for res in (
                 ROLLOUTS,
                 REPLICA_SETS,
@@ -218,7 +235,14 @@ class Controller:
         meta = obj.get("metadata", {})
         for ref in meta.get("ownerReferences") or []:
             if ref.get("kind") == "Rollout" and ref.get("controller"):
-                self.queue.add(f"{meta.get('namespace', '')}/{ref.get('name', '')}")
+                key = f"{meta.get('namespace', '')}/{ref.get('name', '')}"
+                if self._owns(key):  # not another shard's (nor an unknown) Rollout
+                    self.queue.add(key)
+
+    def _owns(self, key: str) -> bool:
+        """Whether ``key``'s Rollout is in this controller's cache (its shard)."""
+        namespace, _, name = key.partition("/")
+        return self.informers["rollouts"].get(namespace, name) is not None
 
     def _routing_handler(self, plural: str) -> Callable[[str, Obj], None]:
         def handler(type_: str, obj: Obj) -> None:
@@ -265,11 +289,21 @@ class Controller:
                 self.queue.forget(key)
                 log.debug("%s: not reconciled: %s", key, error)
             except (ClusterError, RouteConfigError) as error:
+                if not self._owns(key):  # gone, or moved to another shard meanwhile
+                    self.queue.forget(key)
+                    log.debug("%s: not retried, no longer in this shard: %s", key, error)
+                    continue
                 delay = self.queue.backoff(key)
                 self.metrics.errors.inc()
                 log.warning("%s: reconcile failed (%s); retrying in %.2fs", key, error, delay)
                 self.timers.after(key, delay)
             except Exception:
+                if not self._owns(key):
+                    self.queue.forget(key)
+                    log.exception(
+                        "%s: reconcile crashed; not retried, no longer in this shard", key
+                    )
+                    continue
                 delay = self.queue.backoff(key)
                 self.metrics.errors.inc()
                 log.exception("%s: reconcile crashed; retrying in %.2fs", key, delay)
@@ -279,7 +313,11 @@ class Controller:
                 after = outcome.requeue_after
                 # A status write comes back as a watch event, which brings the key back with a
                 # fresh cache; an immediate requeue is only needed when nothing was written.
-                if after is not None and not (after == 0 and outcome.wrote_status):
+                if (
+                    after is not None
+                    and not (after == 0 and outcome.wrote_status)
+                    and self._owns(key)
+                ):
                     self.timers.after(key, after)
             finally:
                 self.queue.done(key)

@@ -170,7 +170,8 @@ def _controller_traces(api: client.ApiClient, namespace: str) -> list[str]:
     ]
     leases = client.CoordinationV1Api(api).list_namespaced_lease(namespace).items
     names = [lease.metadata.name for lease in leases if lease.metadata is not None]
-    found += [f"Lease {COMPONENT}" for name in names if name == COMPONENT]
+    # rollout-controller, or a shard's rollout-controller-<hash>
+    found += [f"Lease {name}" for name in names if name and name.startswith(COMPONENT)]
     return found
 
 

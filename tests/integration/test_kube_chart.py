@@ -11,6 +11,7 @@ AnalysisTemplate and its Secret) is made as the ServiceAccount.
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -28,10 +29,13 @@ from tests.integration.controller_helpers import (
     virtual_service,
 )
 from tests.integration.kube_helpers import (
+    CHART,
+    KUBE_VERSION,
     ControllerProcess,
     Kubectl,
     documents,
     forbidden_lines,
+    helm,
     render_chart,
     service_account_kubeconfig,
 )
@@ -71,6 +75,13 @@ OVERRIDES = {
     "custom-service-account": ("serviceAccount.name=deployer-{ns}",),
     "single-replica-no-leader-election": ("replicaCount=1", "controller.leaderElect=false"),
     "no-secrets-no-pdb": ("rbac.secretsGet=false", "podDisruptionBudget.enabled=false"),
+    "two-shards-and-the-rest": (
+        "shards[0].name=a",
+        "shards[0].selector=shard in (a\\,x)",
+        "shards[1].name=rest",
+        "shards[1].selector=!shard",
+        "shards[1].replicaCount=1",
+    ),
 }
 
 
@@ -90,6 +101,77 @@ def test_the_chart_rendered_by_helm_is_accepted(
     # Applied again (helm upgrade, a GitOps sync): nothing to change, no error.
     again = kubectl.ok("apply", "-n", namespace, "-f", "-", stdin=rendered)
     assert "created" not in again, again
+
+
+def test_each_shard_is_a_deployment_with_its_selector_its_lease_and_its_pdb() -> None:
+    rendered = documents(
+        render_chart(
+            "rc",
+            "ops",
+            "shards[0].name=a",
+            "shards[0].selector=shard in (a\\,x)",
+            "shards[1].name=rest",
+            "shards[1].selector=!shard",
+        )
+    )
+    deployments = {d["metadata"]["name"]: d for d in rendered if d["kind"] == "Deployment"}
+    assert set(deployments) == {"rc-rollout-controller-a", "rc-rollout-controller-rest"}
+    args = {
+        name: d["spec"]["template"]["spec"]["containers"][0]["args"]
+        for name, d in deployments.items()
+    }
+    assert "--shard-selector=shard in (a,x)" in args["rc-rollout-controller-a"]
+    assert "--lease-name=rc-rollout-controller-a" in args["rc-rollout-controller-a"]
+    assert "--shard-selector=!shard" in args["rc-rollout-controller-rest"]
+    assert "--lease-name=rc-rollout-controller-rest" in args["rc-rollout-controller-rest"]
+    # The Deployments' selectors do not overlap: each owns its pods (and its PDB counts them).
+    selectors = [d["spec"]["selector"]["matchLabels"] for d in deployments.values()]
+    assert selectors[0] != selectors[1]
+    for d in deployments.values():
+        labels = d["spec"]["template"]["metadata"]["labels"]
+        assert d["spec"]["selector"]["matchLabels"].items() <= labels.items()
+    pdbs = {
+        d["spec"]["selector"]["matchLabels"]["rollout.dev/controller-shard"]
+        for d in rendered
+        if d["kind"] == "PodDisruptionBudget"
+    }
+    assert pdbs == {"a", "rest"}
+    # Unsharded (the default), the Deployment is the one it always was: no shard, no Lease name.
+    [default] = [d for d in documents(render_chart("rc", "ops")) if d["kind"] == "Deployment"]
+    assert default["metadata"]["name"] == "rc-rollout-controller"
+    assert "rollout.dev/controller-shard" not in default["spec"]["selector"]["matchLabels"]
+    assert not [
+        a
+        for a in default["spec"]["template"]["spec"]["containers"][0]["args"]
+        if a.startswith(("--shard-selector=", "--lease-name="))
+    ]
+
+
+def test_a_shard_name_used_twice_is_refused_by_helm() -> None:
+    result = subprocess.run(
+        [
+            helm(),
+            "template",
+            "rc",
+            str(CHART),
+            "--kube-version",
+            KUBE_VERSION,
+            "--set",
+            "shards[0].name=a",
+            "--set",
+            "shards[0].selector=shard=a",
+            "--set",
+            "shards[1].name=a",
+            "--set",
+            "shards[1].selector=shard=b",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode != 0
+    assert 'shards: the name "a" is used twice' in result.stderr, result.stderr
 
 
 def test_the_charts_crds_are_accepted_by_a_server_side_dry_run(

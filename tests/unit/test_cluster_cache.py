@@ -32,6 +32,7 @@ class FlakyWatch:
         resource_version: str,
         *,
         timeout_seconds: int = 300,
+        label_selector: str | None = None,
     ) -> Iterator[WatchEvent]:
         self.watches += 1
         if self.watches == 1:

@@ -141,6 +141,7 @@ class MemoryAccess:
         resource_version: str,
         *,
         timeout_seconds: int = 300,
+        label_selector: str | None = None,
     ) -> Iterator[WatchEvent]:
         return iter(())
 
