@@ -53,6 +53,7 @@ class ScriptedAccess:
         resource_version: str,
         *,
         timeout_seconds: int = 300,
+        label_selector: str | None = None,
     ) -> Iterator[WatchEvent]:
         try:
             batch = self.batches.get(timeout=0.05)
