@@ -4,6 +4,11 @@ List, then watch from the list's resourceVersion (with bookmarks, so a quiet typ
 advances); when a watch ends, resume from the last version seen; on 410 Gone, or after the API
 was unreachable, list again and report the differences as events, so no change is ever missed.
 Handlers run on the informer's thread and must be quick (they enqueue keys).
+
+What the cache keeps of an object is ``trimmed``: everything but ``metadata.managedFields``,
+which a real apiserver sends with every object (often the biggest part of it: a field tree of
+every field each writer set) and which nothing in the controller reads; the sandbox does not
+keep them. A reader of the cache that ever needs them must read the object from the API.
 """
 
 from __future__ import annotations
@@ -24,6 +29,15 @@ log = logging.getLogger(__name__)
 
 Handler = Callable[[str, Obj], None]  # (ADDED | MODIFIED | DELETED, object)
 Key = tuple[str, str]  # (namespace, name)
+
+
+def trimmed(obj: Obj) -> Obj:
+    """``obj`` without ``metadata.managedFields`` (removed in place: the object is the cache's
+    own, fresh from a list or a watch event); returns it."""
+    meta = obj.get("metadata")
+    if isinstance(meta, dict):
+        meta.pop("managedFields", None)
+    return obj
 
 
 def key_of(obj: Obj) -> Key:
@@ -98,7 +112,7 @@ class Informer:
 
     def _relist(self) -> None:
         items, version = self.access.list(self.resource, self.namespace)
-        fresh = {key_of(o): o for o in items}
+        fresh = {key_of(o): trimmed(o) for o in items}
         with self._lock:
             old = self._objects
             self._objects = fresh
@@ -130,7 +144,7 @@ class Informer:
                 self.resource_version = event.resource_version
             if event.type == "BOOKMARK":
                 continue
-            key = key_of(event.object)
+            key = key_of(trimmed(event.object))
             with self._lock:
                 if event.type == "DELETED":
                     self._objects.pop(key, None)

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import threading
 from collections import Counter as Tally
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+PHASES = ("Healthy", "Progressing", "Paused", "Degraded")
 
 
 class Metrics:
@@ -35,22 +38,36 @@ class Metrics:
             "rollout_aborts_total", "Rollouts aborted, by reason.", ["reason"], registry=r
         )
         self.queue_depth = Gauge("rollout_queue_depth", "Keys waiting in the queue.", registry=r)
+        for each in PHASES:
+            self.phase.labels(each).set(0)
         self._phases: dict[str, str] = {}
+        # Rollouts per phase, kept as phases change: a reconcile costs O(1), not O(Rollouts).
+        self._counts: Tally[str] = Tally()
+        self._lock = threading.Lock()
 
     def observe_rollout(self, key: str, phase: str | None, weight: int) -> None:
         namespace, _, name = key.partition("/")
         self.canary_weight.labels(namespace, name).set(weight)
-        if phase is None:
-            self._phases.pop(key, None)
-        else:
-            self._phases[key] = phase
-        counts = Tally(self._phases.values())
-        for each in ("Healthy", "Progressing", "Paused", "Degraded"):
-            self.phase.labels(each).set(counts.get(each, 0))
+        self._set_phase(key, phase)
+
+    def _set_phase(self, key: str, phase: str | None) -> None:
+        with self._lock:
+            old = self._phases.pop(key, None) if phase is None else self._phases.get(key)
+            if phase is not None:
+                self._phases[key] = phase
+            if old == phase:
+                return
+            if old is not None:
+                self._counts[old] -= 1
+            if phase is not None:
+                self._counts[phase] += 1
+            for each in (old, phase):
+                if each in PHASES:
+                    self.phase.labels(each).set(self._counts[each])
 
     def forget(self, key: str) -> None:
         namespace, _, name = key.partition("/")
-        self._phases.pop(key, None)
+        self._set_phase(key, None)
         try:
             self.canary_weight.remove(namespace, name)
         except KeyError:
