@@ -360,7 +360,10 @@ def measure(world: World, idle: float, log: Path) -> dict[str, float]:
     try:
         wait_for(lambda: ready(health) or controller.poll() is not None, 300, "caches", 0.05)
         if controller.poll() is not None:
-            raise SystemExit(f"the controller exited ({controller.returncode}); see {log}")
+            tail = log.read_text(errors="replace").splitlines()[-5:]
+            raise SystemExit(
+                f"the controller exited ({controller.returncode}):\n" + "\n".join(tail)
+            )
         caches = time.monotonic() - started
 
         def all_reconciled() -> bool:
