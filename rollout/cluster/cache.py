@@ -14,6 +14,11 @@ the handlers are told, so a handler's lookup already sees the event it handles.
 With a ``label_selector`` the list and the watch carry it, so the API sends only the objects it
 selects and the cache holds nothing else; an object whose labels stop matching comes from the
 watch as DELETED (its last matching content) and leaves the cache like a deleted one.
+
+What the cache keeps of an object is ``trimmed``: everything but ``metadata.managedFields``,
+which a real apiserver sends with every object (often the biggest part of it: a field tree of
+every field each writer set) and which nothing in the controller reads; the sandbox does not
+keep them. A reader of the cache that ever needs them must read the object from the API.
 """
 
 from __future__ import annotations
@@ -37,6 +42,15 @@ Key = tuple[str, str]  # (namespace, name)
 # The values an object is filed under in an index (none: not in the index). Must be a pure
 # function of the object.
 IndexFunc = Callable[[Obj], Iterable[Hashable]]
+
+
+def trimmed(obj: Obj) -> Obj:
+    """``obj`` without ``metadata.managedFields`` (removed in place: the object is the cache's
+    own, fresh from a list or a watch event); returns it."""
+    meta = obj.get("metadata")
+    if isinstance(meta, dict):
+        meta.pop("managedFields", None)
+    return obj
 
 
 def key_of(obj: Obj) -> Key:
@@ -194,7 +208,7 @@ class Informer:
 
     def _relist(self) -> None:
         items, version = self.access.list(self.resource, self.namespace, self.label_selector)
-        fresh = {key_of(o): o for o in items}
+        fresh = {key_of(o): trimmed(o) for o in items}
         with self._lock:
             old = self._objects
             self._replace_all(fresh)
@@ -227,7 +241,7 @@ class Informer:
                 if event.resource_version:
                     self.resource_version = event.resource_version
                 continue
-            key = key_of(event.object)
+            key = key_of(trimmed(event.object))
             with self._lock:  # the version moves with the object (and its indexes)
                 if event.type == "DELETED":
                     self._drop(key)

@@ -82,7 +82,8 @@ class KubeAccess:
     being sent: the controller passes its leader-election fence (``fence.WriteFence.check``).
     ``field_manager``, when given, names every POST, PUT and PATCH (``fieldManager``);
     ``reporting_instance``, when given, is each Event's ``reportingInstance`` (which controller
-    process recorded it: with several shards, the one that owns the Rollout)."""
+    process recorded it: with several shards, the one that owns the Rollout).
+    ``list_page_size``: objects per page of a list (0: one reply)."""
 
     def __init__(
         self,
@@ -95,8 +96,10 @@ class KubeAccess:
         before_write: Callable[[str], None] | None = None,
         field_manager: str | None = None,
         reporting_instance: str | None = None,
+        list_page_size: int = 500,
     ) -> None:
         self.api = api_client
+        self.list_page_size = list_page_size
         self.field_manager = field_manager
         self.reporting_instance = reporting_instance
         self.attempts = attempts
@@ -177,13 +180,43 @@ class KubeAccess:
     def list(
         self, res: Resource, namespace: str | None = None, label_selector: str | None = None
     ) -> tuple[Objs, str]:
-        query = {"labelSelector": label_selector} if label_selector else None
-        result = self._request("GET", res.path(namespace), query=query)
-        items = result.get("items") or []
-        for item in items:  # a list's items omit apiVersion/kind; restore them for callers
-            item.setdefault("apiVersion", res.api_version)
-            item.setdefault("kind", res.kind)
-        return items, str(result.get("metadata", {}).get("resourceVersion", ""))
+        """Every object, and the list's resourceVersion.
+
+        Read in pages of ``list_page_size`` (``limit``/``continue``), as client-go's pager
+        does: the API serves all pages from one snapshot (the first page's resourceVersion),
+        and no single reply holds 10,000 objects, which would cost their whole JSON text on
+        top of the objects. A continue token that expired meanwhile (410) is answered with one
+        full list, as client-go falls back. A server that does not page answers everything at
+        once, without a token, and that is the list.
+        """
+        base = {"labelSelector": label_selector} if label_selector else {}
+        items: Objs = []
+        version = ""
+        token = ""
+        while True:
+            query = dict(base)
+            if self.list_page_size:
+                query["limit"] = str(self.list_page_size)
+            if token:
+                query["continue"] = token
+            try:
+                result = self._request("GET", res.path(namespace), query=query or None)
+            except Gone:
+                if not token:
+                    raise
+                result = self._request("GET", res.path(namespace), query=base or None)
+                items, token = [], ""
+            page = result.get("items") or []
+            for item in page:  # a list's items omit apiVersion/kind; restore them for callers
+                item.setdefault("apiVersion", res.api_version)
+                item.setdefault("kind", res.kind)
+            items.extend(page)
+            meta = result.get("metadata") or {}
+            if not version or not token:
+                version = str(meta.get("resourceVersion", ""))
+            token = str(meta.get("continue") or "")
+            if not token:
+                return items, version
 
     def create(self, res: Resource, namespace: str | None, body: Obj) -> Obj:
         result: Obj = self._request("POST", res.path(namespace), body=body)

@@ -55,7 +55,10 @@ class Metrics:
             ["selector", "lease"],
             registry=r,
         )
+        for each in PHASES:
+            self.phase.labels(each).set(0)
         self._phases: dict[str, str] = {}
+        # Rollouts per phase, kept as phases change: a reconcile costs O(1), not O(Rollouts).
         self._counts: Tally[str] = Tally()
         self._lock = threading.Lock()
 
@@ -65,22 +68,23 @@ class Metrics:
         self._set_phase(key, phase)
 
     def _set_phase(self, key: str, phase: str | None) -> None:
-        """Move ``key`` from its previous phase to ``phase`` (None: no phase) in the tally and
-        the ``rollout_rollouts`` gauge."""
-        with self._lock:  # workers reconcile in parallel
-            previous = self._phases.pop(key, None)
-            if previous is not None:
-                self._counts[previous] -= 1
+        with self._lock:
+            old = self._phases.pop(key, None) if phase is None else self._phases.get(key)
             if phase is not None:
                 self._phases[key] = phase
+            if old == phase:
+                return
+            if old is not None:
+                self._counts[old] -= 1
+            if phase is not None:
                 self._counts[phase] += 1
-            for each in PHASES:
-                self.phase.labels(each).set(self._counts.get(each, 0))
+            for each in (old, phase):
+                if each in PHASES:
+                    self.phase.labels(each).set(self._counts[each])
 
     def forget(self, key: str) -> None:
         namespace, _, name = key.partition("/")
-        if key in self._phases:
-            self._set_phase(key, None)
+        self._set_phase(key, None)
         try:
             self.canary_weight.remove(namespace, name)
         except KeyError:

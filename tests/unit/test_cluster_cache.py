@@ -84,3 +84,49 @@ def test_a_malformed_watch_reply_makes_the_informer_list_again() -> None:
         assert access.lists >= 2
     finally:
         informer.stop()
+
+
+class ManagedFields(FlakyWatch):
+    """Objects as a real apiserver sends them, with ``metadata.managedFields``."""
+
+    def list(
+        self, res: Resource, namespace: str | None = None, label_selector: str | None = None
+    ) -> tuple[Objs, str]:
+        self.lists += 1
+        return [{"metadata": {"name": "a", "namespace": "ns", "managedFields": [{}]}}], "1"
+
+    def watch(
+        self,
+        res: Resource,
+        namespace: str | None,
+        resource_version: str,
+        *,
+        timeout_seconds: int = 300,
+        label_selector: str | None = None,
+    ) -> Iterator[WatchEvent]:
+        self.watches += 1
+        if self.watches == 1:
+            managed = [{"manager": "kubectl", "fieldsV1": {"f:spec": {}}}]
+            meta = {"name": "b", "namespace": "ns", "resourceVersion": "2"}
+            yield WatchEvent("ADDED", {"metadata": {**meta, "managedFields": managed}})
+        self.quiet.wait(0.05)
+
+
+def test_the_cache_keeps_no_managed_fields() -> None:
+    access = ManagedFields()
+    informer = Informer(access, SERVICES, max_backoff=0.05)
+    seen: list[Obj] = []
+    informer.add_handler(lambda type_, obj: seen.append(obj))
+    informer.start()
+    try:
+        deadline = time.monotonic() + 5
+        while sorted(o["metadata"]["name"] for o in informer.list()) != ["a", "b"]:
+            assert time.monotonic() < deadline, informer.list()
+            time.sleep(0.01)
+        assert all("managedFields" not in o["metadata"] for o in informer.list())
+        assert all("managedFields" not in o["metadata"] for o in seen)
+        assert informer.get("ns", "b") == {
+            "metadata": {"name": "b", "namespace": "ns", "resourceVersion": "2"}
+        }
+    finally:
+        informer.stop()
