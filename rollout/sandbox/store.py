@@ -135,6 +135,7 @@ class Store:
         self._sorted: dict[tuple[Key, str | None], builtins.list[Name]] = {}
         self._dependents: dict[str, set[tuple[Key, Name]]] = {}
         self._by_uid: dict[str, tuple[Key, Name]] = {}
+        self._type_rv: dict[Key, int] = {}  # the version of each type's last write
         self.log: list[Event] = []
         self.log_rvs: list[int] = []
         self.history = history
@@ -199,13 +200,15 @@ class Store:
                 names = sorted(self.data.get(key, {}))
             else:
                 names = [
-                    (namespace, n) for n in sorted(self._by_namespace.get(key, {}).get(namespace, {}))
+                    (namespace, n)
+                    for n in sorted(self._by_namespace.get(key, {}).get(namespace, {}))
                 ]
             self._sorted[(key, namespace)] = names
         return names
 
     def _record(self, rtype: ResourceType, type_: str, obj: Obj, prev: Obj | None) -> None:
         event = Event(self.rv, rtype.key, type_, obj, prev)
+        self._type_rv[rtype.key] = self.rv
         self.log.append(event)
         self.log_rvs.append(self.rv)
         if len(self.log) > self.history:
@@ -255,6 +258,12 @@ class Store:
     def all_objects(self) -> builtins.list[tuple[Key, Obj]]:
         with self.lock:
             return [(key, obj) for key, bucket in self.data.items() for obj in bucket.values()]
+
+    def type_version(self, key: Key) -> int:
+        """The resourceVersion of the last write to a type (0: none): unchanged means nothing
+        of that type changed."""
+        with self.lock:
+            return self._type_rv.get(key, 0)
 
     def keys(self) -> builtins.list[Key]:
         """The resource types that have stored objects (or had)."""

@@ -529,23 +529,25 @@ def test_cel_rules_are_ratcheted_on_unchanged_subtrees(
         )
 
     def causes(reply: dict[str, Any]) -> list[tuple[str, str]]:
-        return sorted((c["field"], c["message"]) for c in reply["details"]["causes"])
+        # The message's rule text only: the value shown for an object-typed rule differs
+        # (the real apiserver writes ``Invalid value: "object": ...``; see docs/sandbox.md).
+        return sorted(
+            (c["field"], c["message"].rpartition(": ")[2]) for c in reply["details"]["causes"]
+        )
 
     def rules_in_force() -> None:
         # The real apiserver picks the CRD change up in a moment.
         reply = expect_status(lambda: patch({"size": 2}), 422, "Invalid")
         assert causes(reply) == [
-            ("spec.other", "Invalid value: other.n must grow"),
-            (
-                "spec.part",
-                'Invalid value: "object": division by zero evaluating rule: ten over n',
-            ),
+            ("spec.other", "other.n must grow"),
+            ("spec.part", "ten over n"),
         ]
+        assert "division by zero evaluating rule" in str(reply["details"]["causes"])
 
     eventually(rules_in_force, slow())
     # "part" changed: its false rule counts again.
     reply = expect_status(lambda: patch({"part": {"n": 2}, "other": {"n": 1}}), 422, "Invalid")
-    assert causes(reply) == [("spec.part", "Invalid value: n must be over 5")]
+    assert causes(reply) == [("spec.part", "n must be over 5")]
     # Both valid: accepted.
     assert patch({"part": {"n": 6}, "other": {"n": 1}})["spec"] == {
         "size": 1,
