@@ -702,8 +702,9 @@ class Handler(BaseHTTPRequestHandler):
         if self.close_connection:
             self.send_header("Connection", "close")
         # Headers and body in one send (end_headers would send the headers on their own).
-        self._headers_buffer.append(b"\r\n")
-        self._headers_buffer.append(data)
+        buffer: list[bytes] = self._headers_buffer  # type: ignore[attr-defined]  # stdlib's
+        buffer.append(b"\r\n")
+        buffer.append(data)
         self.flush_headers()
 
     def _stream(self, stream: Stream) -> None:

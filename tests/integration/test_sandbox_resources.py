@@ -506,7 +506,7 @@ def test_cel_rules_are_ratcheted_on_unchanged_subtrees(
     )
     # Rules that the stored object breaks: false, and an evaluation error (division by zero).
     stored = ext.read_custom_resource_definition(f"widgets.{group}")
-    body = api_client.sanitize_for_serialization(stored)
+    body: dict[str, Any] = api_client.sanitize_for_serialization(stored)  # type: ignore[no-untyped-call]
     schema = body["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
     schema["properties"]["part"]["x-kubernetes-validations"] = [
         {"rule": "self.n > 5", "message": "n must be over 5"},

@@ -47,14 +47,14 @@ def test_list_by_namespace_and_selector_equals_a_scan() -> None:
         )
         for namespace in (None, "a", "b", "c", "nope"):
             for selector in (None, "tier=db", "tier!=db"):
-                labels = label_selector(selector)
+                matcher = label_selector(selector)
                 expected = [
                     o
                     for o in everything
                     if namespace in (None, o["metadata"]["namespace"])
-                    and labels(o["metadata"].get("labels") or {})
+                    and matcher(o["metadata"].get("labels") or {})
                 ]
-                items, _ = store.list(configmaps, namespace, labels, field_selector(None))
+                items, _ = store.list(configmaps, namespace, matcher, field_selector(None))
                 assert items == expected
 
 

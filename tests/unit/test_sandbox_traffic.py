@@ -534,7 +534,7 @@ def test_a_routing_plan_serves_exactly_what_serve_serves() -> None:
         [rule("web", {"stable": "aaa", "canary": "bbb", "gone": "ccc"})],
         [rs("web-aaa", "aaa"), rs("web-bbb", "bbb"), rs("web-aaa2", "aaa")],
     )
-    routes = [
+    routes: list[Obj] = [
         {
             "match": [{"headers": {"end-user": {"exact": "jason"}}}],
             "route": [{"destination": {"host": "web", "subset": "canary"}}],
