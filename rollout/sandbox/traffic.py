@@ -605,6 +605,10 @@ class TrafficSimulator:
         # plan per version and snapshot, not a routing decision worked out per request.
         self._plans: dict[tuple[str, str], tuple[Variant | None, Variant | None]] = {}
         self._planned_for: Snapshot | None = None
+        self._planned_list: list[Obj] | None = None
+        # ids of the VirtualServices (held by ``_planned_list``) none of whose requests can be
+        # served in ``_planned_for``: skipped until the snapshot changes.
+        self._idle: set[int] = set()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -616,12 +620,16 @@ class TrafficSimulator:
 
         A VirtualService the router cannot read is skipped (logged once per version)."""
         snapshot, virtual_services = self.snapshot()
-        if snapshot is not self._planned_for:
+        if snapshot is not self._planned_for or virtual_services is not self._planned_list:
             self._plans = {}
+            self._idle = set()
             self._planned_for = snapshot
+            self._planned_list = virtual_services
         recorded = 0
         live: set[tuple[str, str]] = set()
         for vs in virtual_services:
+            if id(vs) in self._idle:
+                continue  # nothing of it can be served in this snapshot: not even looked at
             try:
                 recorded += self._send(snapshot, vs, seconds, live)
             except Exception as error:  # a bad object must not stop the traffic of the others
@@ -661,6 +669,7 @@ class TrafficSimulator:
             count = int(due)
             self._carry[key] = due - count
             if idle:
+                self._idle.add(id(vs))
                 continue
             for _ in range(count):
                 user = self._random.random() < self.user_share
