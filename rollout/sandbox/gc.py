@@ -8,6 +8,9 @@ dependents that block it (``blockOwnerDeletion``) are gone. A deleted namespace'
 deleted, and the namespace disappears once they are all gone (objects with finalizers hold it in
 ``Terminating``). A deleted CRD keeps its ``customresourcecleanup`` finalizer until its custom
 resources are gone. Asynchronous, as in Kubernetes: tests poll for the outcome.
+
+Each step reads the store's indexes (dependents by owner uid, objects by uid, by namespace, by
+type), never every stored object: a deletion costs O(its dependents), not O(objects stored).
 """
 
 from __future__ import annotations
@@ -55,17 +58,10 @@ class GarbageCollector:
 
     def _dependents(self, uid: str) -> list[tuple[ResourceType, Obj]]:
         types = self._types()
-        return [
-            (types[key], obj)
-            for key, obj in self.store.all_objects()
-            if key in types
-            and any(r.get("uid") == uid for r in obj["metadata"].get("ownerReferences") or [])
-        ]
+        return [(types[key], obj) for key, obj in self.store.dependents_of(uid) if key in types]
 
     def _collect(self, uid: str, propagation: str) -> None:
-        objects = self.store.all_objects()
-        by_uid = {obj["metadata"].get("uid"): (key, obj) for key, obj in objects}
-        still = by_uid.get(uid)
+        still = self.store.by_uid(uid)
         if still is not None:  # only marked for deletion
             key, obj = still
             finalizers = obj["metadata"].get("finalizers") or []
@@ -84,7 +80,7 @@ class GarbageCollector:
             return
         for rtype, dependent in self._dependents(uid):
             refs = dependent["metadata"].get("ownerReferences") or []
-            if all(r.get("uid") not in by_uid for r in refs):
+            if all(self.store.by_uid(r.get("uid")) is None for r in refs):
                 self._delete(rtype, dependent)
             else:  # another owner is alive: the dangling reference goes
                 self._drop_reference(rtype, dependent, uid)
@@ -127,9 +123,7 @@ class GarbageCollector:
             pass
 
     def _finish_foreground(self, uid: str) -> None:
-        owner = next(
-            ((k, o) for k, o in self.store.all_objects() if o["metadata"].get("uid") == uid), None
-        )
+        owner = self.store.by_uid(uid)
         if owner is None:
             self.pending_foreground.discard(uid)
             return
@@ -153,7 +147,7 @@ class GarbageCollector:
         spec = crd.get("spec") or {}
         key = (spec.get("group", ""), (spec.get("names") or {}).get("plural", ""))
         rtype = self._types().get(key)
-        remaining = [o for k, o in self.store.all_objects() if k == key]
+        remaining = self.store.objects_of(key)
         if rtype is not None:
             for obj in remaining:
                 self._delete(rtype, obj)
@@ -164,27 +158,31 @@ class GarbageCollector:
     def _forget_crd_objects(self) -> None:
         """Custom resources whose CRD is gone are deleted with it."""
         types = self._types()
-        for key, obj in self.store.all_objects():
+        for key in self.store.keys():
             if key in types:
                 continue
-            meta = obj["metadata"]
-            orphan_type = ResourceType(
-                group=key[0],
-                versions=("v1",),
-                kind=obj.get("kind", ""),
-                plural=key[1],
-                singular=key[1],
-                namespaced=bool(meta.get("namespace")),
-                strategic=False,
-            )
-            self.store.remove_now(orphan_type, meta.get("namespace"), meta["name"])
+            for obj in self.store.objects_of(key):
+                self._forget(key, obj)
+
+    def _forget(self, key: tuple[str, str], obj: Obj) -> None:
+        meta = obj["metadata"]
+        orphan_type = ResourceType(
+            group=key[0],
+            versions=("v1",),
+            kind=obj.get("kind", ""),
+            plural=key[1],
+            singular=key[1],
+            namespaced=bool(meta.get("namespace")),
+            strategic=False,
+        )
+        self.store.remove_now(orphan_type, meta.get("namespace"), meta["name"])
 
     def _finish_namespace(self, namespace: str) -> None:
         types = self._types()
         remaining = 0
-        for key, obj in self.store.all_objects():
+        for key, obj in self.store.in_namespace(namespace):
             meta = obj["metadata"]
-            if meta.get("namespace") != namespace or key not in types:
+            if key not in types:
                 continue
             remaining += 1
             try:

@@ -22,6 +22,7 @@ import random
 import threading
 import time
 from dataclasses import dataclass, replace
+from typing import Any
 from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
@@ -124,8 +125,20 @@ class IstioMetrics:
             registry=self.registry,
         )
         self._servers: list[WSGIServer] = []
+        # The labelled children per (workload, code): labels() per request cost more than the
+        # increment. Bounded by the series the registry keeps anyway.
+        self._children: dict[tuple[Workload, int], tuple[Any, Any]] = {}
 
     def record(self, workload: Workload, code: int, millis: float) -> None:
+        children = self._children.get((workload, code))
+        if children is None:
+            labels = self._labels(workload, code)
+            children = (self.requests.labels(**labels), self.duration.labels(**labels))
+            self._children[(workload, code)] = children
+        children[0].inc()
+        children[1].observe(millis)
+
+    def _labels(self, workload: Workload, code: int) -> dict[str, str]:
         service = workload.destination_service or workload.service
         host = f"{service}.{workload.namespace}.svc.cluster.local"
         labels = {
@@ -143,8 +156,7 @@ class IstioMetrics:
             "response_code": str(code),
             "request_protocol": "http",
         }
-        self.requests.labels(**labels).inc()
-        self.duration.labels(**labels).observe(millis)
+        return labels
 
     def serve(self, port: int = 0) -> int:
         """Serve /metrics on 127.0.0.1 in a thread; return the port (0: any free one)."""

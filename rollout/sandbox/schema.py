@@ -66,6 +66,7 @@ runtime). Patterns use Python's ``re``, not Go's RE2 (same answer for the patter
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import math
 import re
@@ -962,9 +963,15 @@ class _Outcome:
     message: str = ""  # from messageExpression, when it gave a usable one
 
 
-_OutcomeKey = tuple[str, str, str, bool, str, str]
+# (rule, messageExpression, schema node, embedded root, digest of self, digest of oldSelf).
+# Values are kept as SHA-256 digests of their canonical JSON, not the JSON itself, so that the
+# cache can hold every rule-bearing subtree of ~10,000 objects (a Rollout status PATCH
+# re-validates its unchanged spec: with a cache smaller than the objects' subtrees it evicted
+# and re-evaluated through celpy, making each write cost grow with the number of objects)
+# in tens of MiB.
+_OutcomeKey = tuple[str, str, str, bool, bytes, bytes]
 _OUTCOMES: OrderedDict[_OutcomeKey, _Outcome] = OrderedDict()
-_OUTCOMES_SIZE: Final = 4096
+_OUTCOMES_SIZE: Final = 262_144
 _MAX_MESSAGE_BYTES: Final = 5 * 1024
 
 
@@ -1174,7 +1181,7 @@ class _Cel:
     ) -> None:
         schema_type = str(s.get("type") or "")
         has_old = old is not _ABSENT and old is not None
-        self_json = ""
+        self_digest = b""
         cel_self: Any = _ABSENT
         cel_old: Any = _ABSENT
         for rule in node.rules:
@@ -1186,15 +1193,15 @@ class _Cel:
                 continue
             if rule.uses_old_self and not has_old:
                 continue  # a transition rule needs a value to compare with
-            if not self_json:
-                self_json = _canonical(value)
+            if not self_digest:
+                self_digest = _digest(value)
             key = (
                 rule.rule,
                 rule.message_expression,
                 node.signature,
                 resource_root,
-                self_json,
-                _canonical(old) if rule.uses_old_self else "",
+                self_digest,
+                _digest(old) if rule.uses_old_self else b"",
             )
             outcome = _cached(key)
             if outcome is None:
@@ -1227,6 +1234,11 @@ class _Cel:
             detail = outcome.message or rule.default_message
             shown = _OMIT if schema_type in ("object", "array") else value
             self.errors.append(_rule_error(rule.reason, field, shown, detail))
+
+
+def _digest(value: Any) -> bytes:
+    """SHA-256 of ``value``'s canonical JSON: equal values, equal digests."""
+    return hashlib.sha256(_canonical(value).encode()).digest()
 
 
 def _cached(key: _OutcomeKey) -> _Outcome | None:

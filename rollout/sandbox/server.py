@@ -19,6 +19,7 @@ import json
 import select
 import socket
 import sys
+import threading
 import traceback
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -94,6 +95,39 @@ OPTIONS_KIND = {"POST": "CreateOptions", "PUT": "UpdateOptions", "PATCH": "Patch
 FIELD_VALIDATIONS = ("", "Ignore", "Warn", "Strict")
 
 
+class EncodedEvents:
+    """Watch event lines, encoded once per (event, type, apiVersion) and shared by every watcher.
+
+    Stored objects are never mutated (see ``store``), so an object's encoding stays true while
+    the object lives; each entry holds its object, so its ``id`` cannot be reused while cached,
+    and a hit is also checked by identity. Bounded: the oldest entries go first. The bytes are
+    exactly what encoding per watcher produced: ``{"type":...,"object":...}`` and a newline.
+    """
+
+    def __init__(self, size: int = 4096) -> None:
+        self.size = size
+        self._lines: dict[tuple[int, str, str], tuple[Obj, bytes]] = {}
+        self._lock = threading.Lock()
+        self.encoded = 0  # how many lines were encoded (the rest were shared): for tests
+
+    def line(self, type_: str, obj: Obj, rtype: ResourceType, version: str) -> bytes:
+        """The watch line for ``obj`` as ``version`` presents it (ADDED/MODIFIED/DELETED)."""
+        key = (id(obj), type_, rtype.api_version(version))
+        with self._lock:
+            hit = self._lines.get(key)
+        if hit is not None and hit[0] is obj:
+            return hit[1]
+        shown = served(obj, rtype, version)
+        data = json.dumps({"type": type_, "object": shown}, separators=(",", ":")).encode()
+        data += b"\n"
+        with self._lock:
+            self.encoded += 1
+            self._lines[key] = (obj, data)
+            while len(self._lines) > self.size:
+                del self._lines[next(iter(self._lines))]
+        return data
+
+
 class Api:
     """Maps one request to store calls. Independent of the HTTP server, for clarity."""
 
@@ -102,6 +136,7 @@ class Api:
         self.registry = registry
         self.bookmark_every = bookmark_every
         self.openapi = OpenApi(registry)
+        self.events = EncodedEvents()
 
     # -- routing --------------------------------------------------------------------------
 
@@ -666,8 +701,11 @@ class Handler(BaseHTTPRequestHandler):
             self.send_header("Warning", f'299 - "{quoted}"')
         if self.close_connection:
             self.send_header("Connection", "close")
-        self.end_headers()
-        self.wfile.write(data)
+        # Headers and body in one send (end_headers would send the headers on their own).
+        buffer: list[bytes] = self._headers_buffer  # type: ignore[attr-defined]  # stdlib's
+        buffer.append(b"\r\n")
+        buffer.append(data)
+        self.flush_headers()
 
     def _stream(self, stream: Stream) -> None:
         self.send_response(200)
@@ -679,26 +717,42 @@ class Handler(BaseHTTPRequestHandler):
         self.send_header("Connection", "close")
         self.end_headers()
         self.close_connection = True
+        # Chunks wait here until the store's FLUSH (the end of a batch of events): one send
+        # per batch, not per event. Each event's line is encoded once for all watchers.
+        pending: list[bytes] = []
         try:
             for type_, obj in stream.events:
                 if type_ == "IDLE":
+                    if pending:
+                        self.wfile.write(b"".join(pending))
+                        pending = []
                     if self._client_gone():
                         return
                     continue
-                shown = (
-                    obj
-                    if type_ in ("ERROR", "BOOKMARK")
-                    else served(obj, stream.rtype, stream.version)
-                )
-                if stream.as_table is not None and type_ not in ("ERROR", "BOOKMARK"):
-                    rv = obj["metadata"].get("resourceVersion")
-                    shown = table(stream.rtype, [shown], rv, stream.as_table or None)
-                line = json.dumps({"type": type_, "object": shown}, separators=(",", ":"))
-                data = line.encode() + b"\n"
-                self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
-                self.wfile.flush()
-            self.wfile.write(b"0\r\n\r\n")
-            self.wfile.flush()
+                if type_ == "FLUSH":
+                    if pending:
+                        self.wfile.write(b"".join(pending))
+                        pending = []
+                    continue
+                if stream.as_table is None and type_ not in ("ERROR", "BOOKMARK"):
+                    data = self.api.events.line(type_, obj, stream.rtype, stream.version)
+                else:
+                    shown = (
+                        obj
+                        if type_ in ("ERROR", "BOOKMARK")
+                        else served(obj, stream.rtype, stream.version)
+                    )
+                    if stream.as_table is not None and type_ not in ("ERROR", "BOOKMARK"):
+                        rv = obj["metadata"].get("resourceVersion")
+                        shown = table(stream.rtype, [shown], rv, stream.as_table or None)
+                    line = json.dumps({"type": type_, "object": shown}, separators=(",", ":"))
+                    data = line.encode() + b"\n"
+                pending.append(b"%x\r\n%s\r\n" % (len(data), data))
+                if type_ in ("ERROR", "BOOKMARK"):
+                    self.wfile.write(b"".join(pending))
+                    pending = []
+            pending.append(b"0\r\n\r\n")
+            self.wfile.write(b"".join(pending))
         except (BrokenPipeError, ConnectionResetError):
             return
 

@@ -29,6 +29,13 @@ Contract, as the apiserver behaves (each point has a conformance test in
   ``resourceVersion``, as the apiserver's).
 
 Stored objects are never mutated: every write builds a new dict, so readers may hold them.
+
+Cost (issue 14): a write, a get and a watch event cost O(1) in the number of stored objects; a
+list costs O(objects returned) (a per-namespace index, and the sorted order of a bucket's names
+kept until an object is added or removed: no scan of other namespaces, no sort per list). The
+garbage collector finds an owner's dependents and an object by uid through indexes. Each
+resource type has its own ``threading.Condition`` (one lock for the store): a write wakes only
+the watchers of its type, and the garbage collector only when it has work.
 """
 
 from __future__ import annotations
@@ -114,9 +121,21 @@ SERVER_FIELDS = (
 class Store:
     def __init__(self, admission: Admission, *, history: int = 50_000) -> None:
         self.admission = admission
-        self.cond = threading.Condition(threading.RLock())
+        self.lock = threading.RLock()
+        # ``cond``: the store's lock, notified when garbage-collection work is queued or the
+        # store closes. Watchers wait on their type's condition (``_type_cond``), same lock.
+        self.cond = threading.Condition(self.lock)
+        self._type_conds: dict[Key, threading.Condition] = {}
         self.rv = 0
         self.data: dict[Key, dict[Name, Obj]] = {}
+        # Indexes, kept by ``_put``/``_drop``: objects by namespace, the sorted names of a
+        # bucket or namespace (dropped when an object is added or removed), owner uid to its
+        # dependents, uid to the object.
+        self._by_namespace: dict[Key, dict[str, dict[str, Obj]]] = {}
+        self._sorted: dict[tuple[Key, str | None], builtins.list[Name]] = {}
+        self._dependents: dict[str, set[tuple[Key, Name]]] = {}
+        self._by_uid: dict[str, tuple[Key, Name]] = {}
+        self._type_rv: dict[Key, int] = {}  # the version of each type's last write
         self.log: list[Event] = []
         self.log_rvs: list[int] = []
         self.history = history
@@ -132,8 +151,64 @@ class Store:
     def _name(self, rtype: ResourceType, namespace: str | None, name: str) -> Name:
         return ((namespace or "") if rtype.namespaced else "", name)
 
+    def _type_cond(self, key: Key) -> threading.Condition:
+        cond = self._type_conds.get(key)
+        if cond is None:
+            cond = self._type_conds.setdefault(key, threading.Condition(self.lock))
+        return cond
+
+    def _put(self, key: Key, name: Name, obj: Obj, old: Obj | None) -> None:
+        """Store ``obj`` under ``name`` (replacing ``old``), keeping the indexes."""
+        self.data.setdefault(key, {})[name] = obj
+        self._by_namespace.setdefault(key, {}).setdefault(name[0], {})[name[1]] = obj
+        if old is None:
+            self._sorted.pop((key, None), None)
+            self._sorted.pop((key, name[0]), None)
+        else:
+            self._unindex(key, name, old)
+        uid = obj["metadata"].get("uid")
+        if uid:
+            self._by_uid[uid] = (key, name)
+        for owner in _owner_uids(obj):
+            self._dependents.setdefault(owner, set()).add((key, name))
+
+    def _drop(self, key: Key, name: Name, old: Obj) -> None:
+        del self.data[key][name]
+        in_namespace = self._by_namespace[key][name[0]]
+        del in_namespace[name[1]]
+        if not in_namespace:
+            del self._by_namespace[key][name[0]]
+        self._sorted.pop((key, None), None)
+        self._sorted.pop((key, name[0]), None)
+        self._unindex(key, name, old)
+
+    def _unindex(self, key: Key, name: Name, old: Obj) -> None:
+        uid = old["metadata"].get("uid")
+        if uid and self._by_uid.get(uid) == (key, name):
+            del self._by_uid[uid]
+        for owner in _owner_uids(old):
+            dependents = self._dependents.get(owner)
+            if dependents is not None:
+                dependents.discard((key, name))
+                if not dependents:
+                    del self._dependents[owner]
+
+    def _sorted_names(self, key: Key, namespace: str | None) -> builtins.list[Name]:
+        names = self._sorted.get((key, namespace))
+        if names is None:
+            if namespace is None:
+                names = sorted(self.data.get(key, {}))
+            else:
+                names = [
+                    (namespace, n)
+                    for n in sorted(self._by_namespace.get(key, {}).get(namespace, {}))
+                ]
+            self._sorted[(key, namespace)] = names
+        return names
+
     def _record(self, rtype: ResourceType, type_: str, obj: Obj, prev: Obj | None) -> None:
         event = Event(self.rv, rtype.key, type_, obj, prev)
+        self._type_rv[rtype.key] = self.rv
         self.log.append(event)
         self.log_rvs.append(self.rv)
         if len(self.log) > self.history:
@@ -142,6 +217,10 @@ class Store:
             del self.log[:drop]
             del self.log_rvs[:drop]
         self.admission.committed(rtype, event)
+        self._type_cond(rtype.key).notify_all()
+
+    def _queue_gc(self, uid: str, propagation: str) -> None:
+        self.gc_queue.append((uid, propagation))
         self.cond.notify_all()
 
     def _next_rv(self) -> str:
@@ -166,19 +245,55 @@ class Store:
         labels: Matcher,
         fields: ObjectMatcher,
     ) -> tuple[list[Obj], int]:
-        with self.cond:
+        with self.lock:
+            bucket = self._bucket(rtype)
+            candidates = (bucket[name] for name in self._sorted_names(rtype.key, namespace))
             items = [
                 obj
-                for (ns, _), obj in self._bucket(rtype).items()
-                if (namespace is None or ns == namespace)
-                and labels(obj["metadata"].get("labels") or {})
-                and fields(obj)
+                for obj in candidates
+                if labels(obj["metadata"].get("labels") or {}) and fields(obj)
             ]
-            return sorted(items, key=_sort_key), self.rv
+            return items, self.rv
 
     def all_objects(self) -> builtins.list[tuple[Key, Obj]]:
-        with self.cond:
+        with self.lock:
             return [(key, obj) for key, bucket in self.data.items() for obj in bucket.values()]
+
+    def type_version(self, key: Key) -> int:
+        """The resourceVersion of the last write to a type (0: none): unchanged means nothing
+        of that type changed."""
+        with self.lock:
+            return self._type_rv.get(key, 0)
+
+    def keys(self) -> builtins.list[Key]:
+        """The resource types that have stored objects (or had)."""
+        with self.lock:
+            return builtins.list(self.data)
+
+    def objects_of(self, key: Key) -> builtins.list[Obj]:
+        """Every stored object of one resource type."""
+        with self.lock:
+            return builtins.list(self.data.get(key, {}).values())
+
+    def in_namespace(self, namespace: str) -> builtins.list[tuple[Key, Obj]]:
+        """Every stored object in ``namespace``, of every type (from the namespace index)."""
+        with self.lock:
+            return [
+                (key, obj)
+                for key, namespaces in self._by_namespace.items()
+                for obj in namespaces.get(namespace, {}).values()
+            ]
+
+    def dependents_of(self, uid: str) -> builtins.list[tuple[Key, Obj]]:
+        """The stored objects with an ownerReference to ``uid`` (from the owner index)."""
+        with self.lock:
+            return [(key, self.data[key][name]) for key, name in self._dependents.get(uid, ())]
+
+    def by_uid(self, uid: str) -> tuple[Key, Obj] | None:
+        """The stored object with this ``metadata.uid``, if any (from the uid index)."""
+        with self.lock:
+            found = self._by_uid.get(uid)
+            return None if found is None else (found[0], self.data[found[0]][found[1]])
 
     # -- writes -----------------------------------------------------------------------------
 
@@ -260,7 +375,7 @@ class Store:
             if dry_run:
                 return obj
             meta["resourceVersion"] = self._next_rv()
-            bucket[key] = obj
+            self._put(rtype.key, key, obj, None)
             self._record(rtype, "ADDED", obj, None)
             return obj
 
@@ -408,15 +523,15 @@ class Store:
         key = self._name(rtype, meta.get("namespace"), meta["name"])
         if meta.get("deletionTimestamp") and not meta.get("finalizers"):
             meta["resourceVersion"] = self._next_rv()
-            del self._bucket(rtype)[key]
+            self._drop(rtype.key, key, old)
             self._record(rtype, "DELETED", new, old)
-            self.gc_queue.append((meta["uid"], "Background"))
+            self._queue_gc(meta["uid"], "Background")
             return new
         meta["resourceVersion"] = old["metadata"]["resourceVersion"]
         if new == old:
             return old  # a no-op is not a write: no new version, no event
         meta["resourceVersion"] = self._next_rv()
-        self._bucket(rtype)[key] = new
+        self._put(rtype.key, key, new, old)
         self._record(rtype, "MODIFIED", new, old)
         return new
 
@@ -481,9 +596,9 @@ class Store:
                 if dry_run:
                     return new
                 new_meta["resourceVersion"] = self._next_rv()
-                self._bucket(rtype)[self._name(rtype, namespace, name)] = new
+                self._put(rtype.key, self._name(rtype, namespace, name), new, old)
                 self._record(rtype, "MODIFIED", new, old)
-                self.gc_queue.append((meta["uid"], propagation))
+                self._queue_gc(meta["uid"], propagation)
                 return new
             if dry_run:
                 return old
@@ -492,9 +607,9 @@ class Store:
     def _remove(self, rtype: ResourceType, old: Obj, propagation: str) -> Obj:
         meta = old["metadata"]
         gone = {**old, "metadata": {**meta, "resourceVersion": self._next_rv()}}
-        del self._bucket(rtype)[self._name(rtype, meta.get("namespace"), meta["name"])]
+        self._drop(rtype.key, self._name(rtype, meta.get("namespace"), meta["name"]), old)
         self._record(rtype, "DELETED", gone, old)
-        self.gc_queue.append((meta["uid"], propagation))
+        self._queue_gc(meta["uid"], propagation)
         return gone
 
     def remove_now(self, rtype: ResourceType, namespace: str | None, name: str) -> None:
@@ -522,10 +637,12 @@ class Store:
         timeout: float,
         bookmark_every: float | None,
     ) -> Iterator[tuple[str, Obj]]:
-        """Yield ``(type, object)``: ADDED/MODIFIED/DELETED, BOOKMARK, ERROR, or IDLE.
+        """Yield ``(type, object)``: ADDED/MODIFIED/DELETED, BOOKMARK, ERROR, IDLE or FLUSH.
 
         IDLE (no object) comes after a quiet second: the HTTP layer uses it to notice a client
-        that went away, and never sends it.
+        that went away, and never sends it. FLUSH (no object) comes after each batch of events
+        (the initial list, then what each wake-up found): the HTTP layer writes what it has
+        buffered in one send, and never sends the marker itself.
         """
         deadline = time.monotonic() + timeout
 
@@ -551,6 +668,8 @@ class Store:
                 initial = []
         for obj in initial:
             yield "ADDED", obj
+        if initial:
+            yield "FLUSH", {}
         next_bookmark = time.monotonic() + bookmark_every if bookmark_every else None
         while not self.closed:
             with self.cond:
@@ -566,7 +685,7 @@ class Store:
                     # Wake at least once a second so the server can notice a gone client.
                     wait = min(wait, IDLE_EVERY)
                     if wait > 0:
-                        self.cond.wait(wait)
+                        self._type_cond(rtype.key).wait(wait)
                     events = self._after(position)
                     if position < self.compacted:
                         yield "ERROR", _expired(position, self.compacted)
@@ -590,7 +709,9 @@ class Store:
                         yield "MODIFIED", event.obj
                 elif now_in or (event.type == "DELETED" and was_in):
                     yield event.type, event.obj
-            if not events:
+            if events:
+                yield "FLUSH", {}
+            else:
                 position = max(position, current)
                 yield "IDLE", {}
             now = time.monotonic()
@@ -605,9 +726,11 @@ class Store:
         return self.log[start:]
 
     def close(self) -> None:
-        with self.cond:
+        with self.lock:
             self.closed = True
             self.cond.notify_all()
+            for cond in self._type_conds.values():
+                cond.notify_all()
 
 
 def _nonzero_version(value: Any) -> bool:
@@ -655,9 +778,12 @@ def _set_condition(obj: Obj, type_: str, reason: str, message: str) -> None:
     status["conditions"] = conditions
 
 
-def _sort_key(obj: Obj) -> tuple[str, str]:
-    meta = obj["metadata"]
-    return (meta.get("namespace") or "", meta["name"])
+def _owner_uids(obj: Obj) -> set[str]:
+    """The uids an object's ``ownerReferences`` name (malformed entries ignored)."""
+    refs = obj["metadata"].get("ownerReferences")
+    if not isinstance(refs, builtins.list):
+        return set()
+    return {r["uid"] for r in refs if isinstance(r, dict) and isinstance(r.get("uid"), str)}
 
 
 def _expired(position: int, compacted: int) -> Obj:

@@ -30,6 +30,11 @@ A revision behaves as its pod template's annotations say: ``sandbox.rollout.dev/
 window sees it — see ``istio_metrics.ErrorShare``), ``sandbox.rollout.dev/latency-ms`` (median,
 log-normal) and optionally ``sandbox.rollout.dev/latency-p99-ms``. Randomness is seeded, so a
 run is reproducible.
+
+Cost per tick: the simulator routes each VirtualService version from a plan made once per
+snapshot (``plan_variant``; ``serve_planned`` makes the same random draws as ``serve``), the
+snapshot's lookups are indexed, and ``StoreSource`` reuses its snapshot while none of the four
+kinds was written: no scan of a namespace per simulated request.
 """
 
 from __future__ import annotations
@@ -84,6 +89,49 @@ class Snapshot:
     destination_rules: dict[str, list[Obj]] = field(default_factory=dict)
     replicasets: dict[str, list[Obj]] = field(default_factory=dict)
     ready_pods: dict[str, int] = field(default_factory=dict)
+    # Lookup indexes, built on first use (a snapshot is read-only once made): a lookup costs
+    # O(matches), not a scan of the namespace per simulated request.
+    _index: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    def service(self, namespace: str, name: str) -> Obj | None:
+        """The first Service named ``name`` in ``namespace``."""
+        index = self._index.get("services")
+        if index is None:
+            index = {}
+            for ns, objs in self.services.items():
+                for obj in objs:
+                    index.setdefault((ns, obj["metadata"]["name"]), obj)
+            self._index["services"] = index
+        found: Obj | None = index.get((namespace, name))
+        return found
+
+    def rules_for(self, namespace: str, name: str) -> list[Obj]:
+        """The DestinationRules of ``namespace`` whose host is the Service ``name``, in order."""
+        index = self._index.get("rules")
+        if index is None:
+            index = {}
+            for ns, objs in self.destination_rules.items():
+                for rule in objs:
+                    spec = rule.get("spec") or {}
+                    host = host_parts(str(spec.get("host") or ""), ns)[0]
+                    index.setdefault((ns, host), []).append(rule)
+            self._index["rules"] = index
+        found: list[Obj] = index.get((namespace, name), [])
+        return found
+
+    def replicasets_labelled(self, namespace: str, key: str, value: str) -> list[Obj]:
+        """The ReplicaSets of ``namespace`` whose pod template has label ``key=value``, in
+        order."""
+        index = self._index.get("replicasets")
+        if index is None:
+            index = {}
+            for ns, objs in self.replicasets.items():
+                for rs in objs:
+                    for k, v in _template_labels(rs).items():
+                        index.setdefault((ns, k, v), []).append(rs)
+            self._index["replicasets"] = index
+        found: list[Obj] = index.get((namespace, key, value), [])
+        return found
 
     @staticmethod
     def of(
@@ -257,10 +305,8 @@ def subset_labels(
 ) -> dict[str, str] | None:
     """The labels of ``subset`` in the DestinationRule for ``host`` in ``namespace``."""
     name, _ = host_parts(host, namespace)
-    for rule in snapshot.destination_rules.get(namespace, []):
+    for rule in snapshot.rules_for(namespace, name):
         spec = rule.get("spec") or {}
-        if host_parts(str(spec.get("host") or ""), namespace)[0] != name:
-            continue
         for entry in spec.get("subsets") or []:
             if isinstance(entry, dict) and entry.get("name") == subset:
                 return _str_map(entry.get("labels"))
@@ -279,10 +325,7 @@ def serving_pods(snapshot: Snapshot, rs: Obj) -> int:
 def endpoints(snapshot: Snapshot, namespace: str, destination: Obj) -> list[tuple[Obj, int]]:
     """(ReplicaSet, serving pods) behind a destination, those with any serving."""
     name, service_namespace = host_parts(str(destination.get("host") or ""), namespace)
-    service = next(
-        (s for s in snapshot.services.get(service_namespace, []) if s["metadata"]["name"] == name),
-        None,
-    )
+    service = snapshot.service(service_namespace, name)
     if service is None:
         return []
     selector = _str_map((service.get("spec") or {}).get("selector"))
@@ -298,7 +341,12 @@ def endpoints(snapshot: Snapshot, namespace: str, destination: Obj) -> list[tupl
         if any(selector.get(k, v) != v for k, v in labels.items()):
             return []  # the subset contradicts the Service's selector
     found = []
-    for rs in snapshot.replicasets.get(service_namespace, []):
+    # Candidates: the ReplicaSets with the rarest of the wanted labels (every one is needed).
+    candidates = min(
+        (snapshot.replicasets_labelled(service_namespace, k, v) for k, v in wanted.items()),
+        key=len,
+    )
+    for rs in candidates:
         available = serving_pods(snapshot, rs)
         if available > 0 and _selected(_template_labels(rs), wanted):
             found.append((rs, available))
@@ -387,6 +435,89 @@ def serve(
     return results
 
 
+# -- routing plans: what ``serve`` decides, worked out once per VirtualService and snapshot ------
+
+
+Table = tuple[list[Workload], list[float]]  # workloads and their cumulative weights
+
+
+@dataclass(frozen=True)
+class Variant:
+    """The routing of one kind of request (with or without the test user's header): the
+    weighted destinations, each with its serving revisions (an empty table: 503), and the
+    mirrors with their shares in percent."""
+
+    destinations: list[Table]
+    cumulative: list[float]
+    mirrors: list[tuple[float, Table]]
+
+    @property
+    def idle(self) -> bool:
+        """No request of this kind is ever recorded."""
+        return not any(t[0] for t in self.destinations) and not any(t[0] for _, t in self.mirrors)
+
+
+def _table(snapshot: Snapshot, namespace: str, destination: Obj) -> Table:
+    found = [(rs, n) for rs, n in endpoints(snapshot, namespace, destination) if n > 0]
+    service, _ = host_parts(str(destination.get("host") or ""), namespace)
+    workloads = [workload_of(rs, service) for rs, _ in found]
+    total, cumulative = 0.0, []
+    for _, n in found:
+        total += n
+        cumulative.append(total)
+    return workloads, cumulative
+
+
+def plan_variant(
+    snapshot: Snapshot, virtual_service: Obj, headers: Mapping[str, str]
+) -> Variant | None:
+    """How ``serve`` routes a request with ``headers`` for the path ``/`` (None: no route)."""
+    namespace = virtual_service["metadata"].get("namespace") or ""
+    route = select_route((virtual_service.get("spec") or {}).get("http") or [], headers, PATH)
+    if route is None:
+        return None
+    weighted = [(d, w) for d, w in destination_weights(route) if w > 0]
+    total, cumulative = 0.0, []
+    for _, w in weighted:
+        total += w
+        cumulative.append(total)
+    mirrors: list[tuple[float, Table]] = []
+    mirror = route.get("mirror")
+    if isinstance(mirror, dict) and mirror.get("host"):
+        percentage = route.get("mirrorPercentage")
+        share = 100.0
+        if isinstance(percentage, dict) and percentage.get("value") is not None:
+            share = float(percentage["value"])
+        mirrors.append((share, _table(snapshot, namespace, mirror)))
+    for entry in route.get("mirrors") or []:
+        if not isinstance(entry, dict) or not isinstance(entry.get("destination"), dict):
+            continue
+        percentage = entry.get("percentage")
+        share = 100.0
+        if isinstance(percentage, dict) and percentage.get("value") is not None:
+            share = float(percentage["value"])
+        mirrors.append((share, _table(snapshot, namespace, entry["destination"])))
+    return Variant([_table(snapshot, namespace, d) for d, _ in weighted], cumulative, mirrors)
+
+
+def serve_planned(
+    variant: Variant, rng: random.Random, errors: ErrorShare | None = None
+) -> list[Served]:
+    """``serve`` of one request, from its plan: the same random draws in the same order
+    (destination by weight, each mirror by its share, then each copy's revision by serving pods
+    and its outcome), so the same seed gives the same requests."""
+    chosen: list[Table] = []
+    if variant.destinations:
+        chosen.append(rng.choices(variant.destinations, cum_weights=variant.cumulative)[0])
+    chosen += [table for share, table in variant.mirrors if rng.random() * 100.0 < share]
+    results = []
+    for workloads, cumulative in chosen:
+        if workloads:
+            workload = rng.choices(workloads, cum_weights=cumulative)[0]
+            results.append(Served(workload, *sample(workload, rng, errors)))
+    return results
+
+
 # -- the simulator -----------------------------------------------------------------------------
 
 
@@ -408,6 +539,7 @@ class StoreSource:
 
     def __init__(self, store: Store, registry: Registry) -> None:
         self.store = store
+        self._last: tuple[tuple[int, ...], tuple[Snapshot, list[Obj]]] | None = None
         self._types = {
             plural: registry.get(group, plural)
             for group, plural in (
@@ -430,12 +562,20 @@ class StoreSource:
         return items
 
     def read(self) -> tuple[Snapshot, list[Obj]]:
-        return (
+        """The same snapshot object as last time while none of the four kinds was written."""
+        versions = tuple(
+            self.store.type_version(t.key) if t is not None else 0 for t in self._types.values()
+        )
+        if self._last is not None and self._last[0] == versions:
+            return self._last[1]
+        read = (
             Snapshot.of(
                 self._list("services"), self._list("destinationrules"), self._list("replicasets")
             ),
             self._list("virtualservices"),
         )
+        self._last = (versions, read)
+        return read
 
 
 class TrafficSimulator:
@@ -461,6 +601,14 @@ class TrafficSimulator:
         self._errors = ErrorShare()
         self._carry: dict[tuple[str, str], float] = {}
         self._unroutable: set[tuple[str, str]] = set()
+        # Routing plans of the current snapshot, by VirtualService (uid, resourceVersion): a
+        # plan per version and snapshot, not a routing decision worked out per request.
+        self._plans: dict[tuple[str, str], tuple[Variant | None, Variant | None]] = {}
+        self._planned_for: Snapshot | None = None
+        self._planned_list: list[Obj] | None = None
+        # ids of the VirtualServices (held by ``_planned_list``) none of whose requests can be
+        # served in ``_planned_for``: skipped until the snapshot changes.
+        self._idle: set[int] = set()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -472,9 +620,16 @@ class TrafficSimulator:
 
         A VirtualService the router cannot read is skipped (logged once per version)."""
         snapshot, virtual_services = self.snapshot()
+        if snapshot is not self._planned_for or virtual_services is not self._planned_list:
+            self._plans = {}
+            self._idle = set()
+            self._planned_for = snapshot
+            self._planned_list = virtual_services
         recorded = 0
         live: set[tuple[str, str]] = set()
         for vs in virtual_services:
+            if id(vs) in self._idle:
+                continue  # nothing of it can be served in this snapshot: not even looked at
             try:
                 recorded += self._send(snapshot, vs, seconds, live)
             except Exception as error:  # a bad object must not stop the traffic of the others
@@ -492,19 +647,36 @@ class TrafficSimulator:
         self._carry = {k: v for k, v in self._carry.items() if k in live}
         return recorded
 
+    def _plan(self, snapshot: Snapshot, vs: Obj) -> tuple[Variant | None, Variant | None]:
+        meta = vs["metadata"]
+        version = (str(meta.get("uid")), str(meta.get("resourceVersion")))
+        plan = self._plans.get(version)
+        if plan is None:
+            plan = (plan_variant(snapshot, vs, {}), plan_variant(snapshot, vs, TEST_USER))
+            self._plans[version] = plan
+        return plan
+
     def _send(self, snapshot: Snapshot, vs: Obj, seconds: float, live: set[tuple[str, str]]) -> int:
         recorded = 0
+        plain, user_variant = self._plan(snapshot, vs)
+        # A VirtualService none of whose requests can be served records nothing: its requests
+        # are not drawn one by one (the outcome is the same: no sidecar sees them).
+        idle = (plain is None or plain.idle) and (user_variant is None or user_variant.idle)
         for host in (vs.get("spec") or {}).get("hosts") or []:
             key = (str(vs["metadata"].get("uid")), str(host))
             live.add(key)
             due = self.rps * seconds + self._carry.get(key, 0.0)
             count = int(due)
             self._carry[key] = due - count
+            if idle:
+                self._idle.add(id(vs))
+                continue
             for _ in range(count):
                 user = self._random.random() < self.user_share
-                for served in serve(
-                    snapshot, vs, TEST_USER if user else {}, self._random, errors=self._errors
-                ):
+                variant = user_variant if user else plain
+                if variant is None:
+                    continue
+                for served in serve_planned(variant, self._random, self._errors):
                     self.metrics.record(served.workload, served.code, served.millis)
                     recorded += 1
         return recorded

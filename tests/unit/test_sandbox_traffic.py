@@ -23,8 +23,10 @@ from rollout.sandbox.traffic import (
     endpoints,
     mirror_destination,
     pick_destination,
+    plan_variant,
     select_route,
     serve,
+    serve_planned,
     subset_labels,
     workload_of,
 )
@@ -521,3 +523,84 @@ def test_an_unroutable_virtual_service_is_skipped_and_the_others_get_traffic(bad
     simulator = TrafficSimulator(Fixed(snapshot, [bad, vs(weighted(80, 20))]), metrics, rps=100)
     assert simulator.step(1.0) == 100
     assert simulator.step(1.0) == 100
+
+
+def test_a_routing_plan_serves_exactly_what_serve_serves() -> None:
+    # The simulator routes from a plan made once per VirtualService version and snapshot; with
+    # the same seed it must draw the same requests as ``serve`` (weights, mirrors with shares,
+    # header routes, a subset with no serving pods, a host without a Service).
+    snapshot = Snapshot.of(
+        [service("web", {"app": "web"}), service("shadow", {"app": "web"})],
+        [rule("web", {"stable": "aaa", "canary": "bbb", "gone": "ccc"})],
+        [rs("web-aaa", "aaa"), rs("web-bbb", "bbb"), rs("web-aaa2", "aaa")],
+    )
+    routes: list[Obj] = [
+        {
+            "match": [{"headers": {"end-user": {"exact": "jason"}}}],
+            "route": [{"destination": {"host": "web", "subset": "canary"}}],
+        },
+        {
+            "route": [
+                {"destination": {"host": "web", "subset": "stable"}, "weight": 60},
+                {"destination": {"host": "web", "subset": "canary"}, "weight": 30},
+                {"destination": {"host": "web", "subset": "gone"}, "weight": 10},
+                {"destination": {"host": "nowhere"}, "weight": 5},
+            ],
+            "mirror": {"host": "shadow"},
+            "mirrorPercentage": {"value": 25.0},
+            "mirrors": [
+                {"destination": {"host": "web", "subset": "canary"}, "percentage": {"value": 50}}
+            ],
+        },
+    ]
+    service_ = vs(*routes)
+    for headers in ({}, TEST_USER):
+        variant = plan_variant(snapshot, service_, headers)
+        assert variant is not None
+        by_serve, by_plan = random.Random(3), random.Random(3)
+        errors_a, errors_b = ErrorShare(), ErrorShare()
+        for _ in range(2000):
+            assert serve(snapshot, service_, headers, by_serve, errors=errors_a) == serve_planned(
+                variant, by_plan, errors_b
+            )
+    assert (
+        plan_variant(snapshot, vs({"match": [{"uri": {"exact": "/x"}}], "route": []}), {}) is None
+    )
+    idle = plan_variant(snapshot, vs(weighted(50, 50, host="nowhere")), {})
+    assert idle is not None and idle.idle
+
+
+def test_snapshot_indexes_answer_what_the_scans_answered() -> None:
+    services = [service(f"s{i}", {"app": f"a{i % 3}"}) for i in range(9)]
+    services.append(service("s1", {"app": "duplicate"}))  # the first of a name wins, as before
+    rules = [rule(f"s{i % 4}", {"stable": f"h{i}", "canary": f"k{i}"}) for i in range(8)]
+    sets = [rs(f"r{i}", f"h{i % 5}") for i in range(20)]
+    snapshot = Snapshot.of(services, rules, sets)
+    for i in range(10):
+        name = f"s{i}"
+        expected = next((s for s in services if s["metadata"]["name"] == name), None)
+        assert snapshot.service(NS, name) is expected
+        for subset in ("stable", "canary", "none"):
+            scanned = None
+            for r in rules:
+                if r["spec"]["host"] != name:
+                    continue
+                hit = [e for e in r["spec"]["subsets"] if e["name"] == subset]
+                if hit:
+                    scanned = dict(hit[0]["labels"])
+                    break
+            assert subset_labels(snapshot, NS, name, subset) == scanned
+            found = endpoints(snapshot, NS, {"host": name, "subset": subset})
+            wanted = {**(expected or {}).get("spec", {}).get("selector", {}), **(scanned or {})}
+            assert [r for r, _ in found] == (
+                [
+                    r
+                    for r in sets
+                    if all(
+                        r["spec"]["template"]["metadata"]["labels"].get(k) == v
+                        for k, v in wanted.items()
+                    )
+                ]
+                if expected is not None and scanned is not None
+                else []
+            )
