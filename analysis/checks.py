@@ -49,10 +49,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Literal
 
+from analysis.measurement import slot_of as slot_of
 from analysis.measurement import spell
 from analysis.provider import BadResponse, Sample
 from rollout.api.duration import format_duration
-from rollout.api.gate import Analysis, ErrorRateCheck, LatencyP99Check
+from rollout.api.gate import ErrorRateCheck, LatencyP99Check
 from rollout.api.status import MeasurementPhase
 
 
@@ -242,20 +243,6 @@ def reads_stable(check: ErrorRateCheck | LatencyP99Check) -> bool:
     if isinstance(check, ErrorRateCheck):
         return check.max_increase_over_stable is not None
     return check.max_ratio_to_stable is not None
-
-
-def slot_of(analysis: Analysis) -> int:
-    """Seconds between aligned evaluation instants: the largest divisor of the interval that
-    is at most the scrape interval (15 for 30s/15s, 10 for 20s/15s, 1 for 5s/1s).
-
-    Prometheus's data changes once per scrape, so an instant aligned to it is at most one
-    scrape older than ``now``. Dividing the interval keeps a check's measurements an interval
-    apart: its next measurement falls due an interval after an aligned instant, which is
-    aligned too, so it is never taken early.
-    """
-    interval = analysis.interval
-    most = max(1, min(interval, analysis.prometheus.scrape_interval))
-    return next(d for d in range(most, 0, -1) if interval % d == 0)
 
 
 def evaluation_instant(now: datetime, slot: int) -> datetime:

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from rollout.api.gate import Analysis
 from rollout.api.status import AnalysisPhase, AnalysisStatus, CheckStatus, Measurement
@@ -186,22 +186,64 @@ def why(run: AnalysisStatus) -> str:
     return f"{run.message} ({'; '.join(details)})" if details else run.message
 
 
-def last_measured_at(run: AnalysisStatus, check: CheckStatus) -> datetime | None:
-    return check.measurements[-1].at if check.measurements else run.started_at
+def slot_of(analysis: Analysis) -> int:
+    """Seconds between aligned evaluation instants: the largest divisor of the interval that
+    is at most the scrape interval (15 for 30s/15s, 10 for 20s/15s, 1 for 5s/1s).
+
+    Prometheus's data changes once per scrape, so an instant aligned to it is at most one
+    scrape older than ``now``. Dividing the interval keeps a check's measurements an interval
+    apart: its next measurement falls due an interval after an aligned instant, which is
+    aligned too, so it is never taken early.
+    """
+    interval = analysis.interval
+    most = max(1, min(interval, analysis.prometheus.scrape_interval))
+    return next(d for d in range(most, 0, -1) if interval % d == 0)
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_SECOND = timedelta(seconds=1)
+
+
+def aligned_up(when: datetime, slot: int) -> datetime:
+    """The first whole multiple of ``slot`` seconds since the Unix epoch at or after ``when``."""
+    elapsed = when - _EPOCH
+    seconds = elapsed // _SECOND + (1 if elapsed % _SECOND else 0)
+    return _EPOCH + timedelta(seconds=seconds + -seconds % slot)
+
+
+def due_at(run: AnalysisStatus, check: CheckStatus, analysis: Analysis) -> datetime | None:
+    """When ``check``'s next measurement falls due (None: the run has not started).
+
+    An interval after its latest measurement; a run's first one, an interval after the run's
+    start rounded up to the slot (``slot_of``). The controller evaluates a built-in check at
+    ``now`` floored to the slot: due any earlier, the first measurement's window would end up
+    to a slot short of a full interval of the canary's traffic (one scrape of a series that
+    appeared at the run's start: no ``increase()``, "0 requests", Inconclusive), and a re-run's
+    measurement overdue at its start would be evaluated before the run and dropped by
+    ``record`` at every reconcile until the next slot.
+    """
+    started = run.started_at
+    if not check.measurements:
+        if started is None:
+            return None
+        return aligned_up(started + timedelta(seconds=analysis.interval), slot_of(analysis))
+    due = check.measurements[-1].at + timedelta(seconds=analysis.interval)
+    if started is not None:
+        due = max(due, aligned_up(started, slot_of(analysis)))
+    return due
 
 
 def due_checks(run: AnalysisStatus, analysis: Analysis, now: datetime) -> list[str]:
-    """Names of the checks whose next measurement is due at ``now``.
+    """Names of the checks whose next measurement is due at ``now`` (``due_at``).
 
     Inconclusive checks stay due every interval: a paused rollout's gate keeps judging.
     """
     if run.phase in FINAL:
         return []
-    interval = timedelta(seconds=analysis.interval)
     due = []
     for check in run.checks:
-        last = last_measured_at(run, check)
-        if check.phase not in FINAL and last is not None and now >= last + interval:
+        when = due_at(run, check, analysis)
+        if check.phase not in FINAL and when is not None and now >= when:
             due.append(check.name)
     return due
 
@@ -210,11 +252,10 @@ def next_due_at(run: AnalysisStatus, analysis: Analysis) -> datetime | None:
     """When the next measurement of this run falls due (None when the run is over)."""
     if run.phase in FINAL:
         return None
-    interval = timedelta(seconds=analysis.interval)
     times = [
-        last + interval
+        when
         for check in run.checks
-        if check.phase not in FINAL and (last := last_measured_at(run, check)) is not None
+        if check.phase not in FINAL and (when := due_at(run, check, analysis)) is not None
     ]
     return min(times, default=None)
 

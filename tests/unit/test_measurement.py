@@ -198,3 +198,40 @@ def test_why_names_the_blocking_checks_latest_message() -> None:
         ],
     )
     assert gate.why(run) == "ratio Error, latency 1 (ratio: the query returned NaN)"
+
+
+def test_a_first_measurement_falls_due_on_a_slot_boundary_a_full_interval_after_the_start() -> None:
+    """The controller evaluates a built-in check at ``now`` floored to the slot (15 s for
+    30s/15s): due at the start + interval exactly, its window would miss up to a slot of the
+    canary's first traffic. Due at the next slot boundary, the instant is a full interval on."""
+    spec = analysis()
+    started = T0 + timedelta(seconds=14)  # a second before a slot boundary
+    run = gate.new_run(spec, started, None)
+    assert gate.next_due_at(run, spec) == T0 + timedelta(seconds=45)
+    assert gate.due_checks(run, spec, started + timedelta(seconds=30)) == []
+    assert gate.due_checks(run, spec, T0 + timedelta(seconds=45)) == ["error-rate", "shadow"]
+    aligned = gate.new_run(spec, T0, None)  # already on a boundary: no later than before
+    assert gate.next_due_at(aligned, spec) == T0 + timedelta(seconds=30)
+
+
+def test_a_rerun_overdue_check_is_evaluated_after_the_rerun_starts_not_dropped() -> None:
+    """A re-run keeps each check's latest measurement; when its next one was overdue at the
+    operator's promote, the check must not fall due at an instant the controller would floor
+    to before the re-run's start (dropped by ``record``, due again at once: a reconcile loop
+    until the next slot)."""
+    spec = analysis()
+    slot = gate.slot_of(spec)
+    run = gate.new_run(spec, T0 - timedelta(seconds=30), None)
+    held = Measurement(at=T0, phase="Inconclusive", message="0 requests")
+    run = gate.record(run, spec, [("error-rate", held), ("shadow", held)])
+    assert run.phase == "Inconclusive"
+    rerun_at = T0 + timedelta(seconds=40)  # the T0 + 30 s measurement was overdue
+    run = gate.rerun(run, spec, rerun_at)
+    now = gate.next_due_at(run, spec)
+    assert now is not None and now >= rerun_at
+    assert gate.due_checks(run, spec, now) == ["error-rate", "shadow"]
+    floored = T0 + timedelta(seconds=(now - T0).total_seconds() // slot * slot)
+    m = Measurement(at=floored, phase="Successful", value=0.001)
+    after = gate.record(run, spec, [("error-rate", m), ("shadow", m)])
+    assert gate.due_checks(after, spec, now) == []
+    assert [c.measurements[-1].at for c in after.checks] == [floored, floored]
