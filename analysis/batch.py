@@ -9,9 +9,11 @@ arriving later within the slot read it. An answer is only ever read for its own 
 key holds it), so nothing stale is served: a caller in the next slot has another key, and keys
 are forgotten two slots after their instant.
 
-A failure (unreachable, HTTP 5xx, garbage) is the answer for that key too: every Rollout that
-asked gets it as its own ``MetricError``, hence its own Error measurement, exactly as each of
-its own queries to the same Prometheus at that instant would have; the next slot asks again.
+A failure (unreachable, HTTP 5xx, garbage) is the answer to the callers waiting for that
+query: each gets it as its own ``MetricError``, hence its own Error measurement, as its own
+query sent at the same moment would have. It is not kept: a caller arriving after it asks
+again (Prometheus may be back), as its own query would have — a blip is not handed to every
+Rollout due in the rest of the slot.
 No I/O of its own: only the provider's query, in the caller's thread.
 """
 
@@ -60,6 +62,9 @@ class SharedAnswers:
             try:
                 future.set_result(split_grouped(provider.query(grouped_query(shape), at=at)))
             except BaseException as error:  # every waiter gets it; re-raised below
+                with self._lock:  # not kept: a caller arriving later asks again
+                    if self._answers.get(key, (None, None))[1] is future:
+                        del self._answers[key]
                 future.set_exception(error)
         return future.result()
 
