@@ -247,6 +247,18 @@ SELECTORS = [
     "shard foo",
     "shard in (a,)",
     "shard in (,a)",
+    # Kubernetes' lexer: only space, tab, CR and LF separate words; "in"/"notin" can be keys
+    "shard=a\f",
+    "shard=a\v",
+    "shard=a\u00a0",
+    "\u00a0shard=a",
+    "\tshard = a\r\n",
+    "in=a",
+    "notin in (in,notin)",
+    "a in (b,,c)",
+    "a notin ()",
+    "!a,!b",
+    "a,a",
 ]
 
 
