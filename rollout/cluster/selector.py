@@ -21,7 +21,9 @@ from dataclasses import dataclass
 _NAME = re.compile(r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$")
 _DNS_LABEL = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"
 _SUBDOMAIN = re.compile(rf"^{_DNS_LABEL}(\.{_DNS_LABEL})*$")
-_TOKEN = re.compile(r"\s*(==|!=|=|!|\(|\)|,|<|>|[^\s=!(),<>]+)")
+# Kubernetes' lexer skips only these four as whitespace: any other character (a form feed, a
+# no-break space) is part of a word, so "shard=a\f" is the value "a\f", which is invalid.
+_TOKEN = re.compile(r"[ \t\r\n]*(==|!=|=|!|\(|\)|,|<|>|[^ \t\r\n=!(),<>]+)")
 
 
 class SelectorError(ValueError):

@@ -30,6 +30,7 @@ from rollout.sandbox.prometheus import free_port
 from tests.integration.controller_helpers import (
     Cluster,
     Steps,
+    canary_weight,
     consistently,
     destination_rule,
     pod_template,
@@ -247,6 +248,18 @@ SELECTORS = [
     "shard foo",
     "shard in (a,)",
     "shard in (,a)",
+    # Kubernetes' lexer: only space, tab, CR and LF separate words; "in"/"notin" can be keys
+    "shard=a\f",
+    "shard=a\v",
+    "shard=a\u00a0",
+    "\u00a0shard=a",
+    "\tshard = a\r\n",
+    "in=a",
+    "notin in (in,notin)",
+    "a in (b,,c)",
+    "a notin ()",
+    "!a,!b",
+    "a,a",
 ]
 
 
@@ -273,3 +286,64 @@ def test_the_selector_check_agrees_with_kube_apiserver(api_client: client.ApiCli
         if ours != theirs:
             disagree.append((text, ours, theirs))
     assert disagree == []
+
+
+def test_a_rollout_moved_between_shards_while_being_aborted_ends_with_no_canary_traffic(
+    api_client: client.ApiClient, namespace: str, shards: dict[str, Shard]
+) -> None:
+    """Hostile: the label goes a -> b -> a -> b while the Rollout is paused at 50%, and the abort
+    comes in the middle of it; another one is moved to a label no shard selects."""
+    cluster = Cluster(api_client, namespace)
+    for name in ("flip", "away"):
+        cluster.create_istio("virtualservices", virtual_service(name, host=name))
+        cluster.create_istio("destinationrules", destination_rule(name, host=name, app=name))
+        manifest = rollout_manifest(
+            name, steps=STEPS, replicas=1, routing=subset_routing(vs=name, dr=name)
+        )
+        manifest["metadata"]["labels"] = {"shard": "a"}
+        cluster.create_rollout(manifest)
+    for name in ("flip", "away"):
+        cluster.wait_status(lambda s: s.get("phase") == "Healthy", name, 30)
+        cluster.set_template(pod_template(name, f"example.com/{name}:2"), name)
+        cluster.wait_status(
+            lambda s: s.get("phase") == "Paused" and s["weights"]["canary"] == 50, name, 30
+        )
+    for label in ("b", "a"):
+        cluster.patch_rollout({"metadata": {"labels": {"shard": label}}}, "flip")
+    cluster.abort("flip")
+    moved = cluster.patch_rollout({"metadata": {"labels": {"shard": "b"}}}, "flip")
+    moved_at = int(moved["metadata"]["resourceVersion"])
+    status = cluster.wait_status(
+        lambda s: (
+            bool(s.get("abort")) and s["weights"]["canary"] == 0 and s.get("phase") == "Degraded"
+        ),
+        "flip",
+        timeout=30,
+    )
+    assert status["weights"]["canary"] == 0
+
+    def settled() -> None:
+        assert canary_weight(cluster.vs("flip")) == 0, cluster.vs("flip")
+        assert "flip" in shards["b"].reconciled()
+        assert "flip" not in shards["a"].reconciled()
+
+    eventually(settled, timeout=15, interval=0.1)
+    consistently(settled, 1.5, interval=0.2)
+    leader_b = holder(api_client, namespace, shards["b"].lease)
+    after = [who for rv, who in instances(api_client, namespace)["flip"] if rv > moved_at]
+    assert set(after) <= {leader_b}, after
+
+    # Moved to a label no shard selects mid-pause: shard a lets go, nobody touches it again.
+    cluster.patch_rollout({"metadata": {"labels": {"shard": "c"}}}, "away")
+    eventually(lambda: "away" not in shards["a"].reconciled(), timeout=15, interval=0.1)
+    frozen = cluster.rollout("away")
+    cluster.promote("away")
+    promoted = cluster.rollout("away")["metadata"]["resourceVersion"]
+
+    def untouched() -> None:
+        now = cluster.rollout("away")
+        assert now["metadata"]["resourceVersion"] == promoted
+        assert now["status"]["weights"] == frozen["status"]["weights"]
+        assert canary_weight(cluster.vs("away")) == 50
+
+    consistently(untouched, 2.0, interval=0.2)

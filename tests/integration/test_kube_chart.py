@@ -82,6 +82,13 @@ OVERRIDES = {
         "shards[1].selector=!shard",
         "shards[1].replicaCount=1",
     ),
+    # Shard names YAML reads as something else unquoted (false, true): label values are strings.
+    "shards-named-like-yaml-words": (
+        "shards[0].name=no",
+        "shards[0].selector=shard=no",
+        "shards[1].name=on",
+        "shards[1].selector=shard notin (no)",
+    ),
 }
 
 
@@ -145,6 +152,25 @@ def test_each_shard_is_a_deployment_with_its_selector_its_lease_and_its_pdb() ->
         for a in default["spec"]["template"]["spec"]["containers"][0]["args"]
         if a.startswith(("--shard-selector=", "--lease-name="))
     ]
+
+
+def test_a_shard_name_yaml_would_read_as_a_boolean_or_a_number_stays_a_string() -> None:
+    names = ("no", "on", "y", "off")  # (--set itself makes 0, 1e3 and null non-strings)
+    sets = []
+    for i, name in enumerate(names):
+        sets += [f"shards[{i}].name={name}", f"shards[{i}].selector=shard={i}"]
+    rendered = documents(render_chart("rc", "ops", *sets))
+    shard_labels = [
+        labels["rollout.dev/controller-shard"]
+        for d in rendered
+        if d["kind"] in ("Deployment", "PodDisruptionBudget")
+        for labels in (
+            d["metadata"]["labels"],
+            d["spec"]["selector"]["matchLabels"],
+            *([d["spec"]["template"]["metadata"]["labels"]] if d["kind"] == "Deployment" else []),
+        )
+    ]
+    assert sorted(shard_labels) == sorted(names * 5)  # 3 in each Deployment, 2 in each PDB
 
 
 def test_a_shard_name_used_twice_is_refused_by_helm() -> None:

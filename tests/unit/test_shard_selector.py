@@ -66,6 +66,10 @@ def test_matches_as_kubernetes(text: str, labels: dict[str, str], expected: bool
         ("a" * 64 + "=x", "invalid label key"),
         ("shard=a)", "expected ','"),
         ("shard foo", "after the key"),
+        # Kubernetes skips only space, tab, CR and LF: other whitespace is part of the word
+        ("shard=a\f", "invalid label value"),
+        ("shard=a\u00a0", "invalid label value"),
+        ("\u00a0shard=a", "invalid label key"),
     ],
 )
 def test_bad_selectors_are_refused_with_the_reason(text: str, reason: str) -> None:
