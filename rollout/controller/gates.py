@@ -229,14 +229,17 @@ class GateMeasurer:
                 f"{PROMETHEUS}.address",
                 "no Prometheus address: set it, or run the controller with --prometheus-url",
             )
-        key = json.dumps([address, namespace, config.model_dump(mode="json")], sort_keys=True)
+        # Retries stop well before the next measurement is due: a provider is per budget too,
+        # so one gate's budget is never used by a gate with a shorter interval.
+        budget = min(float(config.timeout), analysis.interval / 2)
+        key = json.dumps(
+            [address, namespace, budget, config.model_dump(mode="json")], sort_keys=True
+        )
         with self._lock:
             cached = self._providers.get(key)
             if cached is not None and time.monotonic() - cached[0] < PROVIDER_TTL:
                 return cached[1]
         auth = self._auth(config, namespace)
-        # Retries stop well before the next measurement is due.
-        budget = min(float(config.timeout), analysis.interval / 2)
         provider = PrometheusProvider(address, timeout=config.timeout, budget=budget, auth=auth)
         with self._lock:
             self._providers[key] = (time.monotonic(), provider)

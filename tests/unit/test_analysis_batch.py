@@ -387,3 +387,16 @@ def test_a_failed_grouped_query_is_not_handed_to_rollouts_asking_after_it(
     # svc-1's own numbers (1% errors, over maxIncreaseOverStable), not the blip
     assert (later[0].measurement.phase, later[0].measurement.value) == ("Failed", 0.01)
     assert [at for _, at in provider.queries] == [T0, T0]
+
+
+def test_a_gate_never_uses_the_retry_budget_of_a_gate_with_a_longer_interval() -> None:
+    """Retries stop within half the gate's interval: a provider cached for a 60 s gate (30 s of
+    retries) must not serve a 4 s gate of the same Prometheus (2 s)."""
+    measurer = GateMeasurer(cast(ClusterAccess, None), lambda _ns, _name: None, "http://prom:9090")
+    slow, fast = analysis("60s", "15s"), analysis("4s", "1s")
+    fast = fast.model_copy(update={"prometheus": slow.prometheus})  # the same configuration
+    long = measurer._provider(slow.prometheus, "ns", slow)
+    short = measurer._provider(fast.prometheus, "ns", fast)
+    assert getattr(long, "budget", None) == 10.0  # the timeout's cap
+    assert getattr(short, "budget", None) == 2.0
+    measurer.close()
