@@ -490,7 +490,10 @@ class Store:
     def _compose(self, rtype: ResourceType, old: Obj, body: Obj, subresource: str | None) -> Obj:
         """The object a write asks for, with what the caller may not change taken from ``old``."""
         if subresource == "status":
+            # Its own metadata: the commit sets a new resourceVersion there, and the stored
+            # object (which events and watchers hold) must never change.
             new = {k: v for k, v in old.items() if k != "status"}
+            new["metadata"] = dict(old["metadata"])
             if "status" in body:
                 new["status"] = copy.deepcopy(body["status"])
             return new

@@ -198,6 +198,41 @@ def test_watch_from_a_resource_version_sends_only_newer_events(
     assert events[0][1]["metadata"]["resourceVersion"] == created[2].metadata.resource_version
 
 
+def test_a_status_write_leaves_the_replayed_history_as_it_was(
+    api_client: client.ApiClient, namespace: str
+) -> None:
+    # A watch from an older resourceVersion replays each event as it was: the ADDED event of an
+    # object carries the version it was created with, even after a status write changed it
+    # (the sandbox's status writes shared the stored object's metadata and bumped its version in
+    # place, so the replayed ADDED showed the later version).
+    core = core_v1(api_client)
+    before = core.list_namespaced_service(namespace).metadata.resource_version
+    created = core.create_namespaced_service(
+        namespace, {"metadata": {"name": "s"}, "spec": {"ports": [{"port": 80}]}}
+    )
+    body = api_client.sanitize_for_serialization(created)  # type: ignore[no-untyped-call]
+    condition = {
+        "type": "Probed",
+        "status": "True",
+        "reason": "Test",
+        "message": "a status write",
+        "lastTransitionTime": "2024-01-01T00:00:00Z",
+    }
+    body["status"] = {"conditions": [condition]}
+    written = core.replace_namespaced_service_status("s", namespace, body)
+    assert written.metadata.resource_version != created.metadata.resource_version
+    events = stream(
+        core.list_namespaced_service,
+        namespace,
+        resource_version=before,
+        until=lambda evs: len(evs) == 2,
+    )
+    assert [(t, o["metadata"]["resourceVersion"]) for t, o in events] == [
+        ("ADDED", created.metadata.resource_version),
+        ("MODIFIED", written.metadata.resource_version),
+    ]
+
+
 def test_watch_without_resource_version_starts_with_the_current_state(
     api_client: client.ApiClient, namespace: str
 ) -> None:

@@ -108,3 +108,17 @@ def test_a_watch_line_is_encoded_once_and_equals_the_per_watcher_encoding() -> N
     assert events.encoded == 3
     events.line("ADDED", obj, configmaps, "v1")
     assert events.encoded == 4
+
+
+def test_a_status_write_leaves_the_stored_object_it_replaces_unchanged() -> None:
+    # Events and watchers (and the shared watch-line cache) hold stored objects: a write must
+    # build a new one, the status subresource's included.
+    store, registry = _store()
+    services = registry.lookup("", "v1", "services")
+    old = store.create(
+        services, "a", {"metadata": {"name": "s"}, "spec": {"ports": [{"port": 80}]}}
+    )
+    held = json.loads(json.dumps(old))
+    new = store.update(services, "a", "s", {**old, "status": {"conditions": []}}, "status")
+    assert new["metadata"]["resourceVersion"] != held["metadata"]["resourceVersion"]
+    assert old == held
