@@ -4,10 +4,12 @@ Semantics of client-go's workqueue: a key added while queued is not queued twice
 while a worker processes it is queued again once that worker is done; failures requeue with
 exponential backoff, capped; ``forget`` resets a key's backoff after a success. One addition:
 an urgent key (an operator's abort, promote, pause, or a new spec) jumps the queue, so a busy
-controller still answers an abort at once.
+controller still answers an abort at once; and ``get(urgent_only=True)`` takes only urgent
+keys, for a worker kept for them (the controller runs one beside ``--workers``), so that an
+abort waits for neither a long queue nor for a worker to finish its reconcile.
 
-Every operation is O(1) in the number of keys (the queue is an ordered dict: membership,
-move-to-front and pop-front without a scan). ``on_wait`` receives each key's queue wait in
+Every operation is O(1) in the number of keys (two ordered dicts, urgent keys and the others:
+membership, moving a key to the urgent ones and pop-front without a scan). ``on_wait`` receives each key's queue wait in
 seconds when a worker takes it: from the first ``add`` not yet served (an add while the key is
 processed counts from then, so the wait includes that processing) to ``get``.
 """
@@ -29,7 +31,9 @@ class WorkQueue:
         on_wait: Callable[[float], None] | None = None,
     ) -> None:
         self._cond = threading.Condition()
-        self._queue: OrderedDict[str, None] = OrderedDict()  # the keys in order, first first
+        # the keys in order, first first: urgent ones, then the others
+        self._front: OrderedDict[str, None] = OrderedDict()
+        self._back: OrderedDict[str, None] = OrderedDict()
         self._since: dict[str, float] = {}  # key -> monotonic time of its first pending add
         self._urgent: set[str] = set()  # keys made urgent while a worker processed them
         self._on_wait = on_wait
@@ -48,26 +52,35 @@ class WorkQueue:
             if urgent and key in self._processing:
                 self._urgent.add(key)  # it goes first when its worker is done
             if key in self._dirty:
-                if urgent and key in self._queue:
-                    self._queue.move_to_end(key, last=False)
+                if urgent and (key in self._front or self._back.pop(key, False) is None):
+                    self._put(key, urgent=True)  # queued: now first of all
                 return
             self._dirty.add(key)
             self._since[key] = time.monotonic()
             if key not in self._processing:
-                self._queue[key] = None
-                if urgent:
-                    self._queue.move_to_end(key, last=False)
-                self._cond.notify()
+                self._put(key, urgent)
 
-    def get(self, timeout: float | None = None) -> str | None:
-        """The next key (now being processed), or None on shutdown or timeout."""
+    def _put(self, key: str, urgent: bool) -> None:
+        """Queue ``key`` (caller holds the lock): an urgent one first of all."""
+        if urgent:
+            self._front[key] = None
+            self._front.move_to_end(key, last=False)
+        else:
+            self._back[key] = None
+        # Every waiter: a single notify could wake only the urgent worker, which does not take
+        # an ordinary key, leaving it for a worker's next timeout.
+        self._cond.notify_all()
+
+    def get(self, timeout: float | None = None, *, urgent_only: bool = False) -> str | None:
+        """The next key (now being processed), or None on shutdown or timeout; with
+        ``urgent_only``, the next urgent key."""
         with self._cond:
-            while not self._queue and not self._shutdown:
+            while not (self._front or (self._back and not urgent_only)) and not self._shutdown:
                 if not self._cond.wait(timeout):
                     return None
             if self._shutdown:
                 return None
-            key, _ = self._queue.popitem(last=False)
+            key, _ = (self._front or self._back).popitem(last=False)
             self._dirty.discard(key)
             self._processing.add(key)
             since = self._since.pop(key, None)
@@ -81,10 +94,7 @@ class WorkQueue:
             urgent = key in self._urgent
             self._urgent.discard(key)
             if key in self._dirty:
-                self._queue[key] = None
-                if urgent:
-                    self._queue.move_to_end(key, last=False)
-                self._cond.notify()
+                self._put(key, urgent)
 
     def backoff(self, key: str) -> float:
         """Record a failure of ``key``; the delay before its next attempt."""
@@ -99,7 +109,7 @@ class WorkQueue:
 
     def __len__(self) -> int:
         with self._cond:
-            return len(self._queue)
+            return len(self._front) + len(self._back)
 
     def shut_down(self) -> None:
         with self._cond:

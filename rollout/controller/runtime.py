@@ -275,12 +275,19 @@ class Controller:
             thread = threading.Thread(target=self._work, name=f"worker-{i}", daemon=True)
             thread.start()
             self._threads.append(thread)
+        # One more worker takes only urgent keys (an operator's abort, promote or pause, a new
+        # spec): when every worker is busy, an abort is not kept waiting for one to finish.
+        thread = threading.Thread(
+            target=self._work, args=(True,), name="worker-urgent", daemon=True
+        )
+        thread.start()
+        self._threads.append(thread)
         for rollout in self.informers["rollouts"].list():
             self.queue.add(rollout_key(rollout))
 
-    def _work(self) -> None:
+    def _work(self, urgent_only: bool = False) -> None:
         while not self._stop.is_set():
-            key = self.queue.get(timeout=1.0)
+            key = self.queue.get(timeout=1.0, urgent_only=urgent_only)
             if key is None:
                 continue
             try:

@@ -104,3 +104,64 @@ def test_phase_counts_follow_each_rollout_and_forget() -> None:
     metrics.forget("ns/gone")
     assert (count("Progressing"), count("Healthy")) == (0, 0)
     assert metrics.registry.get_sample_value("rollout_canary_weight", weight) is None
+
+
+def test_the_urgent_worker_takes_only_urgent_keys() -> None:
+    """Every worker busy, a long queue: the worker kept for urgent keys takes an abort at once
+    and never takes an ordinary key."""
+    queue = WorkQueue()
+    for key in ("a", "b", "c"):
+        queue.add(key)
+    assert queue.get(timeout=0, urgent_only=True) is None  # nothing urgent: it waits
+    queue.add("abort-me", urgent=True)
+    queue.add("b", urgent=True)  # queued already: moved among the urgent ones, first
+    assert queue.get(timeout=0, urgent_only=True) == "b"
+    assert queue.get(timeout=0, urgent_only=True) == "abort-me"
+    assert queue.get(timeout=0, urgent_only=True) is None
+    assert [queue.get(timeout=0) for _ in range(2)] == ["a", "c"]
+    assert len(queue) == 0
+
+
+def test_a_key_made_urgent_while_processed_goes_to_the_urgent_worker_when_done() -> None:
+    queue = WorkQueue()
+    queue.add("a")
+    queue.add("z")
+    assert queue.get(timeout=0) == "a"
+    queue.add("a", urgent=True)
+    assert queue.get(timeout=0, urgent_only=True) is None  # still processed elsewhere
+    queue.done("a")
+    assert queue.get(timeout=0, urgent_only=True) == "a"
+    assert queue.get(timeout=0) == "z"
+
+
+def test_an_urgent_key_wakes_a_waiting_urgent_worker() -> None:
+    import threading
+
+    queue = WorkQueue()
+    taken: list[str | None] = []
+    worker = threading.Thread(target=lambda: taken.append(queue.get(5, urgent_only=True)))
+    worker.start()
+    queue.add("ordinary")  # wakes one waiter; the urgent worker must not take it
+    queue.add("abort-me", urgent=True)
+    worker.join(6)
+    assert taken == ["abort-me"]
+    assert queue.get(timeout=0) == "ordinary"
+
+
+def test_an_ordinary_key_wakes_an_ordinary_worker_while_the_urgent_one_waits_too() -> None:
+    import threading
+
+    queue = WorkQueue()
+    taken: list[str | None] = []
+    urgent = threading.Thread(target=lambda: queue.get(0.5, urgent_only=True))
+    urgent.start()
+    time.sleep(0.05)  # the urgent worker waits first
+    ordinary = threading.Thread(target=lambda: taken.append(queue.get(30)))
+    ordinary.start()
+    time.sleep(0.05)
+    started = time.monotonic()
+    queue.add("ordinary")
+    ordinary.join(30)
+    assert taken == ["ordinary"]
+    assert time.monotonic() - started < 0.4  # woken at once, not by the urgent one's timeout
+    urgent.join(1)
