@@ -17,6 +17,8 @@ from pathlib import Path
 import pytest
 from kubernetes import client
 
+from rollout.cluster.access import ROLLOUTS
+from rollout.cluster.kube import KubeAccess
 from tests.integration.controller_helpers import (
     Cluster,
     ControllerHandle,
@@ -87,6 +89,10 @@ def test_foreground_deletion_holds_the_rollout_until_its_replica_sets_are_gone(
 ) -> None:
     cluster = Cluster(api_client, namespace)
     _, owned = deployed(cluster)
+    # Watch the Rollout from before the delete: a fast garbage collector may finish before a
+    # poll's first look, and the watch still sees every state the Rollout went through.
+    access = KubeAccess(api_client)
+    _, version = access.list(ROLLOUTS, namespace)
     kubectl.ok(
         "delete",
         "rollouts.rollout.dev",
@@ -96,21 +102,19 @@ def test_foreground_deletion_holds_the_rollout_until_its_replica_sets_are_gone(
         "--cascade=foreground",
         "--wait=false",
     )
-    seen_finalizer: list[bool] = []
-
-    def gone() -> None:
-        try:
-            rollout = cluster.rollout()
-        except client.exceptions.ApiException as error:
-            assert error.status == 404
-            return
-        meta = rollout["metadata"]
-        assert meta.get("deletionTimestamp"), meta
-        seen_finalizer.append("foregroundDeletion" in (meta.get("finalizers") or []))
-        raise AssertionError(f"still there, dependents {sorted(cluster.replica_sets())}")
-
-    eventually(gone, timeout=30, interval=0.05)
-    assert seen_finalizer and all(seen_finalizer), seen_finalizer
+    seen: list[tuple[str, bool]] = []  # (event type, foregroundDeletion finalizer present)
+    for event in access.watch(ROLLOUTS, namespace, version, timeout_seconds=30):
+        meta = event.object.get("metadata") or {}
+        if event.type == "BOOKMARK" or meta.get("name") != "reviews":
+            continue
+        finalizers = meta.get("finalizers") or []
+        seen.append((event.type, "foregroundDeletion" in finalizers))
+        if event.type == "DELETED":
+            break
+    # Held with the finalizer (and a deletionTimestamp) until the garbage collector let it go.
+    assert seen and seen[-1][0] == "DELETED", seen
+    held = [with_finalizer for type_, with_finalizer in seen if type_ == "MODIFIED"]
+    assert held and held[0], seen
     # Its ReplicaSets went first, and the controller created none for the dying Rollout.
     assert not set(owned) & set(cluster.replica_sets())
     consistently(lambda: None if not cluster.replica_sets() else pytest.fail("recreated"), 1.0)
