@@ -9,9 +9,10 @@ keys, for a worker kept for them (the controller runs one beside ``--workers``),
 abort waits for neither a long queue nor for a worker to finish its reconcile.
 
 Every operation is O(1) in the number of keys (two ordered dicts, urgent keys and the others:
-membership, moving a key to the urgent ones and pop-front without a scan). ``on_wait`` receives each key's queue wait in
-seconds when a worker takes it: from the first ``add`` not yet served (an add while the key is
-processed counts from then, so the wait includes that processing) to ``get``.
+membership, moving a key to the urgent ones and pop-front without a scan). ``on_wait``
+receives each key's queue wait in seconds when a worker takes it: from the first ``add`` not
+yet served (an add while the key is processed counts from then, so the wait includes that
+processing) to ``get``.
 """
 
 from __future__ import annotations
