@@ -33,8 +33,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -46,6 +44,8 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
+
+from harness import ROLLOUT, app_objects, free_port, memory_kib, stop, wait_for
 
 from rollout.api.manifest import parse_rollout
 from rollout.cluster.access import (
@@ -61,92 +61,23 @@ from rollout.cluster.access import (
 from rollout.cluster.kube import KubeAccess, load_api_client
 from rollout.domain.revision import pod_template_hash
 
-ROLLOUT = str(Path(sys.executable).parent / "rollout")
 NS = "bench-memory"
 PROTO = "zzproto"
 SERVER_FIELDS = ("uid", "resourceVersion", "creationTimestamp", "generation", "managedFields")
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float, what: str, every: float = 0.2) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise SystemExit(f"timed out waiting for {what}")
-        time.sleep(every)
-
-
-def routing(name: str) -> tuple[Obj, Obj]:
-    vs = {
-        "apiVersion": VIRTUAL_SERVICES.api_version,
-        "kind": VIRTUAL_SERVICES.kind,
-        "metadata": {"name": name},
-        "spec": {
-            "hosts": [name],
-            "http": [
-                {
-                    "name": "primary",
-                    "route": [
-                        {"destination": {"host": name, "subset": "stable"}, "weight": 100},
-                        {"destination": {"host": name, "subset": "canary"}, "weight": 0},
-                    ],
-                }
-            ],
-        },
-    }
-    dr = {
-        "apiVersion": DESTINATION_RULES.api_version,
-        "kind": DESTINATION_RULES.kind,
-        "metadata": {"name": name},
-        "spec": {
-            "host": name,
-            "subsets": [
-                {"name": "stable", "labels": {"app": name}},
-                {"name": "canary", "labels": {"app": name}},
-            ],
-        },
-    }
-    return vs, dr
-
-
-def rollout_body(name: str, replicas: int) -> Obj:
-    return {
-        "apiVersion": "rollout.dev/v1alpha1",
-        "kind": "Rollout",
-        "metadata": {"name": name, "labels": {"bench": "memory"}},
-        "spec": {
-            "replicas": replicas,
-            "selector": {"matchLabels": {"app": name}},
-            "template": {
-                "metadata": {
-                    "labels": {"app": name},
-                    "annotations": {"sandbox.rollout.dev/ready-after": "0.05"},
-                },
-                "spec": {"containers": [{"name": "app", "image": "registry.example/app:v1"}]},
-            },
-            "trafficRouting": {
-                "istio": {
-                    "virtualServices": [{"name": name, "routes": ["primary"]}],
-                    "destinationRule": {
-                        "name": name,
-                        "stableSubset": "stable",
-                        "canarySubset": "canary",
-                    },
-                }
-            },
-            "strategy": {
-                "canary": {
-                    "steps": [{"setWeight": 20}, {"pause": {"duration": "30s"}}],
-                    "scaleDownDelaySeconds": 30,
-                }
-            },
-        },
-    }
+def app(name: str, replicas: int) -> tuple[Obj, Obj, Obj]:
+    """``(VirtualService, DestinationRule, Rollout)`` of one idle app: a 20 % step and a 30 s
+    pause, never reached while the Rollout stays at its first revision."""
+    steps: list[Obj] = [{"setWeight": 20}, {"pause": {"duration": "30s"}}]
+    return app_objects(
+        name,
+        steps,
+        replicas=replicas,
+        labels={"bench": "memory"},
+        image="registry.example/app:v1",
+        scale_down_delay=30,
+    )
 
 
 def revision_of(body: Obj) -> str:
@@ -172,15 +103,6 @@ def ready(port: int) -> bool:
             return bool(reply.status == 200)
     except (urllib.error.URLError, OSError):
         return False
-
-
-def memory_kb(pid: int) -> dict[str, int]:
-    found = {}
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        key, _, value = line.partition(":")
-        if key in ("VmRSS", "VmHWM"):
-            found[key] = int(value.split()[0])
-    return found
 
 
 class World:
@@ -213,10 +135,10 @@ class World:
             )
         except Conflict:
             pass
-        vs, dr = routing(PROTO)
+        vs, dr, body = app(PROTO, self.replicas)
         access.create(VIRTUAL_SERVICES, NS, vs)
         access.create(DESTINATION_RULES, NS, dr)
-        access.create(ROLLOUTS, NS, rollout_body(PROTO, self.replicas))
+        access.create(ROLLOUTS, NS, body)
         controller = port_for()
         try:
 
@@ -254,13 +176,12 @@ class World:
     def _clone(self, i: int) -> None:
         access = self._thread_access()
         name = f"app-{i}"
-        body = rollout_body(name, self.replicas)
+        vs, dr, body = app(name, self.replicas)
         revision = revision_of(body)
 
         def renamed(text: str) -> Any:
             return json.loads(text.replace(PROTO, name).replace(self.proto["revision"], revision))
 
-        vs, dr = routing(name)
         access.create(VIRTUAL_SERVICES, NS, {**vs, "spec": renamed(self.proto["vs"])})
         access.create(DESTINATION_RULES, NS, {**dr, "spec": renamed(self.proto["dr"])})
         created = access.create(ROLLOUTS, NS, body)
@@ -332,17 +253,6 @@ def start_controller(kubeconfig: str, port: int, health: int, log: Path) -> subp
         )
 
 
-def stop(process: subprocess.Popen[bytes] | None) -> None:
-    if process is None or process.poll() is not None:
-        return
-    process.send_signal(signal.SIGTERM)
-    try:
-        process.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
-
-
 def changed(before: dict[tuple[str, str], str], after: dict[tuple[str, str], str]) -> int:
     return sum(1 for key, rv in after.items() if before.get(key) != rv) + sum(
         1 for key in before if key not in after
@@ -378,7 +288,7 @@ def measure(world: World, idle: float, log: Path) -> dict[str, float]:
         at_sync = scrape(port)
         time.sleep(idle)
         after = scrape(port)
-        memory = memory_kb(controller.pid)
+        memory = memory_kib(controller.pid)
     finally:
         stop(controller)
     return {

@@ -35,12 +35,8 @@ from __future__ import annotations
 
 import argparse
 import collections
-import os
 import re
-import signal
-import socket
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -50,8 +46,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from harness import (
+    ROLLOUT,
+    STEPS,
+    cpu_seconds,
+    create_app,
+    free_port,
+    rss_peak_mib,
+    set_image,
+    stop,
+    wait_for,
+)
+
 from rollout.cluster.access import (
-    DESTINATION_RULES,
     NAMESPACES,
     ROLLOUTS,
     VIRTUAL_SERVICES,
@@ -61,71 +68,9 @@ from rollout.cluster.access import (
 )
 from rollout.cluster.kube import KubeAccess, load_api_client
 
-ROLLOUT = str(Path(sys.executable).parent / "rollout")
-STEPS: list[Obj] = [
-    {"setWeight": 25},
-    {"pause": {"duration": "1s"}},
-    {"setWeight": 50},
-    {"pause": {"duration": "1s"}},
-    {"setWeight": 75},
-    {"pause": {"duration": "1s"}},
-]
 # The abort subjects stay at 25 % until aborted.
 HELD: list[Obj] = [{"setWeight": 25}, {"pause": {}}]
 Metrics = dict[str, list[tuple[dict[str, str], float]]]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_for(predicate: Any, timeout: float, what: str, every: float = 0.2) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise SystemExit(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(every)
-
-
-def create_app(access: KubeAccess, ns: str, name: str, steps: list[Obj]) -> None:
-    route = [
-        {"destination": {"host": name, "subset": "stable"}, "weight": 100},
-        {"destination": {"host": name, "subset": "canary"}, "weight": 0},
-    ]
-    vs = {"hosts": [name], "http": [{"name": "primary", "route": route}]}
-    access.create(VIRTUAL_SERVICES, ns, {"metadata": {"name": name}, "spec": vs})
-    subsets = [{"name": s, "labels": {"app": name}} for s in ("stable", "canary")]
-    dr = {"host": name, "subsets": subsets}
-    access.create(DESTINATION_RULES, ns, {"metadata": {"name": name}, "spec": dr})
-    template = {
-        "metadata": {
-            "labels": {"app": name},
-            "annotations": {"sandbox.rollout.dev/ready-after": "0.05"},
-        },
-        "spec": {"containers": [{"name": "app", "image": "v1"}]},
-    }
-    routing = {
-        "istio": {
-            "virtualServices": [{"name": name, "routes": ["primary"]}],
-            "destinationRule": {"name": name, "stableSubset": "stable", "canarySubset": "canary"},
-        }
-    }
-    spec = {
-        "replicas": 2,
-        "selector": {"matchLabels": {"app": name}},
-        "template": template,
-        "trafficRouting": routing,
-        "strategy": {"canary": {"steps": steps, "scaleDownDelaySeconds": 1}},
-    }
-    body = {"apiVersion": "rollout.dev/v1alpha1", "kind": "Rollout", "metadata": {"name": name}}
-    access.create(ROLLOUTS, ns, {**body, "spec": spec})
-
-
-def set_image(access: KubeAccess, ns: str, name: str, image: str) -> None:
-    patch = {"spec": {"template": {"spec": {"containers": [{"name": "app", "image": image}]}}}}
-    access.patch(ROLLOUTS, ns, name, patch)
 
 
 def scrape(port: int) -> Metrics:
@@ -163,19 +108,6 @@ def bucket_quantile(after: Metrics, before: Metrics, name: str, q: float) -> flo
         if total and count >= q * total:
             return bound
     return float("nan")
-
-
-def rss_peak_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of process ``pid`` so far (from /proc)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -318,17 +250,6 @@ class Result:
     aborts_missed: int
     requests_per_step: dict[str, float]
     cpu: dict[str, float]
-
-
-def stop(process: subprocess.Popen[bytes] | None) -> None:
-    if process is None or process.poll() is not None:
-        return
-    process.send_signal(signal.SIGTERM)
-    try:
-        process.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
 
 
 def run_size(n: int, args: argparse.Namespace, workdir: Path) -> Result:

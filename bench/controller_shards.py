@@ -23,8 +23,6 @@ all N). It prints each shard's reconcile count and peak RSS, and exits 1 if any 
 from __future__ import annotations
 
 import argparse
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -32,46 +30,22 @@ import time
 import urllib.request
 from collections import defaultdict
 from pathlib import Path
-from typing import Any
+
+from harness import ROLLOUT, STEPS, create_app, free_port, rss_peak_mib, stop, wait_for
 
 from rollout.cluster.access import (
-    DESTINATION_RULES,
     EVENTS,
     LEASES,
     NAMESPACES,
     ROLLOUTS,
-    VIRTUAL_SERVICES,
     NotFound,
 )
 from rollout.cluster.kube import KubeAccess, load_api_client
 from rollout.cluster.selector import parse
 from rollout.controller.leader import lease_name_for
 
-ROLLOUT = str(Path(sys.executable).parent / "rollout")
 NS = "bench"
 SHARDS = {"a": "shard=a", "b": "shard=b"}
-STEPS = [
-    {"setWeight": 25},
-    {"pause": {"duration": "1s"}},
-    {"setWeight": 50},
-    {"pause": {"duration": "1s"}},
-    {"setWeight": 75},
-    {"pause": {"duration": "1s"}},
-]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_for(predicate: Any, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise SystemExit(f"timed out waiting for {what}")
-        time.sleep(0.2)
 
 
 def shard_of(i: int) -> str:
@@ -79,54 +53,7 @@ def shard_of(i: int) -> str:
 
 
 def objects(access: KubeAccess, i: int) -> None:
-    name = f"app-{i}"
-    route = [
-        {"destination": {"host": name, "subset": "stable"}, "weight": 100},
-        {"destination": {"host": name, "subset": "canary"}, "weight": 0},
-    ]
-    access.create(
-        VIRTUAL_SERVICES,
-        NS,
-        {
-            "metadata": {"name": name},
-            "spec": {"hosts": [name], "http": [{"name": "primary", "route": route}]},
-        },
-    )
-    subsets = [{"name": s, "labels": {"app": name}} for s in ("stable", "canary")]
-    access.create(
-        DESTINATION_RULES,
-        NS,
-        {"metadata": {"name": name}, "spec": {"host": name, "subsets": subsets}},
-    )
-    template = {
-        "metadata": {
-            "labels": {"app": name},
-            "annotations": {"sandbox.rollout.dev/ready-after": "0.05"},
-        },
-        "spec": {"containers": [{"name": "app", "image": "v1"}]},
-    }
-    routing = {
-        "istio": {
-            "virtualServices": [{"name": name, "routes": ["primary"]}],
-            "destinationRule": {"name": name, "stableSubset": "stable", "canarySubset": "canary"},
-        }
-    }
-    access.create(
-        ROLLOUTS,
-        NS,
-        {
-            "apiVersion": "rollout.dev/v1alpha1",
-            "kind": "Rollout",
-            "metadata": {"name": name, "labels": {"shard": shard_of(i)}},
-            "spec": {
-                "replicas": 2,
-                "selector": {"matchLabels": {"app": name}},
-                "template": template,
-                "trafficRouting": routing,
-                "strategy": {"canary": {"steps": STEPS, "scaleDownDelaySeconds": 1}},
-            },
-        },
-    )
+    create_app(access, NS, f"app-{i}", STEPS, labels={"shard": shard_of(i)})
 
 
 def metrics(port: int) -> str:
@@ -151,13 +78,6 @@ def reconciled(text: str) -> set[str]:
     }
 
 
-def rss_peak_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
-
-
 def controller(kubeconfig: Path, port: int, *extra: str) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [
@@ -178,17 +98,6 @@ def controller(kubeconfig: Path, port: int, *extra: str) -> subprocess.Popen[byt
             *extra,
         ]
     )
-
-
-def stop(process: subprocess.Popen[bytes] | None) -> None:
-    if process is None or process.poll() is not None:
-        return
-    process.send_signal(signal.SIGTERM)
-    try:
-        process.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
 
 
 def progress(access: KubeAccess, n: int, image: str) -> float:
@@ -240,7 +149,7 @@ def main() -> int:
 
             wait_for(healthy, 600, "the first revisions")
             one = progress(access, n, "v2")
-            single_rss = rss_peak_mb(single.pid)
+            single_rss = rss_peak_mib(single.pid)
             stop(single)
 
             # 2. Two shards, each with its own Lease.
@@ -312,7 +221,7 @@ def main() -> int:
                 count = sum(v for _, v in series(text, "rollout_reconcile_duration_seconds_count"))
                 print(
                     f"  shard {SHARDS[name]}: {len(seen[name])} rollouts, {count:.0f} reconciles, "
-                    f"peak RSS {rss_peak_mb(shards[name].pid):.0f} MiB"
+                    f"peak RSS {rss_peak_mib(shards[name].pid):.0f} MiB"
                 )
             print(
                 f"  reconciled by both shards: {len(both)} "

@@ -255,32 +255,39 @@ def pick_destination(route: Obj, rng: random.Random) -> Obj | None:
     return rng.choices([d for d, _ in weighted], weights=[w for _, w in weighted])[0]
 
 
+def mirror_shares(route: Obj) -> list[tuple[float, Obj]]:
+    """``(percent of requests, destination)`` of each mirror of ``route``: ``mirror`` with
+    ``mirrorPercentage.value``, then each entry of ``mirrors`` with its ``percentage.value``
+    (100 when not set; Istio's ``VirtualService`` reference)."""
+
+    def percent(percentage: object) -> float:
+        if isinstance(percentage, dict) and percentage.get("value") is not None:
+            return float(percentage["value"])
+        return 100.0
+
+    found: list[tuple[float, Obj]] = []
+    mirror = route.get("mirror")
+    if isinstance(mirror, dict) and mirror.get("host"):
+        found.append((percent(route.get("mirrorPercentage")), mirror))
+    for entry in route.get("mirrors") or []:
+        if isinstance(entry, dict) and isinstance(entry.get("destination"), dict):
+            found.append((percent(entry.get("percentage")), entry["destination"]))
+    return found
+
+
 def mirror_destination(route: Obj, rng: random.Random) -> Obj | None:
     """The mirror, for ``mirrorPercentage.value`` % of requests (100 % when not set)."""
     mirror = route.get("mirror")
     if not isinstance(mirror, dict) or not mirror.get("host"):
         return None
-    percentage = route.get("mirrorPercentage")
-    share = 100.0
-    if isinstance(percentage, dict) and percentage.get("value") is not None:
-        share = float(percentage["value"])
+    share, _ = mirror_shares(route)[0]  # the mirror comes first
     return mirror if rng.random() * 100.0 < share else None
 
 
 def mirror_destinations(route: Obj, rng: random.Random) -> list[Obj]:
     """The mirrors a request is copied to: ``mirror`` (as ``mirror_destination``) and each
     entry of ``mirrors``, for its own ``percentage.value`` % of requests (100 % when not set)."""
-    found = [m for m in (mirror_destination(route, rng),) if m is not None]
-    for entry in route.get("mirrors") or []:
-        if not isinstance(entry, dict) or not isinstance(entry.get("destination"), dict):
-            continue
-        percentage = entry.get("percentage")
-        share = 100.0
-        if isinstance(percentage, dict) and percentage.get("value") is not None:
-            share = float(percentage["value"])
-        if rng.random() * 100.0 < share:
-            found.append(entry["destination"])
-    return found
+    return [d for share, d in mirror_shares(route) if rng.random() * 100.0 < share]
 
 
 # -- endpoints ---------------------------------------------------------------------------------
@@ -481,22 +488,7 @@ def plan_variant(
     for _, w in weighted:
         total += w
         cumulative.append(total)
-    mirrors: list[tuple[float, Table]] = []
-    mirror = route.get("mirror")
-    if isinstance(mirror, dict) and mirror.get("host"):
-        percentage = route.get("mirrorPercentage")
-        share = 100.0
-        if isinstance(percentage, dict) and percentage.get("value") is not None:
-            share = float(percentage["value"])
-        mirrors.append((share, _table(snapshot, namespace, mirror)))
-    for entry in route.get("mirrors") or []:
-        if not isinstance(entry, dict) or not isinstance(entry.get("destination"), dict):
-            continue
-        percentage = entry.get("percentage")
-        share = 100.0
-        if isinstance(percentage, dict) and percentage.get("value") is not None:
-            share = float(percentage["value"])
-        mirrors.append((share, _table(snapshot, namespace, entry["destination"])))
+    mirrors = [(share, _table(snapshot, namespace, d)) for share, d in mirror_shares(route)]
     return Variant([_table(snapshot, namespace, d) for d, _ in weighted], cumulative, mirrors)
 
 
