@@ -154,3 +154,18 @@ def describe(step: Step) -> str:
         case Mirror(percent):
             return f"mirror {percent:g}%"
     raise AssertionError(step)
+
+
+def step_number(index: int | None, count: int) -> str:
+    """The one step numbering a person reads: ``"i/n"``, 1-based, of the step being executed.
+
+    ``index`` is ``status.currentStepIndex`` (0-based: the number of steps already completed),
+    ``count`` the number of steps. While step ``index`` runs it shows ``index + 1``; once every
+    step is done (``index >= count``: promoting or promoted) it shows ``count/count``. ``None``
+    (no step yet, e.g. a first deployment) gives ``"-"``. Used by the status message, Events,
+    ``rollout get/list/status``, the CRD's printer column (via ``status.step``), the demo
+    timeline and plots, so they never disagree.
+    """
+    if index is None or count <= 0:
+        return "-"
+    return f"{min(index + 1, count)}/{count}"
