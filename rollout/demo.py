@@ -381,6 +381,12 @@ class Sample:
     canaryP99Ms: float | None  # noqa: N815
     stableErrorRate: float | None  # noqa: N815
     stableP99Ms: float | None  # noqa: N815
+    # ``step_number(step, stepCount)``: "i/n", 1-based, n/n once every step is done.
+    stepLabel: str = "-"  # noqa: N815
+    # One entry per version, v1 then v2 (``VersionTracker.record``): {version, image,
+    # revision, roles, weight, mirrorPercent, errorRate, p99Ms}. The canary*/stable* fields
+    # above are by role, which swaps at promotion; these are by version and do not.
+    versions: list[Obj] = field(default_factory=list)
 
 
 @dataclass
@@ -391,7 +397,13 @@ class Result:
     expected: str
     thresholds: Obj
     timeline: list[Sample] = field(default_factory=list)
-    events: list[Obj] = field(default_factory=list)  # {t, what}: step changes, gate failures
+    # {t, what, kind}: kind "step" (a step or phase change), "gate-failed", "switch" (blue-green:
+    # v2 takes the live traffic), "promotion" (v2 becomes stable), "rollback" (back to v1).
+    events: list[Obj] = field(default_factory=list)
+    strategy: str = "canary"  # canary | blueGreen | mirror: blueGreen's roles are active/preview
+    stepCount: int = 0  # noqa: N815 - the number of steps of the strategy, as the controller counts
+    # {version: "v1"|"v2", image, revision (pod-template hash; None until the controller made it)}
+    versions: list[Obj] = field(default_factory=list)
 
     def as_json(self) -> Obj:
         return {
@@ -400,9 +412,103 @@ class Result:
             "expected": self.expected,
             "durationSeconds": round(self.durationSeconds, 2),
             "thresholds": self.thresholds,
+            "strategy": self.strategy,
+            "stepCount": self.stepCount,
+            "versions": self.versions,
             "timeline": [vars(s) for s in self.timeline],
             "events": self.events,
         }
+
+
+def image_of(version: int) -> str:
+    """The container image of the demo's ``version`` (1 or 2), as ``template`` writes it."""
+    return str(template(version, {})["spec"]["containers"][0]["image"])
+
+
+def step_count(scenario: Scenario) -> int:
+    """How many steps the controller runs for ``scenario``'s strategy (``steps_of``): the
+    ``n`` of every ``i/n`` step label."""
+    from rollout.api.rollout import RolloutSpec
+    from rollout.domain.steps import steps_of
+
+    return len(steps_of(RolloutSpec.model_validate(rollout(scenario)["spec"])))
+
+
+class VersionTracker:
+    """Turns each status the demo samples into per-version data: which version is stable or
+    canary (blue-green: active or preview), its weight and metrics, and the moments a person
+    looks for (v2 takes the live traffic, v2 becomes stable, rolled back to v1).
+
+    Roles come from ``status.stableRevision`` / ``canaryRevision`` (pod-template hashes) and
+    ``status.weights``; for blue-green, as ``kubectl argo rollouts get`` shows them: the
+    version that has the live traffic is ``active``, the new one without it ``preview``, and
+    ``stable`` stays on the version the rollout falls back to until the promotion ends.
+    """
+
+    def __init__(self, scenario: Scenario, result: Result, v1: str) -> None:
+        self.result = result
+        self.blue_green = scenario.host_routing
+        result.strategy = next(iter(scenario.strategy))
+        result.stepCount = step_count(scenario)
+        result.versions = [
+            {"version": "v1", "image": image_of(1), "revision": v1},
+            {"version": "v2", "image": image_of(2), "revision": None},
+        ]
+        self.seen: set[str] = set()  # kinds of the one-off events already recorded
+
+    def record(self, sample: Sample, status: Obj, v2: str | None) -> None:
+        """Fill ``sample.stepLabel`` and ``sample.versions`` from ``status`` (the Rollout's
+        status when ``sample`` was taken; ``v2`` its new revision once known) and append the
+        switch, promotion and rollback events the first time each happens."""
+        from rollout.domain.steps import step_number
+
+        result = self.result
+        identity_v1, identity_v2 = result.versions
+        if v2 is not None:
+            identity_v2["revision"] = v2
+        sample.stepLabel = step_number(sample.step, result.stepCount)
+        stable, canary = status.get("stableRevision"), status.get("canaryRevision")
+        sample.versions = []
+        for identity, error, p99 in (
+            (identity_v1, sample.stableErrorRate, sample.stableP99Ms),
+            (identity_v2, sample.canaryErrorRate, sample.canaryP99Ms),
+        ):
+            revision = identity["revision"]
+            is_stable = revision is not None and revision == stable
+            is_canary = revision is not None and revision == canary and not is_stable
+            weight = sample.stableWeight if is_stable else sample.canaryWeight if is_canary else 0
+            sample.versions.append(
+                {
+                    **identity,
+                    "roles": self._roles(is_stable, is_canary, weight),
+                    "weight": weight,
+                    "mirrorPercent": sample.mirrorPercent if is_canary else 0.0,
+                    "errorRate": error,
+                    "p99Ms": p99,
+                }
+            )
+        roles_v2 = sample.versions[1]["roles"]
+        if self.blue_green and "active" in roles_v2:
+            self._once(sample.t, "switch", "v2 becomes active")
+        if "stable" in roles_v2:
+            self._once(sample.t, "promotion", "v2 becomes stable")
+        if _outcome(status, str(identity_v1["revision"]), v2) == "RolledBack":
+            self._once(sample.t, "rollback", "rolled back to v1")
+
+    def _roles(self, is_stable: bool, is_canary: bool, weight: int) -> list[str]:
+        if not self.blue_green:
+            return ["stable"] if is_stable else ["canary"] if is_canary else []
+        roles = ["active"] if weight > 0 else []
+        if is_stable:
+            roles.append("stable")
+        elif is_canary and weight == 0:
+            roles.append("preview")
+        return roles
+
+    def _once(self, t: float, kind: str, what: str) -> None:
+        if kind not in self.seen:
+            self.seen.add(kind)
+            self.result.events.append({"t": t, "what": what, "kind": kind})
 
 
 def _fmt(value: float | None, digits: int = 3) -> str:
@@ -719,6 +825,7 @@ def _watch(
         scenario.expected,
         {"errorRate": MAX_ERROR_RATE, "p99Ms": MAX_P99_MS},
     )
+    versions = VersionTracker(scenario, result, v1)
     v2: str | None = None
     last_line = ""
     last_step: tuple[Any, Any] | None = None
@@ -743,10 +850,11 @@ def _watch(
             stableP99Ms=p99_ms(prometheus, v1, namespace),
         )
         result.timeline.append(sample)
+        versions.record(sample, current, v2)
         step = (sample.phase, sample.step)
         if step != last_step:
-            where = "" if sample.step is None else f" step {sample.step + 1}"
-            result.events.append({"t": t, "what": f"{sample.phase}{where}"})
+            where = "" if sample.step is None else f" step {sample.stepLabel}"
+            result.events.append({"t": t, "what": f"{sample.phase}{where}", "kind": "step"})
             last_step = step
         failures = sum(
             1
@@ -755,7 +863,7 @@ def _watch(
             if m.get("phase") == "Failed"
         )
         if failures > seen_failures:
-            result.events.append({"t": t, "what": "gate failed"})
+            result.events.append({"t": t, "what": "gate failed", "kind": "gate-failed"})
             seen_failures = failures
         line = (
             f"{sample.phase or '-':<11} {_step_name(_spec_of(scenario), sample.step):<40} "
