@@ -416,8 +416,14 @@ class Result:
             "stepCount": self.stepCount,
             "versions": self.versions,
             "timeline": [vars(s) for s in self.timeline],
-            "events": self.events,
+            # In time order; at the same second, cause before effect (EVENT_ORDER).
+            "events": sorted(
+                self.events, key=lambda e: (e["t"], EVENT_ORDER.get(e.get("kind", ""), 0))
+            ),
         }
+
+
+EVENT_ORDER = {"step": 0, "gate-failed": 1, "switch": 2, "promotion": 3, "rollback": 4}
 
 
 def image_of(version: int) -> str:

@@ -82,19 +82,17 @@ def figure(result: Result) -> Any:
     ``result`` comes from ``rollout.demo.run_demo`` (or is built by a test): its samples'
     ``versions`` entries give each version's weight, metrics and roles; its events of kind
     ``switch``, ``promotion``, ``rollback`` and ``gate-failed`` become vertical lines (styles in
-    ``MARKS``), annotated with their ``what``. Every y axis starts at 0. The caller closes the
-    figure (``matplotlib.pyplot.close``) or uses ``plot``.
+    ``MARKS``), annotated with their ``what``. Every y axis starts at 0. A plain ``Figure``,
+    not pyplot's: no global state, no display, nothing to close.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
     from rollout.domain.steps import step_number
 
     blue_green = result.strategy == "blueGreen"
     t = [s.t for s in result.timeline]
-    fig, (top, errors, latency) = plt.subplots(3, 1, sharex=True, figsize=(11, 7.5))
+    fig = Figure(figsize=(11, 7.5))
+    top, errors, latency = fig.subplots(3, 1, sharex=True)
     fig.suptitle(
         f"rollout demo --scenario {result.scenario} "
         f"({STRATEGY_NAMES.get(result.strategy, result.strategy)}): {result.outcome} "
@@ -180,7 +178,8 @@ def figure(result: Result) -> Any:
 
 def _steps(result: Result, top: Any, axes: tuple[Any, ...], step_number: Any) -> None:
     """A thin dotted line where the step or the phase changes, labelled above the top panel
-    with ``step i/n`` (the one numbering) and the phase unless it is Progressing."""
+    with ``step i/n`` (the one numbering) and the phase unless it is Progressing ("promoting"
+    once every step is done)."""
     last: tuple[Any, ...] | None = None
     for sample in result.timeline:
         label = step_number(sample.step, result.stepCount)
@@ -189,7 +188,10 @@ def _steps(result: Result, top: Any, axes: tuple[Any, ...], step_number: Any) ->
         last = (label, sample.phase)
         for axis in axes:
             axis.axvline(sample.t, color=STEP_COLOUR, ls=":", lw=0.8)
+        done = sample.step is not None and sample.step >= result.stepCount
         phase = "" if sample.phase in (None, "Progressing") else f" {sample.phase}"
+        if done and sample.phase == "Progressing":
+            phase = " promoting"
         text = ("-" if label == "-" else f"step {label}") + phase
         top.annotate(
             text,
@@ -203,9 +205,6 @@ def _steps(result: Result, top: Any, axes: tuple[Any, ...], step_number: Any) ->
 
 def plot(result: Result, path: Path) -> None:
     """Draw ``result`` (``figure``) into the PNG ``path`` (its directory is created)."""
-    fig = figure(result)  # first: it selects the headless backend before pyplot is imported
-    import matplotlib.pyplot as plt
-
+    fig = figure(result)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    fig.savefig(path, dpi=100)  # Agg: a Figure without pyplot draws headless
