@@ -96,7 +96,43 @@ def demo(scenario: str, tmp_path: Path) -> dict[str, Any]:
     assert result["timeline"][0]["phase"] != "Healthy", result["timeline"][0]
     progress = done.stdout.split("updated to v2", 1)[1].splitlines()[1]
     assert "Healthy" not in progress, progress
+    check_versions(result)
     return result
+
+
+def check_versions(result: dict[str, Any]) -> None:
+    """The timeline names v1 and v2 by image and pod-template hash in every sample, with their
+    roles in the strategy's terms (blue-green: active/preview), weights by version, and step
+    labels ``i/n`` that never pass ``n``; the outcome is an event of its own kind."""
+    identities = [(v["version"], v["image"]) for v in result["versions"]]
+    assert identities == [
+        ("v1", "example.com/shop/reviews:1"),
+        ("v2", "example.com/shop/reviews:2"),
+    ], result["versions"]
+    revisions = [v["revision"] for v in result["versions"]]
+    assert all(revisions) and revisions[0] != revisions[1], revisions
+    terms = {"active", "preview", "stable"} if result["strategy"] == "blueGreen" else None
+    terms = terms or {"stable", "canary"}
+    count = result["stepCount"]
+    for sample in result["timeline"]:
+        entries = sample["versions"]
+        assert [(v["version"], v["image"], v["revision"]) for v in entries] == [
+            (*identity, revision) for identity, revision in zip(identities, revisions, strict=True)
+        ], sample
+        assert sum(v["weight"] for v in entries) == 100, sample
+        assert [v for v in entries if "stable" in v["roles"]], sample  # one is always stable
+        assert {role for v in entries for role in v["roles"]} <= terms, sample
+        done, total = sample["stepLabel"].split("/")
+        assert int(total) == count and 1 <= int(done) <= count, sample
+    last = result["timeline"][-1]["versions"]
+    kinds = [e["kind"] for e in result["events"]]
+    if result["outcome"] == "Promoted":
+        assert "stable" in last[1]["roles"] and last[1]["weight"] == 100, last
+        assert kinds.count("promotion") == 1 and "rollback" not in kinds, kinds
+    else:
+        assert "stable" in last[0]["roles"] and last[0]["weight"] == 100, last
+        assert kinds.count("rollback") == 1 and "promotion" not in kinds, kinds
+        assert "gate-failed" in kinds, kinds
 
 
 def watch_demo(process: subprocess.Popen[str], kubeconfig: Path) -> OracleWatch:
@@ -122,6 +158,10 @@ def test_a_good_canary_is_promoted_step_by_step(tmp_path: Path) -> None:
     climbing = weights[: weights.index(80) + 1]
     assert climbing == sorted(climbing)
     assert weights[-1] == 0 and result["timeline"][-1]["phase"] == "Healthy"
+    # by version, v2's weight never drops: it climbs to 100 and keeps it as the new stable
+    v2 = [s["versions"][1]["weight"] for s in result["timeline"]]
+    assert v2 == sorted(v2) and v2[-1] == 100
+    assert result["stepCount"] == 6 and result["timeline"][-1]["stepLabel"] == "6/6"
     measured = [
         s["canaryErrorRate"] for s in result["timeline"] if s["canaryErrorRate"] is not None
     ]
@@ -145,6 +185,12 @@ def test_blue_green_switches_all_traffic_at_once(tmp_path: Path) -> None:
     # before the switch the preview has no live traffic; there are no intermediate weights
     assert {s["canaryWeight"] for s in result["timeline"]} <= {0, 100}
     assert result["timeline"][-1]["phase"] == "Healthy"
+    roles = [[v["roles"] for v in s["versions"]] for s in result["timeline"]]
+    assert roles[0] == [["active", "stable"], ["preview"]]
+    assert [["stable"], ["active"]] in roles  # switched, before the post-promotion gate ends
+    assert roles[-1] == [[], ["active", "stable"]]
+    marks = [e["kind"] for e in result["events"] if e["kind"] in ("switch", "promotion")]
+    assert marks == ["switch", "promotion"]
 
 
 def test_a_bad_mirror_is_rejected_before_any_live_traffic(tmp_path: Path) -> None:
