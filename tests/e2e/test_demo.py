@@ -74,9 +74,9 @@ class Run:
             self.process.wait()
 
 
-def demo(scenario: str, tmp_path: Path) -> dict[str, Any]:
+def demo(scenario: str, tmp_path: Path, *extra: str) -> dict[str, Any]:
     out = tmp_path / "timeline.json"
-    run = Run(scenario, tmp_path, "--json", str(out))
+    run = Run(scenario, tmp_path, "--json", str(out), *extra)
     try:
         stdout, stderr = run.process.communicate(timeout=240)
     finally:
@@ -169,8 +169,10 @@ def test_a_good_canary_is_promoted_step_by_step(tmp_path: Path) -> None:
 
 
 def test_a_bad_canary_is_rolled_back_from_the_step_that_failed(tmp_path: Path) -> None:
-    result = demo("bad-canary", tmp_path)
+    png = tmp_path / "plot.png"
+    result = demo("bad-canary", tmp_path, "--plot", str(png))
     assert result["outcome"] == "RolledBack"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"  # drawn from the same run
     timeline = result["timeline"]
     assert max(s["canaryWeight"] for s in timeline) == 20  # never past the first step
     assert timeline[-1]["canaryWeight"] == 0 and timeline[-1]["phase"] == "Degraded"
