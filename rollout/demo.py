@@ -381,7 +381,6 @@ class Sample:
     canaryP99Ms: float | None  # noqa: N815
     stableErrorRate: float | None  # noqa: N815
     stableP99Ms: float | None  # noqa: N815
-    # ``step_number(step, stepCount)``: "i/n", 1-based, n/n once every step is done.
     stepLabel: str = "-"  # noqa: N815
     # One entry per version, v1 then v2 (``VersionTracker.record``): {version, image,
     # revision, roles, weight, mirrorPercent, errorRate, p99Ms}. The canary*/stable* fields
@@ -397,8 +396,9 @@ class Result:
     expected: str
     thresholds: Obj
     timeline: list[Sample] = field(default_factory=list)
-    # {t, what, kind}: kind "step" (a step or phase change), "gate-failed", "switch" (blue-green:
-    # v2 takes the live traffic), "promotion" (v2 becomes stable), "rollback" (back to v1).
+    # {t, what, kind}: kind "step" (a step or phase change; appended without a kind),
+    # "gate-failed", "switch" (blue-green: v2 takes the live traffic), "promotion" (v2 becomes
+    # stable), "rollback" (back to v1). ``as_json`` gives every event its kind.
     events: list[Obj] = field(default_factory=list)
     strategy: str = "canary"  # canary | blueGreen | mirror: blueGreen's roles are active/preview
     stepCount: int = 0  # noqa: N815 - the number of steps of the strategy, as the controller counts
@@ -416,11 +416,16 @@ class Result:
             "stepCount": self.stepCount,
             "versions": self.versions,
             "timeline": [vars(s) for s in self.timeline],
-            # In time order; at the same second, cause before effect (EVENT_ORDER).
-            "events": sorted(
-                self.events, key=lambda e: (e["t"], EVENT_ORDER.get(e.get("kind", ""), 0))
-            ),
+            "events": events_in_order(self.events),
         }
+
+
+def events_in_order(events: list[Obj]) -> list[Obj]:
+    """``events`` for the JSON: each with its ``kind`` (one appended without a kind is a change
+    of phase or step: ``step``), in time order and, at the same second, the cause before the
+    effect (``EVENT_ORDER``: a failed gate before the rollback it causes)."""
+    kinded = [{**event, "kind": event.get("kind", "step")} for event in events]
+    return sorted(kinded, key=lambda e: (e["t"], EVENT_ORDER.get(e["kind"], 0)))
 
 
 EVENT_ORDER = {"step": 0, "gate-failed": 1, "switch": 2, "promotion": 3, "rollback": 4}
@@ -472,7 +477,8 @@ class VersionTracker:
         identity_v1, identity_v2 = result.versions
         if v2 is not None:
             identity_v2["revision"] = v2
-        sample.stepLabel = step_number(sample.step, result.stepCount)
+        if sample.stepLabel == "-":  # "i/n": the one numbering
+            sample.stepLabel = step_number(sample.step, result.stepCount)
         stable, canary = status.get("stableRevision"), status.get("canaryRevision")
         sample.versions = []
         for identity, error, p99 in (
@@ -859,8 +865,8 @@ def _watch(
         versions.record(sample, current, v2)
         step = (sample.phase, sample.step)
         if step != last_step:
-            where = "" if sample.step is None else f" step {sample.stepLabel}"
-            result.events.append({"t": t, "what": f"{sample.phase}{where}", "kind": "step"})
+            where = "" if sample.step is None else f" step {sample.step + 1}"
+            result.events.append({"t": t, "what": f"{sample.phase}{where}"})
             last_step = step
         failures = sum(
             1

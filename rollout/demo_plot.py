@@ -182,7 +182,9 @@ def _steps(result: Result, top: Any, axes: tuple[Any, ...], step_number: Any) ->
     once every step is done)."""
     last: tuple[Any, ...] | None = None
     for sample in result.timeline:
-        label = step_number(sample.step, result.stepCount)
+        label = sample.stepLabel
+        if label == "-":
+            label = step_number(sample.step, result.stepCount)
         if (label, sample.phase) == last:
             continue
         last = (label, sample.phase)
