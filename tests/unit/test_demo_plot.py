@@ -40,6 +40,7 @@ def run(name: str, statuses: list[Obj], failed_at: float | None = None) -> Resul
     result = Result(name, scenario.expected, float(len(statuses)), scenario.expected, thresholds)
     tracker = VersionTracker(scenario, result, V1)
     bad = scenario.v2 != {}
+    last: tuple[Any, Any] | None = None
     for second, current in enumerate(statuses):
         weights = current["weights"]
         sample = Sample(
@@ -56,6 +57,9 @@ def run(name: str, statuses: list[Obj], failed_at: float | None = None) -> Resul
         )
         result.timeline.append(sample)
         tracker.record(sample, current, V2)
+        if (sample.phase, sample.step) != last:  # as _watch does: a step change, no kind
+            result.events.append({"t": sample.t, "what": f"{sample.phase} {sample.stepLabel}"})
+            last = (sample.phase, sample.step)
         if failed_at == sample.t:
             result.events.append({"t": sample.t, "what": "gate failed", "kind": "gate-failed"})
     return result
@@ -297,9 +301,11 @@ def test_the_json_marks_promotion_and_rollback_as_events() -> None:
         (7.0, "v2 becomes stable")
     ]
     assert not [e for e in promoted if e["kind"] in ("rollback", "switch")]
+    assert [e["t"] for e in promoted if e["kind"] == "step"] == [0.0, 1.0, 3.0, 4.0, 5.0, 7.0]
+    assert {e["kind"] for e in promoted} == {"step", "promotion"}
     rolled_back = bad_canary().as_json()
     kinds = [e["kind"] for e in rolled_back["events"] if e["t"] == 3.0]
-    assert kinds == ["gate-failed", "rollback"]  # the cause first
+    assert kinds == ["step", "gate-failed", "rollback"]  # the cause first
     assert [e["what"] for e in rolled_back["events"] if e["kind"] == "rollback"] == [
         "rolled back to v1"
     ]
