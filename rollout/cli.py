@@ -106,14 +106,36 @@ def lint(
         "--allow-missing-templates",
         help="Do not require templateRef targets among the given files.",
     ),
+    kubernetes_version: str | None = typer.Option(
+        None,
+        "--kubernetes-version",
+        metavar="X.Y",
+        help="Check pod templates against this Kubernetes release's PodSpec schema "
+        "(default: the newest known).",
+    ),
 ) -> None:
     """Check Rollout and AnalysisTemplate manifests before they reach a cluster.
 
-    Exit 0 when clean, 1 when problems were found, 2 when input could not be read.
+    Pod templates are checked against the Kubernetes PodSpec schema, unknown fields included.
+    Exit 0 when clean, 1 when problems were found, 2 when input could not be read, 4 on bad
+    options.
     """
     from rollout.lint import run_lint
 
-    raise typer.Exit(run_lint(paths, allow_missing_templates=allow_missing_templates))
+    if kubernetes_version is not None:
+        from rollout.podspec import UnknownVersion, check_version
+
+        try:
+            kubernetes_version = check_version(kubernetes_version)
+        except UnknownVersion as error:
+            raise typer.BadParameter(str(error), param_hint="--kubernetes-version") from None
+    raise typer.Exit(
+        run_lint(
+            paths,
+            allow_missing_templates=allow_missing_templates,
+            kubernetes_version=kubernetes_version,
+        )
+    )
 
 
 class _BadInputIsExit4(TyperCommand):
