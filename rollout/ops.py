@@ -123,17 +123,19 @@ def follow(
     *,
     reconnect_for: float = RECONNECT_FOR,
     sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
 ) -> Iterator[Obj]:
     """The Rollout now, then each new version of it as watch events bring them, until the
-    deadline (``time.monotonic()``) or its deletion (``ClusterError``). Not polling: the watch
-    is resumed from the last version seen when the server ends the stream, and the Rollout
-    re-read (its current version yielded) when the version is too old (410 Gone).
+        deadline (``clock()``) or its deletion (``ClusterError``). Not polling: the watch
+        is resumed from the last version seen when the server ends the stream, and the Rollout
+        re-read (its current version yielded) when the version is too old (410 Gone).
 
-    A broken watch (connection refused or dropped, DNS, TLS, timeout, 5xx: ``Unavailable``) is
-    re-established with exponential backoff (``RECONNECT_FIRST_DELAY`` doubling up to
-    ``RECONNECT_MAX_DELAY`` seconds, jittered), saying so once on stderr; after
-    ``reconnect_for`` seconds of failed attempts in a row (or at the deadline) it raises the
-    last ``Unavailable``, which the CLI turns into exit 3. ``sleep`` is for tests."""
+        A broken watch (connection refused or dropped, DNS, TLS, timeout, 5xx: ``Unavailable``) is
+        re-established with exponential backoff (``RECONNECT_FIRST_DELAY`` doubling up to
+        ``RECONNECT_MAX_DELAY`` seconds, jittered), saying so once on stderr; after
+        ``reconnect_for`` seconds of failed attempts in a row (or at the deadline) it raises the
+        last ``Unavailable``, which the CLI turns into exit 3. ``sleep`` and ``clock`` (the
+    deadline's) are for tests."""
     obj = get_rollout(target, name)
     yield obj
     rv = str(obj["metadata"].get("resourceVersion", ""))
@@ -141,7 +143,7 @@ def follow(
     delay = RECONNECT_FIRST_DELAY
     relist = False
     while True:
-        remaining = None if deadline is None else deadline - time.monotonic()
+        remaining = None if deadline is None else deadline - clock()
         if remaining is not None and remaining <= 0:
             return
         timeout = 300 if remaining is None else max(1, math.ceil(min(remaining, 300)))
@@ -162,13 +164,13 @@ def follow(
                 if event.type == "DELETED":
                     raise ClusterError(f'rollout "{name}" was deleted')
                 yield event.object
-                if deadline is not None and time.monotonic() >= deadline:
+                if deadline is not None and clock() >= deadline:
                     return
             failing_since, delay = None, RECONNECT_FIRST_DELAY
         except Gone:
             relist = True
         except Unavailable as error:
-            now = time.monotonic()
+            now = clock()
             if failing_since is None:
                 failing_since = now
                 target.warn(
