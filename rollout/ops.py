@@ -380,6 +380,13 @@ def cmd_get(
     return 0
 
 
+def _number(value: Any) -> str:
+    """A weight as people write it: ``30``, ``0``, ``12.5``; ``-`` when unset."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return f"{value:g}"
+    return "-" if value is None else str(value)
+
+
 def images_of(obj: Obj) -> tuple[str, str]:
     """The pod template's container names and images, each comma-separated in the same order
     (init containers first), as ``kubectl get deployments -o wide`` shows them."""
@@ -405,7 +412,8 @@ def as_list(items: list[Obj]) -> Obj:
 
 def cmd_list(target: Target, *, all_namespaces: bool = False, output: str | None = None) -> int:
     """``rollout list``: a table (``output`` None, or ``wide`` with containers, images,
-    revisions, all weights and the message), or ``json``/``yaml``: a ``List`` of the objects."""
+    revisions, the stable/canary/mirror weights in percent and the message), or
+    ``json``/``yaml``: a ``List`` of the objects. An unknown ``output`` is ``BadInput``."""
     if output is not None and output not in LIST_OUTPUTS:
         raise BadInput(f"--output {output!r}: must be one of {', '.join(LIST_OUTPUTS)}")
     items, _ = target.access.list(ROLLOUTS, None if all_namespaces else target.namespace)
@@ -437,7 +445,7 @@ def cmd_list(target: Target, *, all_namespaces: bool = False, output: str | None
         ]
         if wide:
             w = weights_of(obj)
-            weights = "/".join(str(w.get(k, "-")) for k in ("stable", "canary", "mirror"))
+            weights = "/".join(_number(w.get(k)) for k in ("stable", "canary", "mirror"))
             row += [
                 *images_of(obj),
                 str(st.get("stableRevision") or "-"),
