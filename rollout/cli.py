@@ -11,17 +11,81 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from typer.core import TyperCommand
+from typer.core import TyperCommand, TyperGroup
 
 from rollout import __version__
 
 if TYPE_CHECKING:
     from rollout.ops import Target
 
-app = typer.Typer(
+# Exit statuses shared by every command (docs/cli.md has the same table).
+EXIT_OK = 0
+EXIT_FAILED = 1  # Degraded, a failed gate, lint problems, a request the API refused
+EXIT_UNDECIDED = 2  # status --timeout, analyze Inconclusive, lint input that cannot be read
+EXIT_UNREACHABLE = 3  # the Kubernetes API (or, for analyze, Prometheus) could not be reached
+EXIT_BAD_INPUT = 4  # bad options or arguments, a kubeconfig that cannot be used, bad manifests
+EXIT_INTERRUPTED = 130  # Ctrl-C
+
+EXIT_STATUS_HELP = (
+    "Exit status: 0 success; 1 failed (Degraded, a failed gate, lint problems, a request the "
+    "API refused); 2 undecided (status --timeout, analyze Inconclusive, lint input that cannot "
+    "be read); 3 the Kubernetes API (analyze: Prometheus) cannot be reached; 4 bad input "
+    "(options, arguments, kubeconfig, manifests); 130 interrupted."
+)
+
+# click's UsageError (typer vendors its own click in newer versions): BadParameter's base.
+_USAGE_ERROR: type[Exception] = next(
+    c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError"
+)
+
+
+def _as_bad_input(error: Exception) -> None:
+    """A usage error (missing or malformed options and arguments) exits 4, not click's 2: 2
+    means a timeout for ``status`` and Inconclusive for ``analyze``."""
+    if isinstance(error, _USAGE_ERROR) and getattr(error, "exit_code", None) == 2:
+        setattr(error, "exit_code", EXIT_BAD_INPUT)  # noqa: B010 - not a declared attr
+
+
+class _Group(TyperGroup):
+    """The command groups: usage errors exit 4, and the command list shows each command's
+    whole summary, wrapped, where click cuts it at the terminal's width with "..."."""
+
+    def make_context(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return super().make_context(*args, **kwargs)
+        except Exception as error:
+            _as_bad_input(error)
+            raise
+
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except Exception as error:
+            _as_bad_input(error)
+            raise
+
+    def format_commands(self, ctx: Any, formatter: Any) -> None:
+        rows = []
+        for name in self.list_commands(ctx):
+            command = self.get_command(ctx, name)
+            if command is not None and not command.hidden:
+                rows.append((name, command.get_short_help_str(limit=10_000)))
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
+
+
+def _typer(**kwargs: Any) -> typer.Typer:
+    """A command group with plain help, as kubectl prints it: rich's panels cut option names
+    and words at 80 columns ("--no-leader-el…") and show flags with a ``<bool>`` type; click's
+    formatter wraps every line at the terminal's width instead, and shows flags bare."""
+    return typer.Typer(cls=_Group, rich_markup_mode=None, no_args_is_help=True, **kwargs)
+
+
+app = _typer(
     name="rollout",
-    help="Progressive delivery for Kubernetes and Istio: canary, blue-green and mirror.",
-    no_args_is_help=True,
+    help="Progressive delivery for Kubernetes and Istio: canary, blue-green and mirror.\n\n"
+    + EXIT_STATUS_HELP,
     add_completion=True,
 )
 
@@ -42,18 +106,41 @@ def lint(
         "--allow-missing-templates",
         help="Do not require templateRef targets among the given files.",
     ),
+    kubernetes_version: str | None = typer.Option(
+        None,
+        "--kubernetes-version",
+        metavar="X.Y",
+        help="Check pod templates against this Kubernetes release's PodSpec schema "
+        "(default: the newest known).",
+    ),
 ) -> None:
     """Check Rollout and AnalysisTemplate manifests before they reach a cluster.
 
-    Exit 0 when clean, 1 when problems were found, 2 when input could not be read.
+    Pod templates are checked against the Kubernetes PodSpec schema, unknown fields included.
+    Exit 0 when clean, 1 when problems were found, 2 when input could not be read, 4 on bad
+    options.
     """
     from rollout.lint import run_lint
 
-    raise typer.Exit(run_lint(paths, allow_missing_templates=allow_missing_templates))
+    if kubernetes_version is not None:
+        from rollout.podspec import UnknownVersion, check_version
+
+        try:
+            kubernetes_version = check_version(kubernetes_version)
+        except UnknownVersion as error:
+            raise typer.BadParameter(str(error), param_hint="--kubernetes-version") from None
+    raise typer.Exit(
+        run_lint(
+            paths,
+            allow_missing_templates=allow_missing_templates,
+            kubernetes_version=kubernetes_version,
+        )
+    )
 
 
 class _BadInputIsExit4(TyperCommand):
-    """A command whose usage errors (missing or malformed options) exit 4, not click's 2.
+    """A command whose usage errors (missing or malformed options) exit 4, not click's 2, also
+    when it runs alone (``typer.main.get_command`` of one command, without ``_Group``).
 
     ``rollout analyze`` gives exit 2 the meaning Inconclusive.
     """
@@ -62,9 +149,7 @@ class _BadInputIsExit4(TyperCommand):
         try:
             return super().make_context(*args, **kwargs)
         except Exception as error:
-            # click's UsageError (typer may vendor its own click, so matched by its exit code)
-            if getattr(error, "exit_code", None) == 2:
-                setattr(error, "exit_code", EXIT_BAD_INPUT)  # noqa: B010 - not a declared attr
+            _as_bad_input(error)
             raise
 
 
@@ -83,7 +168,6 @@ ANALYZE_HELP = "\n\n".join(
         "(unreadable or invalid manifests, no such Rollout, no spec.analysis, bad options).",
     ]
 )
-EXIT_BAD_INPUT = 4
 
 
 @app.command(cls=_BadInputIsExit4, help=ANALYZE_HELP)
@@ -258,9 +342,8 @@ def controller(
     raise typer.Exit(run_controller(options))
 
 
-sandbox_app = typer.Typer(
+sandbox_app = _typer(
     help="A local cluster for trying the controller: a Kubernetes API emulator and workloads.",
-    no_args_is_help=True,
 )
 app.add_typer(sandbox_app, name="sandbox")
 
@@ -396,7 +479,9 @@ Namespace = Annotated[
         help="Default: the kubeconfig context's namespace, else default.",
     ),
 ]
-Context = Annotated[str | None, typer.Option("--context", help="The kubeconfig context.")]
+Context = Annotated[
+    str | None, typer.Option("--context", metavar="NAME", help="The kubeconfig context.")
+]
 Kubeconfig = Annotated[
     str | None,
     typer.Option(
@@ -405,7 +490,7 @@ Kubeconfig = Annotated[
         help="Default: KUBECONFIG, then ~/.kube/config, then in-cluster.",
     ),
 ]
-Name = Annotated[str, typer.Argument(help="The Rollout's name.")]
+Name = Annotated[str, typer.Argument(metavar="NAME", help="The Rollout's name.")]
 
 
 def _duration(value: str | None, option: str) -> float | None:
@@ -425,22 +510,28 @@ def _run(
     namespace: str | None,
     command: Callable[[Target], int],
 ) -> None:
-    """Connect, run, exit with the command's status; an API error is one line and exit 1."""
-    from rollout.cluster.access import ClusterError, Forbidden, Unavailable
-    from rollout.ops import connect
+    """Connect, run, exit with the command's status. An error is one line on stderr: exit 3
+    when the API cannot be reached (connection refused, DNS, TLS, timeout, 5xx after the
+    retries), 4 for a kubeconfig or context that cannot be used, else 1 (a request refused)."""
+    from rollout.cluster.access import BadConfig, ClusterError, Forbidden, Unavailable
+    from rollout.ops import BadInput, connect
 
     try:
         code = command(connect(kubeconfig, context, namespace))
     except KeyboardInterrupt:
-        raise typer.Exit(130) from None
+        raise typer.Exit(EXIT_INTERRUPTED) from None
     except ClusterError as error:
         text = " ".join(str(error).split())
+        exit_code = EXIT_FAILED
         if isinstance(error, Unavailable):
             text = f"cannot reach the Kubernetes API: {text}"
+            exit_code = EXIT_UNREACHABLE
+        elif isinstance(error, BadConfig | BadInput):
+            exit_code = EXIT_BAD_INPUT
         elif isinstance(error, Forbidden):
             text = f"forbidden: {text}"
         typer.echo(f"error: {text}", err=True)
-        raise typer.Exit(1) from None
+        raise typer.Exit(exit_code) from None
     raise typer.Exit(code)
 
 
@@ -479,6 +570,14 @@ def list_(
     all_namespaces: bool = typer.Option(
         False, "--all-namespaces", "-A", help="Rollouts of every namespace."
     ),
+    output: str | None = typer.Option(
+        None,
+        "--output",
+        "-o",
+        metavar="FORMAT",
+        help="json or yaml: a List of the whole objects; wide: also containers, images, "
+        "stable and canary revisions, stable/canary/mirror weights and the message.",
+    ),
     namespace: Namespace = None,
     context: Context = None,
     kubeconfig: Kubeconfig = None,
@@ -486,7 +585,16 @@ def list_(
     """List Rollouts: name, strategy, phase, step, canary weight, age."""
     from rollout import ops
 
-    _run(kubeconfig, context, namespace, lambda t: ops.cmd_list(t, all_namespaces=all_namespaces))
+    if output is not None and output not in ops.LIST_OUTPUTS:
+        raise typer.BadParameter(
+            f"{output!r}: must be one of {', '.join(ops.LIST_OUTPUTS)}", param_hint="--output"
+        )
+    _run(
+        kubeconfig,
+        context,
+        namespace,
+        lambda t: ops.cmd_list(t, all_namespaces=all_namespaces, output=output),
+    )
 
 
 @app.command()
@@ -503,7 +611,9 @@ def status(
 
     Exit 0 once Healthy with the current generation observed; 1 at once when Degraded (aborted,
     failed gate, invalid spec, missed deadline) or on an error; 2 on --timeout (for instance
-    while Paused, waiting for `rollout promote`). Watches; never polls.
+    while Paused, waiting for `rollout promote`); 3 when the API cannot be reached, also after a
+    minute of failed attempts to re-establish a broken watch; 4 on bad input. Watches; never
+    polls.
     """
     seconds = _duration(timeout, "--timeout")
     from rollout import ops
@@ -634,21 +744,26 @@ def restart(
     _run(kubeconfig, context, namespace, lambda t: ops.cmd_restart(t, name))
 
 
-set_app = typer.Typer(help="Change a Rollout's spec.", no_args_is_help=True)
+set_app = _typer(help="Change a Rollout's spec.")
 app.add_typer(set_app, name="set")
 
 
 @set_app.command("image")
 def set_image(
     name: Name,
-    images: list[str] = typer.Argument(..., metavar="CONTAINER=IMAGE...", help="New images."),
+    images: list[str] = typer.Argument(
+        ...,
+        metavar="CONTAINER=IMAGE...",
+        help="New images; '*=IMAGE' sets every container and init container.",
+    ),
     namespace: Namespace = None,
     context: Context = None,
     kubeconfig: Kubeconfig = None,
 ) -> None:
     """Set container images in the pod template: starts a rollout.
 
-    Changes spec: a GitOps tool will revert it unless Git changes too.
+    Changes spec: a GitOps tool will revert it unless Git changes too. A container the pod
+    template does not have: an error naming the ones it has, nothing changed, exit 4.
     """
     from rollout import ops
 

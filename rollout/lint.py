@@ -17,7 +17,11 @@ only a view of all the given files shows:
 - each ``spec.analysis.checks[i].templateRef`` names an AnalysisTemplate among the given files in
   the Rollout's namespace (``--allow-missing-templates`` waives this one rule);
 - its ``args`` supply every arg of that template without a default ``value``, and no other;
-- no two manifests share (kind, namespace, name); the namespace defaults to ``default``.
+- no two manifests share (kind, namespace, name); the namespace defaults to ``default``;
+- a Rollout's pod template spec conforms to the Kubernetes PodSpec schema (``rollout.podspec``:
+  the official schema of ``--kubernetes-version``, default the newest shipped; a field it does
+  not declare, such as ``imagee``, is ``unknown field``), as the API server checks the
+  ReplicaSets the controller makes from it.
 
 Output. One line per problem on stdout, by file and then document order:
 ``FILE: Kind/name: field.path: message`` (``?`` for an unknown kind or name). Input that cannot
@@ -177,10 +181,28 @@ class Report:
         return text
 
 
-def run_lint(paths: Sequence[Path | str], *, allow_missing_templates: bool = False) -> int:
-    """Lint ``paths``, print problems on stdout and a summary on stderr; return the exit code."""
+def run_lint(
+    paths: Sequence[Path | str],
+    *,
+    allow_missing_templates: bool = False,
+    kubernetes_version: str | None = None,
+) -> int:
+    """Lint ``paths``, print problems on stdout and a summary on stderr; return the exit code.
+    ``kubernetes_version`` (``X.Y``) picks the PodSpec schema; an unknown one is exit 2."""
     try:
-        report = lint_paths(paths, allow_missing_templates=allow_missing_templates)
+        if kubernetes_version is not None:
+            from rollout.podspec import UnknownVersion, check_version
+
+            try:
+                kubernetes_version = check_version(kubernetes_version)
+            except UnknownVersion as error:
+                print(f"rollout lint: error: --kubernetes-version: {error}", file=sys.stderr)
+                return EXIT_UNREADABLE
+        report = lint_paths(
+            paths,
+            allow_missing_templates=allow_missing_templates,
+            kubernetes_version=kubernetes_version,
+        )
         for line in report.lines():
             print(line, file=sys.stdout)
         print(report.summary(), file=sys.stderr)
@@ -190,18 +212,33 @@ def run_lint(paths: Sequence[Path | str], *, allow_missing_templates: bool = Fal
         return EXIT_UNREADABLE
 
 
-def lint_paths(paths: Iterable[Path | str], *, allow_missing_templates: bool = False) -> Report:
+def lint_paths(
+    paths: Iterable[Path | str],
+    *,
+    allow_missing_templates: bool = False,
+    kubernetes_version: str | None = None,
+) -> Report:
     """Read and check every manifest under ``paths``, including the cross-document checks."""
     sources = [read_source(i) for i in expand_paths(paths)]
     report = Report(sources)
-    check_all(report.manifests, allow_missing_templates=allow_missing_templates)
+    check_all(
+        report.manifests,
+        allow_missing_templates=allow_missing_templates,
+        kubernetes_version=kubernetes_version,
+    )
     return report
 
 
-def check_all(manifests: list[Manifest], *, allow_missing_templates: bool = False) -> None:
+def check_all(
+    manifests: list[Manifest],
+    *,
+    allow_missing_templates: bool = False,
+    kubernetes_version: str | None = None,
+) -> None:
     """Add every problem to ``manifests``: each one alone, then across all of them."""
     for manifest in manifests:
         check_manifest(manifest)
+        check_pod_spec(manifest, kubernetes_version)
     check_duplicates(manifests)
     check_template_refs(manifests, allow_missing=allow_missing_templates)
 
@@ -344,6 +381,30 @@ def check_manifest(manifest: Manifest) -> None:
     except InvalidManifest as invalid:
         for problem in invalid.problems:
             manifest.add(problem.path, problem.message)
+
+
+POD_SPEC_PATH = "spec.template.spec"
+
+
+def check_pod_spec(manifest: Manifest, kubernetes_version: str | None = None) -> None:
+    """A Rollout's ``spec.template.spec`` against the Kubernetes PodSpec schema of
+    ``kubernetes_version`` (default: the newest shipped; ``rollout.podspec``), unknown fields
+    included. Skipped when the models already found the pod spec itself unusable (no
+    containers), so that one mistake is one line."""
+    if manifest.kind != "Rollout" or not isinstance(manifest.body, Mapping):
+        return
+    spec = manifest.body.get("spec")
+    template = spec.get("template") if isinstance(spec, Mapping) else None
+    pod = template.get("spec") if isinstance(template, Mapping) else None
+    if not isinstance(pod, Mapping):
+        return
+    reported = _join(manifest.prefix, POD_SPEC_PATH)
+    if any(p.path == reported for p in manifest.problems):
+        return
+    from rollout.podspec import problems
+
+    for path, message in problems(pod, POD_SPEC_PATH, kubernetes_version):
+        manifest.add(path, message)
 
 
 def check_duplicates(manifests: Iterable[Manifest]) -> None:

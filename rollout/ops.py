@@ -15,6 +15,7 @@ from __future__ import annotations
 import copy
 import json
 import math
+import random
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -33,6 +34,7 @@ from rollout.cluster.access import (
     Gone,
     NotFound,
     Obj,
+    Unavailable,
 )
 from rollout.domain.revision import HASH_LABEL, TEMPLATE_ANNOTATION, recorded_template
 
@@ -41,15 +43,28 @@ CANONICAL_NAME = "service.istio.io/canonical-name"
 CANONICAL_REVISION = "service.istio.io/canonical-revision"
 CONFLICT_RETRIES = 5
 
-# `rollout status` exit codes
+# `rollout status` exit codes (the CLI's table: rollout.cli, docs/cli.md)
 EXIT_HEALTHY = 0
 EXIT_DEGRADED = 1
 EXIT_TIMEOUT = 2
+
+# Re-establishing a broken watch (``follow``): seconds of failing reconnections before giving
+# up, and the backoff between attempts (exponential, with up to 20% jitter).
+RECONNECT_FOR = 60.0
+RECONNECT_FIRST_DELAY = 0.2
+RECONNECT_MAX_DELAY = 5.0
+
+LIST_OUTPUTS = ("json", "yaml", "wide")
 
 SPEC_WARNING = (
     "note: this changes spec.template of rollout/{name} in the cluster; a GitOps tool "
     "(Argo CD, Flux) will revert it unless the same change is made in Git"
 )
+
+
+class BadInput(ClusterError):
+    """A command's input that does not fit the object it names (``set image`` of a container
+    the Rollout does not have): nothing was changed; the CLI exits 4."""
 
 
 @dataclass
@@ -101,22 +116,47 @@ def get_rollout(target: Target, name: str) -> Obj:
         ) from None
 
 
-def follow(target: Target, name: str, deadline: float | None) -> Iterator[Obj]:
+def follow(
+    target: Target,
+    name: str,
+    deadline: float | None,
+    *,
+    reconnect_for: float = RECONNECT_FOR,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+) -> Iterator[Obj]:
     """The Rollout now, then each new version of it as watch events bring them, until the
-    deadline (``time.monotonic()``) or its deletion. Not polling: the watch is resumed from
-    the last version seen when the server ends the stream, and re-listed only when Gone."""
+        deadline (``clock()``) or its deletion (``ClusterError``). Not polling: the watch
+        is resumed from the last version seen when the server ends the stream, and the Rollout
+        re-read (its current version yielded) when the version is too old (410 Gone).
+
+        A broken watch (connection refused or dropped, DNS, TLS, timeout, 5xx: ``Unavailable``) is
+        re-established with exponential backoff (``RECONNECT_FIRST_DELAY`` doubling up to
+        ``RECONNECT_MAX_DELAY`` seconds, jittered), saying so once on stderr; after
+        ``reconnect_for`` seconds of failed attempts in a row (or at the deadline) it raises the
+        last ``Unavailable``, which the CLI turns into exit 3. ``sleep`` and ``clock`` (the
+    deadline's) are for tests."""
     obj = get_rollout(target, name)
     yield obj
     rv = str(obj["metadata"].get("resourceVersion", ""))
+    failing_since: float | None = None  # monotonic time of the first failure in a row
+    delay = RECONNECT_FIRST_DELAY
+    relist = False
     while True:
-        remaining = None if deadline is None else deadline - time.monotonic()
+        remaining = None if deadline is None else deadline - clock()
         if remaining is not None and remaining <= 0:
             return
         timeout = 300 if remaining is None else max(1, math.ceil(min(remaining, 300)))
         try:
+            if relist:
+                obj = get_rollout(target, name)
+                rv = str(obj["metadata"].get("resourceVersion", ""))
+                relist = False
+                yield obj
             for event in target.access.watch(
                 ROLLOUTS, target.namespace, rv, timeout_seconds=timeout
             ):
+                failing_since, delay = None, RECONNECT_FIRST_DELAY
                 if event.resource_version:
                     rv = event.resource_version
                 if event.type == "BOOKMARK" or event.object.get("metadata", {}).get("name") != name:
@@ -124,12 +164,30 @@ def follow(target: Target, name: str, deadline: float | None) -> Iterator[Obj]:
                 if event.type == "DELETED":
                     raise ClusterError(f'rollout "{name}" was deleted')
                 yield event.object
-                if deadline is not None and time.monotonic() >= deadline:
+                if deadline is not None and clock() >= deadline:
                     return
+            failing_since, delay = None, RECONNECT_FIRST_DELAY
         except Gone:
-            obj = get_rollout(target, name)
-            rv = str(obj["metadata"].get("resourceVersion", ""))
-            yield obj
+            relist = True
+        except Unavailable as error:
+            now = clock()
+            if failing_since is None:
+                failing_since = now
+                target.warn(
+                    f'warning: lost the watch of rollout "{name}" '
+                    f"({' '.join(str(error).split())}); reconnecting"
+                )
+            pause = delay * (1 + 0.2 * random.random())
+            give_up = failing_since + reconnect_for
+            if deadline is not None:
+                give_up = min(give_up, deadline)
+            if now + pause > give_up:
+                raise Unavailable(
+                    f"{' '.join(str(error).split())} (gave up re-establishing the watch of "
+                    f'rollout "{name}" after {now - failing_since:.0f}s)'
+                ) from error
+            sleep(pause)
+            delay = min(delay * 2, RECONNECT_MAX_DELAY)
 
 
 def _status(obj: Obj) -> Obj:
@@ -322,29 +380,79 @@ def cmd_get(
     return 0
 
 
-def cmd_list(target: Target, *, all_namespaces: bool = False) -> int:
+def _number(value: Any) -> str:
+    """A weight as people write it: ``30``, ``0``, ``12.5``; ``-`` when unset."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return f"{value:g}"
+    return "-" if value is None else str(value)
+
+
+def images_of(obj: Obj) -> tuple[str, str]:
+    """The pod template's container names and images, each comma-separated in the same order
+    (init containers first), as ``kubectl get deployments -o wide`` shows them."""
+    pod = ((obj.get("spec") or {}).get("template") or {}).get("spec") or {}
+    containers = [*(pod.get("initContainers") or []), *(pod.get("containers") or [])]
+    names = ",".join(str(c.get("name", "?")) for c in containers if isinstance(c, dict))
+    images = ",".join(str(c.get("image", "-")) for c in containers if isinstance(c, dict))
+    return names or "-", images or "-"
+
+
+def as_list(items: list[Obj]) -> Obj:
+    """``items`` as kubectl prints a list with ``-o json|yaml``: a ``v1`` ``List`` whose items
+    carry their ``apiVersion`` and ``kind`` (a list reply from the API leaves them out)."""
+    return {
+        "apiVersion": "v1",
+        "kind": "List",
+        "metadata": {"resourceVersion": ""},
+        "items": [
+            {"apiVersion": ROLLOUTS.api_version, "kind": ROLLOUTS.kind, **item} for item in items
+        ],
+    }
+
+
+def cmd_list(target: Target, *, all_namespaces: bool = False, output: str | None = None) -> int:
+    """``rollout list``: a table (``output`` None, or ``wide`` with containers, images,
+    revisions, the stable/canary/mirror weights in percent and the message), or
+    ``json``/``yaml``: a ``List`` of the objects. An unknown ``output`` is ``BadInput``."""
+    if output is not None and output not in LIST_OUTPUTS:
+        raise BadInput(f"--output {output!r}: must be one of {', '.join(LIST_OUTPUTS)}")
     items, _ = target.access.list(ROLLOUTS, None if all_namespaces else target.namespace)
+    items = sorted(items, key=lambda o: (o["metadata"].get("namespace", ""), o["metadata"]["name"]))
+    if output in ("json", "yaml"):
+        target.say(render(as_list(items), output, []))
+        return 0
     if not items:
         where = "any namespace" if all_namespaces else f'namespace "{target.namespace}"'
         target.warn(f"no rollouts found in {where}")
         return 0
+    wide = output == "wide"
     header = ["NAME", "STRATEGY", "PHASE", "STEP", "WEIGHT", "AGE"]
+    if wide:
+        header += ["CONTAINERS", "IMAGES", "STABLE", "CANARY", "WEIGHTS", "MESSAGE"]
     if all_namespaces:
         header = ["NAMESPACE", *header]
     rows = [header]
-    for obj in sorted(
-        items, key=lambda o: (o["metadata"].get("namespace", ""), o["metadata"]["name"])
-    ):
-        meta = obj["metadata"]
+    for obj in items:
+        meta, st = obj["metadata"], _status(obj)
         weight = weights_of(obj).get("canary")
         row = [
             meta["name"],
             strategy_of(obj),
-            str(_status(obj).get("phase") or "Unknown"),
+            str(st.get("phase") or "Unknown"),
             step_of(obj),
             "-" if weight is None else str(weight),
             age(meta.get("creationTimestamp")),
         ]
+        if wide:
+            w = weights_of(obj)
+            weights = "/".join(_number(w.get(k)) for k in ("stable", "canary", "mirror"))
+            row += [
+                *images_of(obj),
+                str(st.get("stableRevision") or "-"),
+                str(st.get("canaryRevision") or "-"),
+                weights,
+                " ".join(str(st.get("message") or "-").split()),
+            ]
         rows.append([meta.get("namespace", ""), *row] if all_namespaces else row)
     target.say(table(rows))
     return 0
@@ -600,34 +708,50 @@ def cmd_restart(target: Target, name: str) -> int:
     return _spec_change(target, name, decide)
 
 
+ALL_CONTAINERS = "*"
+
+
 def parse_images(pairs: list[str]) -> dict[str, str]:
+    """``CONTAINER=IMAGE`` pairs as a dict; ``*=IMAGE`` (alone) means every container and init
+    container, as for ``kubectl set image``. Raises ValueError naming the bad pair."""
     images: dict[str, str] = {}
     for pair in pairs:
         container, sep, image = pair.partition("=")
         if not sep or not container or not image:
             raise ValueError(f"{pair!r}: expected CONTAINER=IMAGE")
         images[container] = image
+    if ALL_CONTAINERS in images and len(images) > 1:
+        raise ValueError(f"{ALL_CONTAINERS}=IMAGE already sets every container: give it alone")
     return images
 
 
 def cmd_set_image(target: Target, name: str, images: dict[str, str]) -> int:
+    """Set the images of the named containers (init containers too), or of all with ``*``.
+    A name the pod template does not have is ``BadInput`` naming the ones it has; nothing is
+    changed then."""
+
     def decide(obj: Obj) -> Decision:
         template = copy.deepcopy(obj["spec"]["template"])
         pod = template.setdefault("spec", {})
         found: set[str] = set()
+        known: dict[str, list[str]] = {}
         changed = False
         for key in ("initContainers", "containers"):
             for container in pod.get(key) or []:
-                image = images.get(container.get("name"))
+                known.setdefault(key, []).append(str(container.get("name")))
+                image = images.get(ALL_CONTAINERS, images.get(container.get("name")))
                 if image is None:
                     continue
                 found.add(container["name"])
                 if container.get("image") != image:
                     container["image"] = image
                     changed = True
-        missing = sorted(images.keys() - found)
+        missing = sorted(images.keys() - found - {ALL_CONTAINERS})
         if missing:
-            raise ClusterError(f'rollout "{name}" has no container {", ".join(missing)}')
+            has = "; ".join(f"{key}: {', '.join(names)}" for key, names in known.items())
+            raise BadInput(
+                f'rollout "{name}" has no container {", ".join(missing)} ({has or "none"})'
+            )
         if not changed:
             return None, f'rollout "{name}": image unchanged'
         return _template_patch(obj, template), f'rollout "{name}" image updated'

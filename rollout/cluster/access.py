@@ -4,7 +4,8 @@ One production implementation (``kube.py``, the only importer of ``kubernetes``)
 behind it in tests. Errors are typed so that callers never parse HTTP codes: ``NotFound``,
 ``Conflict`` (a stale resourceVersion or an existing name), ``Invalid`` (422, with the
 apiserver's causes), ``Gone`` (a watch too old to resume), ``Unavailable`` (retries spent),
-``NotLeader`` (a write the leader-election fence refused before sending it; see ``fence.py``).
+``NotLeader`` (a write the leader-election fence refused before sending it; see ``fence.py``),
+``BadConfig`` (a kubeconfig or context that cannot be used).
 ``ClusterError.rejects`` says whether a refusal is final (a 4xx other than 401/404/409/410/429).
 """
 
@@ -109,6 +110,11 @@ class Forbidden(ClusterError):
 
 class Unavailable(ClusterError):
     """The API could not be reached, or kept failing, within the retry budget."""
+
+
+class BadConfig(ClusterError):
+    """A kubeconfig or context that cannot be used (missing file, invalid YAML, no such
+    context): the caller's input, found before any request was sent."""
 
 
 class NotLeader(ClusterError):

@@ -32,6 +32,7 @@ from tenacity import Retrying as _Retrying
 
 from rollout.cluster.access import (
     EVENTS,
+    BadConfig,
     ClusterError,
     Conflict,
     Forbidden,
@@ -376,11 +377,19 @@ def connect_cli(
     """A ``KubeAccess`` for a command-line tool, and the namespace to use, as kubectl picks
     them: ``--kubeconfig``, else ``KUBECONFIG`` (a list of paths), else ``~/.kube/config``, else
     in-cluster; ``--context`` else the current context; ``-n`` else the context's namespace,
-    else ``default``. A kubeconfig that cannot be read or used is a ``ClusterError``.
+    else ``default``. A kubeconfig that cannot be read or used is a ``BadConfig`` that names
+    its path (``--kubeconfig /nope: no such file``); a ``KUBECONFIG`` list may name missing
+    files, as for kubectl, as long as one exists.
     """
-    kubeconfig = kubeconfig or os.environ.get("KUBECONFIG") or None
+    env = os.environ.get("KUBECONFIG") or None
+    where = "--kubeconfig" if kubeconfig else "KUBECONFIG" if env else None
+    kubeconfig = kubeconfig or env
+    in_cluster = kubeconfig is None and bool(os.environ.get("KUBERNETES_SERVICE_HOST"))
+    shown = kubeconfig or "~/.kube/config"
+    if not in_cluster:
+        _check_kubeconfig_exists(kubeconfig, where)
     try:
-        if kubeconfig is None and os.environ.get("KUBERNETES_SERVICE_HOST"):
+        if in_cluster:
             api_client = load_api_client(None, context)
             if namespace is None:
                 try:
@@ -395,11 +404,30 @@ def connect_cli(
     except ClusterError:
         raise
     except config.ConfigException as error:
-        raise ClusterError(f"bad kubeconfig: {error}") from error
+        raise BadConfig(f"bad kubeconfig {shown}: {error}") from error
     except (OSError, ValueError, TypeError, KeyError, AttributeError, yaml.YAMLError) as error:
-        raise ClusterError(f"bad kubeconfig {kubeconfig or '~/.kube/config'}: {error}") from error
+        raise BadConfig(f"bad kubeconfig {shown}: {error}") from error
     access = KubeAccess(api_client, attempts=attempts, budget=budget, max_backoff=0.5)
     return access, namespace or "default"
+
+
+def _check_kubeconfig_exists(kubeconfig: str | None, where: str | None) -> None:
+    """Raise ``BadConfig`` naming the path when the kubeconfig to read does not exist: every
+    path of a ``KUBECONFIG`` list (kubectl skips the missing ones), the ``--kubeconfig`` file,
+    or ``~/.kube/config`` when neither is set and not in a pod."""
+    if kubeconfig is None:
+        default = os.path.expanduser("~/.kube/config")
+        if not os.path.exists(default):
+            raise BadConfig(
+                f"no kubeconfig: {default} does not exist (set --kubeconfig or KUBECONFIG)"
+            )
+        return
+    paths = [p for p in kubeconfig.split(os.pathsep) if p] if where == "KUBECONFIG" else []
+    if where != "KUBECONFIG":
+        paths = [kubeconfig]
+    if not any(os.path.exists(os.path.expanduser(p)) for p in paths):
+        names = ", ".join(paths) or repr(kubeconfig)
+        raise BadConfig(f"kubeconfig {names} (from {where}): no such file")
 
 
 def context_namespace(kubeconfig: str | None, context: str | None) -> str | None:
@@ -409,6 +437,6 @@ def context_namespace(kubeconfig: str | None, context: str | None) -> str | None
     if context is not None:
         chosen = next((c for c in contexts or [] if c.get("name") == context), None)
         if chosen is None:
-            raise ClusterError(f"context {context!r} not found in the kubeconfig")
+            raise BadConfig(f"context {context!r} not found in the kubeconfig")
     namespace = ((chosen or {}).get("context") or {}).get("namespace")
     return str(namespace) if namespace else None

@@ -419,7 +419,7 @@ def test_inconsistent_durations_are_refused_with_a_clear_error() -> None:
             text=True,
             timeout=30,
         )
-        assert result.returncode == 2, result.stderr
+        assert result.returncode == 4, result.stderr  # bad input (rollout.cli)
         words = " ".join(word for word in result.stderr.split() if word != "│")
         assert message in words, result.stderr
         assert "Traceback" not in result.stderr

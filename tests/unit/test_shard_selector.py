@@ -120,5 +120,5 @@ def test_the_command_refuses_bad_options(args: list[str], message: str) -> None:
         timeout=60,
         check=False,
     )
-    assert result.returncode == 2, result
+    assert result.returncode == 4, result  # bad input (rollout.cli)
     assert message in result.stderr and "Traceback" not in result.stderr, result.stderr
