@@ -114,6 +114,7 @@ class CrdSpec:
     singular: str
     description: str
     short_names: tuple[str, ...] = ()
+    categories: tuple[str, ...] = ()
     subresources: Mapping[str, Any] = field(default_factory=dict)
     printer_columns: tuple[PrinterColumn, ...] = (AGE,)
 
@@ -122,13 +123,27 @@ class CrdSpec:
         return f"{GROUP}_{self.plural}.yaml"
 
 
+# Names that do not clash with Argo Rollouts (rollouts.argoproj.io: kind Rollout, plural rollouts,
+# short name ro; analysistemplates.argoproj.io: kind AnalysisTemplate) nor Flagger (canaries,
+# canary): during a migration both CRDs are installed, and kubectl resolves a short name to one
+# group only. "rdro" and "rdat" read as "rollout.dev Rollout / AnalysisTemplate". Not "ro", and
+# no "all" category: `kubectl get all` lists built-in workloads only, as with Argo's CRDs.
+# docs/argo-coexistence.md says how to address each side.
+SHORT_NAMES: Mapping[str, tuple[str, ...]] = {
+    "Rollout": ("rdro",),
+    "AnalysisTemplate": ("rdat",),
+}
+# `kubectl get rollout-dev` lists every resource of ours at once.
+CATEGORIES: tuple[str, ...] = ("rollout-dev",)
+
 CRDS: tuple[CrdSpec, ...] = (
     CrdSpec(
         model=Rollout,
         kind="Rollout",
         plural="rollouts",
         singular="rollout",
-        short_names=("ro",),
+        short_names=SHORT_NAMES["Rollout"],
+        categories=CATEGORIES,
         description=(
             "A Rollout runs a workload and moves its new versions to users step by step, "
             "shifting Istio traffic and gating each step on Prometheus checks."
@@ -154,6 +169,8 @@ CRDS: tuple[CrdSpec, ...] = (
         kind="AnalysisTemplate",
         plural="analysistemplates",
         singular="analysistemplate",
+        short_names=SHORT_NAMES["AnalysisTemplate"],
+        categories=CATEGORIES,
         description=(
             "An AnalysisTemplate is a named PromQL check with bounds and arguments that a "
             "Rollout's analysis gate refers to with templateRef."
@@ -307,6 +324,8 @@ def build(crd: CrdSpec) -> dict[str, Any]:
     }
     if crd.short_names:
         names["shortNames"] = list(crd.short_names)
+    if crd.categories:
+        names["categories"] = list(crd.categories)
     return {
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",
