@@ -17,7 +17,11 @@ Contract:
 * Defaults are left out of the CRDs on purpose: the models apply them when they parse a manifest.
   API-server defaulting would write them into the stored object (and into every GitOps diff), and
   the controller must not depend on it.
-* ``description`` (model and field docstrings), field constraints (minimum, maximum, lengths,
+* ``description`` is the field's docstring (the string literal under the field, pydantic's
+  ``use_attribute_docstrings``), with its line breaks joined: what ``kubectl explain``, Lens and
+  Argo CD show, so plain sentences with units and defaults (``tests/unit/test_crd_text.py``
+  holds them to that). A model's class docstring is for developers and never reaches the CRD.
+  Field constraints (minimum, maximum, lengths,
   pattern, item and property counts), enums, ``format: date-time`` and the models' CEL rules
   (``x-kubernetes-validations``) are carried onto the node they belong to; a top-level model's
   rules go to the schema's root, where Kubernetes lets them read ``self.metadata.name``. A
@@ -185,7 +189,8 @@ def _resolve(node: Mapping[str, Any], defs: Mapping[str, Any]) -> dict[str, Any]
     prefix = "#/$defs/"
     if not isinstance(ref, str) or not ref.startswith(prefix) or ref[len(prefix) :] not in defs:
         raise CrdGenError(f"cannot resolve $ref {ref!r}")
-    return _overlay(defs[ref[len(prefix) :]], node, "$ref")
+    definition = {k: v for k, v in defs[ref[len(prefix) :]].items() if k != "description"}
+    return _overlay(definition, node, "$ref")
 
 
 def _unwrap_optional(node: Mapping[str, Any]) -> dict[str, Any]:
@@ -225,6 +230,8 @@ def structural(node: Mapping[str, Any], defs: Mapping[str, Any], path: str = "")
     for key in _NODE_KEYS:
         if key in node:
             out[key] = node[key]
+    if "description" in out:
+        out["description"] = " ".join(str(out["description"]).split())
     if "const" in node:
         out["enum"] = [node["const"]]
     # JSON Schema 2020-12 spells an exclusive bound as a number; OpenAPI v3 (and Kubernetes)
