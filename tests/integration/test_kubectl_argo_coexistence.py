@@ -21,7 +21,14 @@ import yaml
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from tests.integration.sandbox_helpers import GROUP, VERSION, custom_objects, eventually, rollout
+from tests.integration.sandbox_helpers import (
+    GROUP,
+    VERSION,
+    apiextensions_v1,
+    custom_objects,
+    eventually,
+    rollout,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -97,7 +104,7 @@ class Kubectl:
 @pytest.fixture
 def argo_crd(api_client: client.ApiClient) -> Iterator[None]:
     """Argo's Rollout CRD installed (and served) for one test, then deleted."""
-    ext = client.ApiextensionsV1Api(api_client)
+    ext = apiextensions_v1(api_client)
     ext.create_custom_resource_definition(_argo_like_crd())
     custom = custom_objects(api_client)
 
