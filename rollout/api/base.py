@@ -21,6 +21,10 @@ class ApiModel(BaseModel):
         extra="forbid",
         frozen=True,
         validate_default=False,
+        # A field's docstring (the string literal under it) is its description in the CRD,
+        # which kubectl explain shows: plain sentences for users. rollout.api.crdgen ignores
+        # class docstrings, which are for developers.
+        use_attribute_docstrings=True,
     )
 
     def wire(self) -> dict[str, Any]:

@@ -17,7 +17,11 @@ Contract:
 * Defaults are left out of the CRDs on purpose: the models apply them when they parse a manifest.
   API-server defaulting would write them into the stored object (and into every GitOps diff), and
   the controller must not depend on it.
-* ``description`` (model and field docstrings), field constraints (minimum, maximum, lengths,
+* ``description`` is the field's docstring (the string literal under the field, pydantic's
+  ``use_attribute_docstrings``), with its line breaks joined: what ``kubectl explain``, Lens and
+  Argo CD show, so plain sentences with units and defaults (``tests/unit/test_crd_text.py``
+  holds them to that). A model's class docstring is for developers and never reaches the CRD.
+  Field constraints (minimum, maximum, lengths,
   pattern, item and property counts), enums, ``format: date-time`` and the models' CEL rules
   (``x-kubernetes-validations``) are carried onto the node they belong to; a top-level model's
   rules go to the schema's root, where Kubernetes lets them read ``self.metadata.name``. A
@@ -114,6 +118,7 @@ class CrdSpec:
     singular: str
     description: str
     short_names: tuple[str, ...] = ()
+    categories: tuple[str, ...] = ()
     subresources: Mapping[str, Any] = field(default_factory=dict)
     printer_columns: tuple[PrinterColumn, ...] = (AGE,)
 
@@ -122,13 +127,27 @@ class CrdSpec:
         return f"{GROUP}_{self.plural}.yaml"
 
 
+# Names that do not clash with Argo Rollouts (rollouts.argoproj.io: kind Rollout, plural rollouts,
+# short name ro; analysistemplates.argoproj.io: kind AnalysisTemplate) nor Flagger (canaries,
+# canary): during a migration both CRDs are installed, and kubectl resolves a short name to one
+# group only. "rdro" and "rdat" read as "rollout.dev Rollout / AnalysisTemplate". Not "ro", and
+# no "all" category: `kubectl get all` lists built-in workloads only, as with Argo's CRDs.
+# docs/argo-coexistence.md says how to address each side.
+SHORT_NAMES: Mapping[str, tuple[str, ...]] = {
+    "Rollout": ("rdro",),
+    "AnalysisTemplate": ("rdat",),
+}
+# `kubectl get rollout-dev` lists every resource of ours at once.
+CATEGORIES: tuple[str, ...] = ("rollout-dev",)
+
 CRDS: tuple[CrdSpec, ...] = (
     CrdSpec(
         model=Rollout,
         kind="Rollout",
         plural="rollouts",
         singular="rollout",
-        short_names=("ro",),
+        short_names=SHORT_NAMES["Rollout"],
+        categories=CATEGORIES,
         description=(
             "A Rollout runs a workload and moves its new versions to users step by step, "
             "shifting Istio traffic and gating each step on Prometheus checks."
@@ -154,6 +173,8 @@ CRDS: tuple[CrdSpec, ...] = (
         kind="AnalysisTemplate",
         plural="analysistemplates",
         singular="analysistemplate",
+        short_names=SHORT_NAMES["AnalysisTemplate"],
+        categories=CATEGORIES,
         description=(
             "An AnalysisTemplate is a named PromQL check with bounds and arguments that a "
             "Rollout's analysis gate refers to with templateRef."
@@ -168,7 +189,8 @@ def _resolve(node: Mapping[str, Any], defs: Mapping[str, Any]) -> dict[str, Any]
     prefix = "#/$defs/"
     if not isinstance(ref, str) or not ref.startswith(prefix) or ref[len(prefix) :] not in defs:
         raise CrdGenError(f"cannot resolve $ref {ref!r}")
-    return _overlay(defs[ref[len(prefix) :]], node, "$ref")
+    definition = {k: v for k, v in defs[ref[len(prefix) :]].items() if k != "description"}
+    return _overlay(definition, node, "$ref")
 
 
 def _unwrap_optional(node: Mapping[str, Any]) -> dict[str, Any]:
@@ -208,6 +230,8 @@ def structural(node: Mapping[str, Any], defs: Mapping[str, Any], path: str = "")
     for key in _NODE_KEYS:
         if key in node:
             out[key] = node[key]
+    if "description" in out:
+        out["description"] = " ".join(str(out["description"]).split())
     if "const" in node:
         out["enum"] = [node["const"]]
     # JSON Schema 2020-12 spells an exclusive bound as a number; OpenAPI v3 (and Kubernetes)
@@ -307,6 +331,8 @@ def build(crd: CrdSpec) -> dict[str, Any]:
     }
     if crd.short_names:
         names["shortNames"] = list(crd.short_names)
+    if crd.categories:
+        names["categories"] = list(crd.categories)
     return {
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",

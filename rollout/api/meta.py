@@ -34,15 +34,20 @@ class ObjectMeta(ApiModel):
 
 class LabelSelectorRequirement(ApiModel):
     key: str = Field(min_length=1, max_length=317)
+    """The label key the requirement applies to."""
     operator: Literal["In", "NotIn", "Exists", "DoesNotExist"]
+    """How the label's value is compared: In, NotIn, Exists or DoesNotExist."""
     values: list[str] = Field(default_factory=list, max_length=64)
+    """The values for In and NotIn; empty for Exists and DoesNotExist."""
 
 
 class LabelSelector(ApiModel):
     """A ``metav1.LabelSelector``."""
 
     match_labels: dict[str, LabelValue] = Field(default_factory=dict, max_length=64)
+    """Labels a pod must have, each with exactly this value."""
     match_expressions: list[LabelSelectorRequirement] = Field(default_factory=list, max_length=64)
+    """More requirements on a pod's labels; all of them must hold."""
 
     def matches(self, labels: dict[str, str]) -> bool:
         """Whether ``labels`` are selected, by Kubernetes' selector semantics."""

@@ -55,14 +55,19 @@ class RolloutMeta(ObjectMeta):
 
 class PodTemplateMetadata(ApiModel):
     labels: dict[str, str] = Field(default_factory=dict)
+    """Labels of the pods. They must include every label of spec.selector.matchLabels."""
     annotations: dict[str, str] = Field(default_factory=dict)
+    """Annotations of the pods."""
 
 
 class PodTemplate(ApiModel):
     """A PodTemplateSpec as in a Deployment. The pod spec is passed through to ReplicaSets."""
 
     metadata: PodTemplateMetadata = Field(default_factory=PodTemplateMetadata)
+    """Labels and annotations of the pods."""
     spec: dict[str, Any] = Field(json_schema_extra={"x-kubernetes-preserve-unknown-fields": True})
+    """The pods' spec, as in a Deployment (containers, volumes and so on). It is passed unchanged to
+    the ReplicaSets the controller creates; at least one container, each with a name."""
 
     @field_validator("spec")
     @classmethod
@@ -108,6 +113,8 @@ class RolloutSpec(ApiModel):
     )
 
     replicas: int = Field(default=1, ge=0)
+    """Number of pods of the stable revision, and of a new revision once it is promoted. Default
+    1."""
     selector: LabelSelector = Field(
         json_schema_extra={
             "x-kubernetes-validations": [
@@ -115,13 +122,26 @@ class RolloutSpec(ApiModel):
             ]
         }
     )
+    """Selects the Rollout's pods by label; it must match template.metadata.labels. It cannot be
+    changed after creation."""
     template: PodTemplate
+    """The pods to run. Changing it starts a new revision, which the strategy rolls out."""
     min_ready_seconds: int = Field(default=0, ge=0)
+    """Seconds a new pod must be ready, without crashing, before it counts as available. Default
+    0."""
     revision_history_limit: int = Field(default=3, ge=0)
+    """Number of old ReplicaSets kept, scaled to zero, for rollout undo. Default 3."""
     progress_deadline_seconds: int = Field(default=600, ge=1)
+    """Seconds a step may wait for available pods or for a passing gate before the Rollout becomes
+    Degraded (reason ProgressDeadlineExceeded). Pauses do not count. Default 600."""
     traffic_routing: TrafficRouting
+    """How traffic is split between the stable revision and the new one."""
     analysis: Analysis | None = None
+    """The gate: Prometheus checks measured every interval while a new revision gets traffic; a
+    failed gate sends all traffic back to stable. Required by analysis steps, by blue-green
+    promotion analysis and by the mirror strategy."""
     strategy: Strategy
+    """How a new revision reaches users: exactly one of canary, blueGreen or mirror."""
 
 
 class Rollout(ApiModel):
@@ -131,10 +151,17 @@ class Rollout(ApiModel):
     )
 
     api_version: Literal["rollout.dev/v1alpha1"]
+    """rollout.dev/v1alpha1."""
     kind: Literal["Rollout"]
+    """Rollout."""
     metadata: RolloutMeta
+    """The object's metadata; the name has at most 63 characters."""
     spec: RolloutSpec
+    """The workload and how its new versions reach users."""
     status: RolloutStatus | None = None
+    """The state the controller observed and acts on. Written by the controller, except the operator
+    requests abort, promoteFull and pauseConditions, which the rollout CLI (abort, promote, pause)
+    and Argo CD actions set."""
 
     @property
     def namespace(self) -> str:

@@ -15,7 +15,9 @@ NoData = Literal["fail", "pass", "inconclusive"]
 
 class TemplateArg(ApiModel):
     name: str = Field(min_length=1, max_length=63, pattern=r"^[A-Za-z_][A-Za-z0-9_-]*$")
+    """The argument's name; the query reads it as {{args.NAME}}."""
     value: str | None = Field(default=None, max_length=1024)
+    """The value used when the Rollout's templateRef.args does not set one."""
 
 
 class AnalysisTemplateSpec(ApiModel):
@@ -31,10 +33,16 @@ class AnalysisTemplateSpec(ApiModel):
     )
 
     args: list[TemplateArg] = Field(default_factory=list, max_length=32)
+    """Arguments of the query (at most 32), with optional default values."""
     query: str = Field(min_length=1, max_length=16384)
+    """The PromQL query; its result must be one number. It may use {{args.NAME}} and built-in
+    variables such as {{canary.revision}} and {{interval}}."""
     min: float | None = None
+    """Fail when the value is below this. Set min, max or both."""
     max: float | None = None
+    """Fail when the value is above this. Set min, max or both."""
     no_data: NoData = "inconclusive"
+    """What an empty result counts as: fail, pass or inconclusive. Default inconclusive."""
 
     @model_validator(mode="after")
     def _check(self) -> Self:
@@ -50,6 +58,10 @@ class AnalysisTemplateSpec(ApiModel):
 
 class AnalysisTemplate(ApiModel):
     api_version: Literal["rollout.dev/v1alpha1"]
+    """rollout.dev/v1alpha1."""
     kind: Literal["AnalysisTemplate"]
+    """AnalysisTemplate."""
     metadata: ObjectMeta
+    """The object's metadata."""
     spec: AnalysisTemplateSpec
+    """The query and its bounds."""

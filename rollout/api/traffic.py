@@ -21,7 +21,10 @@ VS_NAME = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)?$"
 
 class VirtualServiceRef(ApiModel):
     name: str = Field(min_length=1, max_length=127, pattern=VS_NAME)
+    """The VirtualService's name, or name.namespace for one in another namespace."""
     routes: list[str] | None = Field(default=None, min_length=1, max_length=32)
+    """Names of the http routes whose destination weights the controller sets. Default: the
+    VirtualService's only http route (it must then have exactly one)."""
 
     @property
     def vs_name(self) -> str:
@@ -40,8 +43,12 @@ class DestinationRuleRef(ApiModel):
     )
 
     name: str = Field(min_length=1, max_length=253, pattern=DNS_LABEL)
+    """The DestinationRule, in the Rollout's namespace, whose two subsets split the traffic."""
     stable_subset: str = Field(min_length=1, max_length=63, pattern=DNS_LABEL)
+    """The subset that serves the stable revision; the controller points it at that revision's
+    pods."""
     canary_subset: str = Field(min_length=1, max_length=63, pattern=DNS_LABEL)
+    """The subset that serves the new revision; it must differ from stableSubset."""
 
     @model_validator(mode="after")
     def _distinct(self) -> Self:
@@ -70,9 +77,16 @@ class IstioTrafficRouting(ApiModel):
     )
 
     virtual_services: list[VirtualServiceRef] = Field(min_length=1, max_length=10)
+    """The VirtualServices whose routes the controller moves (1 to 10)."""
     destination_rule: DestinationRuleRef | None = None
+    """Subset-level split: one Service, two subsets of a DestinationRule. Set this, or stableService
+    and canaryService."""
     stable_service: str | None = Field(default=None, max_length=63, pattern=DNS_LABEL)
+    """Host-level split: the Service the controller points at the stable revision's pods. Set
+    together with canaryService."""
     canary_service: str | None = Field(default=None, max_length=63, pattern=DNS_LABEL)
+    """Host-level split: the Service the controller points at the new revision's pods. Set together
+    with stableService."""
 
     @model_validator(mode="after")
     def _one_split(self) -> Self:
@@ -90,3 +104,4 @@ class IstioTrafficRouting(ApiModel):
 
 class TrafficRouting(ApiModel):
     istio: IstioTrafficRouting
+    """Split traffic with Istio VirtualServices."""

@@ -33,6 +33,8 @@ class ResourceType:
     singular: str
     namespaced: bool = True
     short_names: tuple[str, ...] = ()
+    # kubectl get CATEGORY lists every type naming it (discovery's "categories").
+    categories: tuple[str, ...] = ()
     status: bool = False
     scale: ScalePaths | None = None
     # Strategic merge patch exists only for built-in types; custom resources answer 415. False
@@ -190,6 +192,7 @@ def from_crd(crd: dict[str, Any]) -> ResourceType:
         singular=names.get("singular") or names["kind"].lower(),
         namespaced=spec.get("scope", "Namespaced") == "Namespaced",
         short_names=tuple(names.get("shortNames") or ()),
+        categories=tuple(names.get("categories") or ()),
         status="status" in subresources,
         scale=(
             ScalePaths(
@@ -299,6 +302,7 @@ class Registry:
                     "kind": t.kind,
                     "verbs": VERBS,
                     "shortNames": list(t.short_names),
+                    **({"categories": list(t.categories)} if t.categories else {}),
                 }
             )
             if t.status:

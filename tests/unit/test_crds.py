@@ -310,6 +310,18 @@ def test_every_cel_rule_compiles_and_names_real_fields(kind: str) -> None:
     assert rules > 0
 
 
+def test_short_names_and_categories_do_not_clash_with_argo_or_flagger() -> None:
+    """Argo Rollouts' CRDs are kind Rollout/AnalysisTemplate with the short name ro, Flagger's
+    Canary has canary/canaries: kubectl resolves a short name to one group only, so ours must
+    differ; both our kinds share one category (not "all": `kubectl get all` stays built-in)."""
+    taken = {"ro", "rollout", "rollouts", "canary", "canaries", "analysistemplate"}
+    for kind, short in (("Rollout", ["rdro"]), ("AnalysisTemplate", ["rdat"])):
+        names = crd(kind)["spec"]["names"]
+        assert names["shortNames"] == short
+        assert not taken & set(names["shortNames"])
+        assert names["categories"] == ["rollout-dev"]
+
+
 def test_rollout_crd_names_subresources_and_columns() -> None:
     doc = crd("Rollout")
     assert doc["apiVersion"] == "apiextensions.k8s.io/v1"
@@ -322,7 +334,8 @@ def test_rollout_crd_names_subresources_and_columns() -> None:
         "listKind": "RolloutList",
         "plural": "rollouts",
         "singular": "rollout",
-        "shortNames": ["ro"],
+        "shortNames": ["rdro"],
+        "categories": ["rollout-dev"],
     }
     [version] = spec["versions"]
     assert (version["name"], version["served"], version["storage"]) == ("v1alpha1", True, True)
