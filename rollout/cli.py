@@ -554,7 +554,7 @@ def retry(
     context: Context = None,
     kubeconfig: Kubeconfig = None,
 ) -> None:
-    """Start an aborted update again from step 0 (status.abort: false).
+    """Start an aborted update again from its first step, 1/n (status.abort: false).
 
     Not aborted: a message and exit 0.
     """

@@ -35,6 +35,7 @@ from rollout.cluster.access import (
     Obj,
 )
 from rollout.domain.revision import HASH_LABEL, TEMPLATE_ANNOTATION, recorded_template
+from rollout.domain.steps import step_number
 
 RESTARTED_AT = "rollout.dev/restartedAt"
 CANONICAL_NAME = "service.istio.io/canonical-name"
@@ -146,15 +147,20 @@ def strategy_of(obj: Obj) -> str:
 
 
 def step_of(obj: Obj) -> str:
+    """The step a Rollout is at, as ``"i/n"`` (``rollout.domain.steps.step_number``: 1-based,
+    of the step being executed, ``n/n`` once all are done, ``-`` without steps): the same text
+    as the status message, the Events and the CRD's Step column (``status.step``)."""
     st = _status(obj)
+    if isinstance(st.get("step"), str):
+        return str(st["step"])
     index, count = st.get("currentStepIndex"), st.get("stepCount")
-    if index is None:
+    if not isinstance(index, int):
         return "-"
-    if count is None:
+    if not isinstance(count, int):  # a status written before stepCount existed
         count = len(
             ((obj.get("spec") or {}).get("strategy") or {}).get("canary", {}).get("steps") or []
         )
-    return f"{index}/{count}"
+    return step_number(index, count)
 
 
 def weights_of(obj: Obj) -> Obj:

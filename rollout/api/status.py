@@ -96,6 +96,13 @@ class RolloutStatus(ApiModel):
     canary_revision: str | None = None
     current_step_index: int | None = None
     step_count: int | None = None
+    step: str | None = Field(
+        default=None,
+        description=(
+            'The step being executed, as "i/n": 1-based, "n/n" once every step is done, "-" '
+            "when the strategy has no steps. The Step column of kubectl get."
+        ),
+    )
     step_started_at: Timestamp | None = None
     # Set while a step or the promotion makes no progress (the canary not available, or the
     # gate holding it), or while a stable revision is not available: the progress deadline

@@ -66,7 +66,7 @@ def test_set_image_get_list_promote_and_status(
 
     got = cli(kc, ns, "get", "reviews")
     assert got.exit_code == 0, got.output
-    assert "Paused" in got.stdout and "Step:        1/2" in got.stdout
+    assert "Paused" in got.stdout and "Step:        2/2" in got.stdout  # as the message says
     assert "stable 70  canary 30" in got.stdout
     assert f"reviews-{stable}" in got.stdout and "CanaryPauseStep" in got.stdout
     raw = json.loads(cli(kc, ns, "get", "reviews", "-o", "json").stdout)
@@ -77,7 +77,7 @@ def test_set_image_get_list_promote_and_status(
     assert listed.exit_code == 0
     header, row = listed.stdout.splitlines()
     assert header.split() == ["NAME", "STRATEGY", "PHASE", "STEP", "WEIGHT", "AGE"]
-    assert row.split()[:5] == ["reviews", "canary", "Paused", "1/2", "30"]
+    assert row.split()[:5] == ["reviews", "canary", "Paused", "2/2", "30"]
     all_ns = CliRunner().invoke(app, ["list", "-A", "--kubeconfig", str(kc)])
     assert all_ns.exit_code == 0 and all_ns.stdout.startswith("NAMESPACE")
     assert ns in all_ns.stdout
@@ -88,6 +88,11 @@ def test_set_image_get_list_promote_and_status(
     assert waited.exit_code == 2, waited.output
     assert 0.9 <= time.monotonic() - started < 5
     assert "timed out" in waited.stderr
+    # One step numbering: the status line, the message, get, list and status.step agree.
+    assert "Paused: step 2/2, canary weight 30%: paused (CanaryPauseStep) at step 2/2" in (
+        waited.stdout
+    )
+    assert cluster.status()["step"] == "2/2"
 
     # get --watch redraws on watch events until its timeout.
     watched = cli(kc, ns, "get", "reviews", "--watch", "--timeout", "1s")
