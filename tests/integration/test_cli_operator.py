@@ -183,7 +183,7 @@ def test_promote_full_undo_and_restart(
     assert again.exit_code == 0, again.output
     canary = cluster.wait_status(lambda s: s.get("canaryRevision") not in (None, first))
     if canary["canaryRevision"] == second:
-        assert f"rolled back to revision {second}" in again.stdout  # no pod defaults here
+        assert f"rolled back to revision 2 ({second})" in again.stdout  # no pod defaults here
     else:
         assert f"as a new revision {canary['canaryRevision']}" in again.stdout, again.stdout
     assert cli(kc, ns, "promote", "reviews", "--full").exit_code == 0
@@ -220,7 +220,8 @@ def test_undo_mid_update_goes_back_to_the_stable_revision(
 
     undone = cli(kc, ns, "undo", "reviews")
     assert undone.exit_code == 0, undone.output
-    assert f"rolled back to revision {first}" in undone.stdout, undone.stdout
+    # v1 is revision 1, v2 2, v1 again 3, v3 4: the stable revision is number 3.
+    assert f"rolled back to revision 3 ({first})" in undone.stdout, undone.stdout
     image = cluster.rollout()["spec"]["template"]["spec"]["containers"][0]["image"]
     assert image == "example.com/reviews:1"
 
