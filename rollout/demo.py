@@ -786,7 +786,7 @@ def _watch(
             result.events.append({"t": t, "what": "gate failed"})
             seen_failures = failures
         line = (
-            f"{sample.phase or '-':<11} {_step_name(_spec_of(scenario), sample.step):<40} "
+            f"{sample.phase or '-':<11} {_step_line(scenario, sample):<40} "
             f"weights stable/canary {sample.stableWeight}/{sample.canaryWeight}"
             + (f" mirror {sample.mirrorPercent:g}%" if sample.mirrorPercent else "")
             + (f" | {_gate_line(current)}" if _gate_line(current) else "")
@@ -813,6 +813,15 @@ def _watch(
         + ("OK" if result.outcome == scenario.expected else "UNEXPECTED")
     )
     return result
+
+
+def _step_line(scenario: Scenario, sample: Sample) -> str:
+    """The printed line's step: the canary step with its action, else (blue-green, mirror:
+    steps the controller derives) the number alone."""
+    named = _step_name(_spec_of(scenario), sample.step)
+    if named or sample.stepLabel == "-":
+        return named
+    return f"step {sample.stepLabel}"
 
 
 def _spec_of(scenario: Scenario) -> Obj:
