@@ -664,7 +664,7 @@ def retry(
     context: Context = None,
     kubeconfig: Kubeconfig = None,
 ) -> None:
-    """Start an aborted update again from step 0 (status.abort: false).
+    """Start an aborted update again from its first step, 1/n (status.abort: false).
 
     Not aborted: a message and exit 0.
     """
@@ -709,17 +709,20 @@ def resume(
 def undo(
     name: Name,
     to_revision: int = typer.Option(
-        1,
+        0,
         "--to-revision",
-        min=1,
+        min=0,
         metavar="N",
-        help="1: the stable revision mid-update, else the newest previous one; 2: the next...",
+        help="The revision number to go back to (REVISION in `rollout get`); 0: the previous "
+        "one (the stable revision mid-update).",
     ),
     namespace: Namespace = None,
     context: Context = None,
     kubeconfig: Kubeconfig = None,
 ) -> None:
-    """Set the pod template back to a previous revision's (the stable one first, then newest).
+    """Set the pod template back to revision N's; by default the previous revision's.
+
+    It becomes the newest revision, with the next number. An unknown N lists the known ones.
 
     Changes spec: a GitOps tool will revert it unless Git changes too.
     """

@@ -371,6 +371,11 @@ def wait_for_data(
 
 @dataclass
 class Sample:
+    """One second of the ``--json`` timeline. ``step`` is ``status.currentStepIndex`` (0-based:
+    the number of steps completed); ``stepLabel`` is the step as every view numbers it
+    (``rollout.domain.steps.step_number``: ``"i/n"`` of the step being executed, ``"n/n"`` once
+    all are done, ``"-"`` without steps), the text to show a person."""
+
     t: float
     phase: str | None
     step: int | None
@@ -386,6 +391,26 @@ class Sample:
     # revision, roles, weight, mirrorPercent, errorRate, p99Ms}. The canary*/stable* fields
     # above are by role, which swaps at promotion; these are by version and do not.
     versions: list[Obj] = field(default_factory=list)
+
+
+def step_label(status: Obj) -> str:
+    """The step of a Rollout's ``status`` as every view shows it: ``status.step`` when the
+    controller wrote it, else ``step_number(currentStepIndex, stepCount)``."""
+    from rollout.domain.steps import step_number
+
+    label = status.get("step")
+    if isinstance(label, str):
+        return label
+    index, count = status.get("currentStepIndex"), status.get("stepCount")
+    if not isinstance(index, int) or not isinstance(count, int):
+        return "-"
+    return step_number(index, count)
+
+
+def step_change(sample: Sample) -> str:
+    """The timeline event (and plot label) of a change of phase or step: ``Paused step 2/6``."""
+    where = "" if sample.stepLabel == "-" else f" step {sample.stepLabel}"
+    return f"{sample.phase}{where}"
 
 
 @dataclass
@@ -544,16 +569,18 @@ def _gate_line(status: Obj) -> str:
 
 
 def _step_name(spec: Obj, index: int | None) -> str:
+    """The printed line's step: ``step 2/6 pause {}``; ``step 6/6 done`` after the last one."""
+    from rollout.domain.steps import step_number
+
     steps = ((spec.get("strategy") or {}).get("canary") or {}).get("steps") or []
     if index is None or not steps:
         return ""
+    number = step_number(index, len(steps))
     if index >= len(steps):
-        return f"step {index}/{len(steps)} done"
+        return f"step {number} done"
     step = steps[index]
     action = next(iter(step))
-    return (
-        f"step {index + 1}/{len(steps)} {action} {json.dumps(step[action], separators=(',', ':'))}"
-    )
+    return f"step {number} {action} {json.dumps(step[action], separators=(',', ':'))}"
 
 
 MANAGED_BY = "app.kubernetes.io/managed-by"  # on the namespace the demo creates
@@ -860,13 +887,13 @@ def _watch(
             canaryP99Ms=p99_ms(prometheus, v2, namespace),
             stableErrorRate=error_rate(prometheus, v1, namespace),
             stableP99Ms=p99_ms(prometheus, v1, namespace),
+            stepLabel=step_label(current),
         )
         result.timeline.append(sample)
         versions.record(sample, current, v2)
         step = (sample.phase, sample.step)
         if step != last_step:
-            where = "" if sample.step is None else f" step {sample.step + 1}"
-            result.events.append({"t": t, "what": f"{sample.phase}{where}"})
+            result.events.append({"t": t, "what": step_change(sample)})
             last_step = step
         failures = sum(
             1
@@ -878,7 +905,7 @@ def _watch(
             result.events.append({"t": t, "what": "gate failed", "kind": "gate-failed"})
             seen_failures = failures
         line = (
-            f"{sample.phase or '-':<11} {_step_name(_spec_of(scenario), sample.step):<40} "
+            f"{sample.phase or '-':<11} {_step_line(scenario, sample):<40} "
             f"weights stable/canary {sample.stableWeight}/{sample.canaryWeight}"
             + (f" mirror {sample.mirrorPercent:g}%" if sample.mirrorPercent else "")
             + (f" | {_gate_line(current)}" if _gate_line(current) else "")
@@ -905,6 +932,15 @@ def _watch(
         + ("OK" if result.outcome == scenario.expected else "UNEXPECTED")
     )
     return result
+
+
+def _step_line(scenario: Scenario, sample: Sample) -> str:
+    """The printed line's step: the canary step with its action, else (blue-green, mirror:
+    steps the controller derives) the number alone."""
+    named = _step_name(_spec_of(scenario), sample.step)
+    if named or sample.stepLabel == "-":
+        return named
+    return f"step {sample.stepLabel}"
 
 
 def _spec_of(scenario: Scenario) -> Obj:

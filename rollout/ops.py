@@ -36,7 +36,15 @@ from rollout.cluster.access import (
     Obj,
     Unavailable,
 )
-from rollout.domain.revision import HASH_LABEL, TEMPLATE_ANNOTATION, recorded_template
+from rollout.domain.revision import (
+    HASH_LABEL,
+    TEMPLATE_ANNOTATION,
+    Numbered,
+    parse_revision_number,
+    recorded_template,
+    revision_numbers,
+)
+from rollout.domain.steps import step_number
 
 RESTARTED_AT = "rollout.dev/restartedAt"
 CANONICAL_NAME = "service.istio.io/canonical-name"
@@ -204,15 +212,20 @@ def strategy_of(obj: Obj) -> str:
 
 
 def step_of(obj: Obj) -> str:
+    """The step a Rollout is at, as ``"i/n"`` (``rollout.domain.steps.step_number``: 1-based,
+    of the step being executed, ``n/n`` once all are done, ``-`` without steps): the same text
+    as the status message, the Events and the CRD's Step column (``status.step``)."""
     st = _status(obj)
+    if isinstance(st.get("step"), str):
+        return str(st["step"])
     index, count = st.get("currentStepIndex"), st.get("stepCount")
-    if index is None:
+    if not isinstance(index, int):
         return "-"
-    if count is None:
+    if not isinstance(count, int):  # a status written before stepCount existed
         count = len(
             ((obj.get("spec") or {}).get("strategy") or {}).get("canary", {}).get("steps") or []
         )
-    return f"{index}/{count}"
+    return step_number(index, count)
 
 
 def weights_of(obj: Obj) -> Obj:
@@ -264,6 +277,32 @@ def owned_replica_sets(target: Target, name: str) -> list[Obj]:
     return sorted(owned, key=key, reverse=True)
 
 
+def revision_numbers_of(replica_sets: list[Obj], current: str | None) -> dict[str, int]:
+    """``{pod-template hash: revision number}`` of a Rollout's ReplicaSets, as the controller
+    numbers them (``revision_numbers``): the number it wrote (``rollout.dev/revision``), for
+    ReplicaSets made before numbering existed the one it will give them (after the others,
+    oldest first), and for ``current`` (the hash of the Rollout's template) the highest."""
+    found = []
+    for rs in replica_sets:
+        meta = rs.get("metadata") or {}
+        revision = (meta.get("labels") or {}).get(HASH_LABEL)
+        if revision:
+            created = _parse_time(meta.get("creationTimestamp"))
+            found.append(
+                Numbered(revision, parse_revision_number(meta.get("annotations")), created)
+            )
+    return revision_numbers(found, current)
+
+
+def _parse_time(text: Any) -> datetime | None:
+    if not isinstance(text, str):
+        return None
+    try:
+        return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+    except ValueError:
+        return None
+
+
 def describe(obj: Obj, replica_sets: list[Obj]) -> str:
     """``rollout get``: the whole state of one Rollout, as text."""
     meta, st = obj["metadata"], _status(obj)
@@ -285,10 +324,12 @@ def describe(obj: Obj, replica_sets: list[Obj]) -> str:
     if st.get("abort"):
         lines.append(f"Aborted:     {st.get('abortReason') or 'yes'} at {st.get('abortedAt', '-')}")
     lines.append("Revisions:")
-    rows = [["REVISION", "ROLE", "REPLICASET", "DESIRED", "READY", "AVAILABLE", "AGE"]]
+    numbers = revision_numbers_of(replica_sets, revision_of_rollout(obj))
+    rows = [["REVISION", "HASH", "ROLE", "REPLICASET", "DESIRED", "READY", "AVAILABLE", "AGE"]]
     for rs in replica_sets:
         rmeta = rs["metadata"]
         revision = (rmeta.get("labels") or {}).get(HASH_LABEL, "-")
+        number = numbers.get(revision)
         roles = []
         if revision == st.get("stableRevision"):
             roles.append("stable")
@@ -297,6 +338,7 @@ def describe(obj: Obj, replica_sets: list[Obj]) -> str:
         rst = rs.get("status") or {}
         rows.append(
             [
+                "-" if number is None else str(number),
                 revision,
                 ",".join(roles) or "old",
                 rmeta["name"],
@@ -629,6 +671,14 @@ def _template_patch(obj: Obj, template: Obj) -> Obj:
     return {"spec": {"template": merge_diff(obj["spec"]["template"], template)}}
 
 
+def revision_of_rollout(obj: Obj) -> str | None:
+    """The revision (pod-template hash) of a Rollout's template; None when it does not parse."""
+    try:
+        return revision_of((obj.get("spec") or {}).get("template") or {})
+    except ValueError:
+        return None
+
+
 def revision_of(template: Obj) -> str:
     from rollout.api.rollout import PodTemplate
     from rollout.domain.revision import pod_template_hash
@@ -662,40 +712,63 @@ def _spec_change(target: Target, name: str, decide: Callable[[Obj], Decision]) -
     return _update(target, name, decide, subresource=False, warning=SPEC_WARNING.format(name=name))
 
 
-def cmd_undo(target: Target, name: str, *, to_revision: int = 1) -> int:
+def cmd_undo(target: Target, name: str, *, to_revision: int = 0) -> int:
+    """``rollout undo NAME [--to-revision N]``: set the pod template back to revision ``N``'s.
+
+    ``N`` is the absolute revision number (``rollout.dev/revision`` on the ReplicaSets, as
+    ``kubectl rollout undo --to-revision`` and Argo's plugin mean it); 0 (the default) means the
+    previous revision: the stable one while an update is in progress, else the highest-numbered
+    one besides the current template's. The revision rolled back to becomes the newest, with the
+    next number (as a Deployment's does). An unknown ``N`` is a ``ClusterError`` that lists the
+    known revisions; nothing is changed. ``N`` being the current template is nothing to do.
+    """
+
     def decide(obj: Obj) -> Decision:
         current = revision_of(obj["spec"]["template"])
-        previous = [
-            rs
-            for rs in owned_replica_sets(target, name)
-            if (rs["metadata"].get("labels") or {}).get(HASH_LABEL) != current
-        ]
-        # The stable revision is the newest one that served (an earlier undo may have gone back
-        # to an older ReplicaSet): mid-update, undo goes back to it, not to a newer one.
-        stable = _status(obj).get("stableRevision")
-        previous.sort(key=lambda rs: (rs["metadata"].get("labels") or {}).get(HASH_LABEL) != stable)
-        if not previous:
-            raise ClusterError(f'rollout "{name}" has no previous revision to go back to')
-        if not 1 <= to_revision <= len(previous):
-            raise ClusterError(
-                f'--to-revision {to_revision}: rollout "{name}" has {len(previous)} '
-                "previous revision(s) (1 is the newest)"
-            )
-        rs = previous[to_revision - 1]
-        revision = (rs["metadata"].get("labels") or {}).get(HASH_LABEL)
+        owned = owned_replica_sets(target, name)
+        numbers = revision_numbers_of(owned, current)
+        by_hash = {(rs["metadata"].get("labels") or {}).get(HASH_LABEL): rs for rs in owned}
+        known = sorted((n, h) for h, n in numbers.items() if h in by_hash)
+        listing = ", ".join(f"{n} ({h}{', current' if h == current else ''})" for n, h in known)
+        if to_revision:
+            wanted = next((h for n, h in known if n == to_revision), None)
+            if wanted is None:
+                raise ClusterError(
+                    f'--to-revision {to_revision}: rollout "{name}" has no revision '
+                    f"{to_revision}; known revisions: {listing or 'none'}"
+                )
+            if wanted == current:
+                return None, (
+                    f'rollout "{name}" is already at the pod template of revision {to_revision}'
+                )
+        else:
+            stable = _status(obj).get("stableRevision")
+            previous = [(n, h) for n, h in known if h != current]
+            if not previous:
+                raise ClusterError(f'rollout "{name}" has no previous revision to go back to')
+            # Mid-update the previous revision is the stable one (the newest that served; an
+            # earlier undo may have made an older template the newest number), else the newest.
+            wanted = stable if stable in {h for _, h in previous} else previous[-1][1]
+        rs = by_hash[wanted]
+        number = numbers[wanted]
         template = template_of(rs, name)
         patch = _template_patch(obj, template)
         becomes = revision_of(template)
-        if becomes != revision:
+        if becomes != wanted:
             # No valid record on the ReplicaSet and its stored template was defaulted by the API
             # server: the same pods, but a new revision that goes through every step again.
             return patch, (
-                f'rollout "{name}" rolled back to the pod template of revision {revision}, as a '
-                f"new revision {becomes}: its ReplicaSet has no valid {TEMPLATE_ANNOTATION} "
-                "annotation, and the template stored on it (with the API server's pod defaults) "
-                "does not hash to its revision; the update goes through every step"
+                f'rollout "{name}" rolled back to the pod template of revision {number} '
+                f"({wanted}), as a new revision {becomes}: its ReplicaSet has no valid "
+                f"{TEMPLATE_ANNOTATION} annotation, and the template stored on it (with the API "
+                "server's pod defaults) does not hash to its revision; the update goes through "
+                "every step"
             )
-        return patch, f'rollout "{name}" rolled back to revision {revision}'
+        newest = max((n for n, h in known if h != wanted), default=0)
+        return patch, (
+            f'rollout "{name}" rolled back to revision {number} ({wanted}); '
+            f"it becomes revision {max(number, newest + 1)}"
+        )
 
     return _spec_change(target, name, decide)
 

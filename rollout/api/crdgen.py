@@ -163,7 +163,7 @@ CRDS: tuple[CrdSpec, ...] = (
         printer_columns=(
             PrinterColumn("Phase", "string", ".status.phase"),
             PrinterColumn("Strategy", "string", ".status.strategy"),
-            PrinterColumn("Step", "integer", ".status.currentStepIndex"),
+            PrinterColumn("Step", "string", ".status.step"),
             PrinterColumn("Canary Weight", "integer", ".status.weights.canary"),
             AGE,
         ),

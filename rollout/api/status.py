@@ -137,6 +137,9 @@ class RolloutStatus(ApiModel):
     done."""
     step_count: int | None = None
     """Number of steps of the rollout."""
+    step: str | None = None
+    """The step being executed, as "i/n": counted from 1, "n/n" once every step is done, "-"
+    when the strategy has no steps. The Step column of kubectl get."""
     step_started_at: Timestamp | None = None
     """When the current step began."""
     # Set while a step or the promotion makes no progress (the canary not available, or the

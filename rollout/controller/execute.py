@@ -31,6 +31,7 @@ from rollout.cluster.access import (
     Obj,
 )
 from rollout.controller.observe import SCALE_DOWN_AT
+from rollout.domain.observed import ReplicaSetView
 from rollout.domain.plan import (
     Action,
     DeleteReplicaSet,
@@ -41,6 +42,7 @@ from rollout.domain.plan import (
 )
 from rollout.domain.revision import (
     HASH_LABEL,
+    REVISION_ANNOTATION,
     TEMPLATE_ANNOTATION,
     record_template,
     replica_set_name,
@@ -54,8 +56,11 @@ CANONICAL_NAME = "service.istio.io/canonical-name"
 CANONICAL_REVISION = "service.istio.io/canonical-revision"
 
 
-def replica_set_for(obj: Obj, rollout: Rollout, revision: str, replicas: int) -> Obj:
-    """The ReplicaSet of one revision of ``rollout``."""
+def replica_set_for(
+    obj: Obj, rollout: Rollout, revision: str, replicas: int, number: int | None = None
+) -> Obj:
+    """The ReplicaSet of one revision of ``rollout``; ``number``: its revision number
+    (``REVISION_ANNOTATION``, see ``rollout.domain.revision.revision_numbers``)."""
     meta = obj["metadata"]
     spec = rollout.spec
     template = copy.deepcopy(spec.template.wire())
@@ -67,6 +72,9 @@ def replica_set_for(obj: Obj, rollout: Rollout, revision: str, replicas: int) ->
     selector["matchLabels"] = {**selector.get("matchLabels", {}), HASH_LABEL: revision}
     # The template as hashed: the API stores the ReplicaSet's with pod defaults filled in.
     recorded = record_template(spec.template.wire())
+    annotations = {} if recorded is None else {TEMPLATE_ANNOTATION: recorded}
+    if number is not None:
+        annotations[REVISION_ANNOTATION] = str(number)
     return {
         "apiVersion": "apps/v1",
         "kind": "ReplicaSet",
@@ -74,7 +82,7 @@ def replica_set_for(obj: Obj, rollout: Rollout, revision: str, replicas: int) ->
             "name": replica_set_name(rollout.metadata.name, revision),
             "namespace": rollout.namespace,
             "labels": {**spec.template.metadata.labels, HASH_LABEL: revision},
-            "annotations": {} if recorded is None else {TEMPLATE_ANNOTATION: recorded},
+            "annotations": annotations,
             "ownerReferences": [
                 {
                     "apiVersion": obj.get("apiVersion", "rollout.dev/v1alpha1"),
@@ -124,16 +132,18 @@ class Executor:
         actions: tuple[Action, ...],
         existing: set[str],
         routed: list[SetRoute] | None = None,
+        numbers: dict[str, int] | None = None,
     ) -> int:
         """Apply ``actions``; the number of API writes made (for the benchmarks).
 
         ``existing``: the revisions whose ReplicaSet the cache holds. ``routed``, if given,
-        receives the SetRoute actions that changed anything.
+        receives the SetRoute actions that changed anything. ``numbers``: the revision number
+        a ReplicaSet created now carries (``revision_numbers``).
         """
         writes = 0
         for action in actions:
             try:
-                wrote = self._apply(obj, rollout, action, existing)
+                wrote = self._apply(obj, rollout, action, existing, numbers or {})
             except ApiRejected as rejected:
                 rejected.writes += writes
                 raise
@@ -142,11 +152,20 @@ class Executor:
             writes += wrote
         return writes
 
-    def _apply(self, obj: Obj, rollout: Rollout, action: Action, existing: set[str]) -> int:
+    def _apply(
+        self,
+        obj: Obj,
+        rollout: Rollout,
+        action: Action,
+        existing: set[str],
+        numbers: dict[str, int],
+    ) -> int:
         namespace = rollout.namespace
         match action:
             case ScaleReplicaSet(revision, replicas):
-                return self._scale(obj, rollout, revision, replicas, revision in existing)
+                exists = revision in existing
+                number = numbers.get(revision)
+                return self._scale(obj, rollout, revision, replicas, exists, number)
             case MarkScaleDown(revision, at):
                 value: Any = at.strftime("%Y-%m-%dT%H:%M:%SZ") if at is not None else None
                 patch = {"metadata": {"annotations": {SCALE_DOWN_AT: value}}}
@@ -195,14 +214,22 @@ class Executor:
             return True
         return bool((live.get("metadata") or {}).get("deletionTimestamp"))
 
-    def _scale(self, obj: Obj, rollout: Rollout, revision: str, replicas: int, exists: bool) -> int:
+    def _scale(
+        self,
+        obj: Obj,
+        rollout: Rollout,
+        revision: str,
+        replicas: int,
+        exists: bool,
+        number: int | None = None,
+    ) -> int:
         name = replica_set_name(rollout.metadata.name, revision)
         where = f"ReplicaSet {rollout.namespace}/{name}"
         patch = {"spec": {"replicas": replicas}}
         if not exists:
             if self._being_deleted(rollout):
                 return 0
-            body = replica_set_for(obj, rollout, revision, replicas)
+            body = replica_set_for(obj, rollout, revision, replicas, number)
             try:
                 self.access.create(REPLICA_SETS, rollout.namespace, body)
                 return 1
@@ -216,6 +243,53 @@ class Executor:
             # A 404 (deleted since the cache saw it) is retried: the next reconcile creates it.
             _reraise(error, f"scaling {where} to {replicas}")
         return 1
+
+    def number_replica_sets(
+        self, rollout: Rollout, views: tuple[ReplicaSetView, ...], numbers: dict[str, int]
+    ) -> int:
+        """Give each existing ReplicaSet the revision number ``numbers`` says (one merge patch
+        of its ``REVISION_ANNOTATION``, only where it differs: a ReplicaSet from before the
+        numbering, or an old revision that came back); the number of writes."""
+        writes = 0
+        for view in views:
+            number = numbers.get(view.revision)
+            if number is None or view.number == number:
+                continue
+            name = replica_set_name(rollout.metadata.name, view.revision)
+            patch = {"metadata": {"annotations": {REVISION_ANNOTATION: str(number)}}}
+            try:
+                self.access.patch(REPLICA_SETS, rollout.namespace, name, patch)
+            except NotFound:
+                continue  # deleted since the cache saw it
+            except ClusterError as error:
+                doing = f"numbering ReplicaSet {rollout.namespace}/{name} as revision {number}"
+                _reraise(error, doing)
+            writes += 1
+        return writes
+
+    def annotate_rollout(self, obj: Obj, number: int) -> Obj | None:
+        """Put the current revision's number on the Rollout (``REVISION_ANNOTATION`` in its
+        metadata, as Argo Rollouts and Deployments do) when it differs; the updated Rollout,
+        or None when nothing was written. A merge patch of that one annotation, so nothing the
+        user wrote is touched and no generation changes. Best effort: the number is on the
+        ReplicaSets already, so a refusal (an RBAC without ``patch`` on rollouts) is logged."""
+        meta = obj.get("metadata") or {}
+        if (meta.get("annotations") or {}).get(REVISION_ANNOTATION) == str(number):
+            return None
+        patch = {"metadata": {"annotations": {REVISION_ANNOTATION: str(number)}}}
+        try:
+            return self.access.patch(ROLLOUTS, meta.get("namespace"), meta["name"], patch)
+        except NotLeader:
+            raise
+        except ClusterError as error:
+            log.warning(
+                "%s/%s: revision %d not recorded on the Rollout: %s",
+                meta.get("namespace"),
+                meta.get("name"),
+                number,
+                error,
+            )
+            return None
 
     def emit(self, obj: Obj, events: list[EmitEvent]) -> int:
         """Record the events; the number written. Best effort, as client-go's recorder: the

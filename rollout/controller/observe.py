@@ -17,7 +17,7 @@ from rollout.api.rollout import Rollout
 from rollout.api.status import Measurement, RolloutStatus
 from rollout.cluster.access import Obj
 from rollout.domain.observed import Observed, Preflight, ReplicaSetView, RouteState
-from rollout.domain.revision import HASH_LABEL, pod_template_hash
+from rollout.domain.revision import HASH_LABEL, parse_revision_number, pod_template_hash
 from rollout.routers.base import RouteConfigError, TrafficRouter
 
 log = logging.getLogger(__name__)
@@ -60,6 +60,7 @@ def replica_set_view(rs: Obj) -> ReplicaSetView | None:
         pods=int(status.get("replicas", 0)),
         created_at=parse_time(meta.get("creationTimestamp")),
         scale_down_at=parse_time((meta.get("annotations") or {}).get(SCALE_DOWN_AT)),
+        number=parse_revision_number(meta.get("annotations")),
     )
 
 

@@ -40,6 +40,7 @@ from rollout.controller.persist import persist
 from rollout.domain import planner
 from rollout.domain.observed import RouteState, reverted_message
 from rollout.domain.plan import EmitEvent, SetRoute
+from rollout.domain.revision import Numbered, revision_numbers
 from rollout.domain.status import blocked
 from rollout.routers.base import TrafficRouter
 
@@ -138,10 +139,18 @@ class Reconciler:
         events = plan.of_type(EmitEvent)
         requeue_after = plan.requeue_after
         routed: list[SetRoute] = []
+        number: int | None = None  # the current revision's number, once its ReplicaSet has it
         if rollout is not None:
             existing = {rs.revision for rs in observed.replica_sets}
+            numbers = revision_numbers(
+                (Numbered(v.revision, v.number, v.created_at) for v in observed.replica_sets),
+                observed.revision,
+            )
             try:
-                writes += self.executor.run(obj, rollout, plan.actions, existing, routed)
+                writes += self.executor.run(obj, rollout, plan.actions, existing, routed, numbers)
+                writes += self.executor.number_replica_sets(rollout, observed.replica_sets, numbers)
+                if observed.revision in existing:
+                    number = numbers[observed.revision]
                 status = _with_applied_weights(status, plan.of_type(SetRoute))
                 events = events + _reverted(observed.route, routed)
             except ApiRejected as rejected:
@@ -173,6 +182,11 @@ class Reconciler:
         with self._lock:
             self._status_refused.pop(key, None)
         writes += int(wrote)
+        if number is not None:
+            annotated = self.executor.annotate_rollout(updated or obj, number)
+            if annotated is not None:
+                writes += 1
+                self._remember(key, obj, annotated)
         sent = self.executor.emit(obj, events)
         writes += sent
         self.metrics.events.inc(sent)

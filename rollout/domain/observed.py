@@ -26,6 +26,7 @@ class ReplicaSetView:
     created_at: datetime | None = None
     pods: int | None = None  # status.replicas, the pods that exist (None: as many as asked)
     scale_down_at: datetime | None = None
+    number: int | None = None  # its revision number (``rollout.dev/revision``); None: none yet
 
 
 @dataclass(frozen=True)

@@ -59,6 +59,7 @@ from rollout.domain.steps import (
     Traffic,
     canary_replicas,
     describe,
+    step_number,
     steps_of,
     traffic_at,
 )
@@ -209,7 +210,8 @@ class _Planner:
         self._event(
             "Normal",
             "RolloutStarted",
-            f"new revision {revision} against stable {stable}: {len(self.steps)} steps",
+            f"new revision {revision} against stable {stable}: {len(self.steps)} steps; "
+            f"{self._where(0)}",
         )
         self._enter_step(0)
 
@@ -285,7 +287,9 @@ class _Planner:
         self.st.promote_full = False
         self.st.waiting_for_replicas_since = None
         self._drop_pauses(STEP_PAUSES)
-        self._event("Warning", reason, f"rollback to stable: {message}")
+        index = self.st.current_step_index
+        at = "" if index is None else f" (at step {step_number(index, len(self.steps))})"
+        self._event("Warning", reason, f"rollback to stable{at}: {message}")
 
     def _retry(self) -> None:
         self.st.aborted_at = None
@@ -471,9 +475,8 @@ class _Planner:
         self.st.current_step_index = nxt
         self.st.step_started_at = self.stamp
         total = len(self.steps)
-        self._event(
-            "Normal", "StepCompleted", f"step {nxt}/{total} done: {describe(self.steps[index])}"
-        )
+        done = f"step {step_number(index, total)} done: {describe(self.steps[index])}"
+        self._event("Normal", "StepCompleted", f"{done}; {self._where(nxt)}")
         self._enter_step(nxt)
         if self.advanced:
             self.wake.append(0)  # one step per reconcile at most: the next one comes at once
@@ -486,6 +489,14 @@ class _Planner:
             self._run_step(nxt)
         else:
             self._promote()
+
+    def _where(self, index: int) -> str:
+        """Where the rollout now is, numbered as the status message and ``status.step`` say:
+        ``now step 3/6: pause 30s``, or ``promoting`` after the last step."""
+        total = len(self.steps)
+        if index >= total:
+            return "promoting"
+        return f"now step {step_number(index, total)}: {describe(self.steps[index])}"
 
     def _enter_step(self, index: int) -> None:
         if index >= len(self.steps):

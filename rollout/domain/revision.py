@@ -15,6 +15,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 # Kubernetes' SafeEncodeString alphabet: no vowels (no words), no look-alike characters.
@@ -66,3 +69,65 @@ def recorded_template(annotations: dict[str, str] | None, revision: str) -> dict
 
 def replica_set_name(rollout: str, revision: str) -> str:
     return f"{rollout}-{revision}"
+
+
+# The revision number of a ReplicaSet (and, for the current template, of its Rollout): 1, 2,
+# 3 ... in the order revisions were rolled out, as Deployments number theirs with
+# ``deployment.kubernetes.io/revision`` and Argo Rollouts with ``rollout.argoproj.io/revision``.
+REVISION_ANNOTATION = "rollout.dev/revision"
+
+
+def parse_revision_number(annotations: dict[str, str] | None) -> int | None:
+    """The number in ``REVISION_ANNOTATION`` of ``annotations``: a positive integer, or None
+    when absent or not one (a hand-edited value is renumbered, never trusted)."""
+    text = (annotations or {}).get(REVISION_ANNOTATION)
+    if not isinstance(text, str) or not text.isdecimal():
+        return None
+    number = int(text)
+    return number if number > 0 else None
+
+
+@dataclass(frozen=True)
+class Numbered:
+    """One ReplicaSet as the numbering sees it: its revision (the pod-template hash), its
+    number (None: none yet) and when it was created (None: unknown)."""
+
+    revision: str
+    number: int | None
+    created_at: datetime | None = None
+
+
+def revision_numbers(replica_sets: Iterable[Numbered], current: str | None) -> dict[str, int]:
+    """The number each revision should carry, ``{hash: number}``; the rule of Deployments.
+
+    * A number already carried is kept.
+    * ReplicaSets without one (made before numbering existed) are numbered after the highest
+      number, oldest first (by creation time; within the same second ``current`` last, then
+      by hash), so an upgraded controller numbers the revisions it finds 1..n in the order
+      they were made.
+    * ``current``, the revision of the Rollout's pod template (it may have no ReplicaSet yet),
+      carries the highest number: a new revision gets the highest other number + 1, and so
+      does an old revision that comes back (``rollout undo``, a revert in Git), as Deployments
+      renumber a ReplicaSet they roll back to. Its number only ever grows.
+
+    Pure and idempotent: applying the result and asking again gives the same numbers.
+    """
+    sets = list(replica_sets)
+    numbers = {rs.revision: rs.number for rs in sets if rs.number is not None}
+    top = max(numbers.values(), default=0)
+    unnumbered = [rs for rs in sets if rs.number is None]
+    unnumbered.sort(
+        key=lambda rs: (
+            rs.created_at.timestamp() if rs.created_at else 0,
+            rs.revision == current,
+            rs.revision,
+        )
+    )
+    for rs in unnumbered:
+        top += 1
+        numbers[rs.revision] = top
+    if current is not None:
+        others = max((n for r, n in numbers.items() if r != current), default=0)
+        if numbers.get(current, 0) <= others:
+            numbers[current] = others + 1
+    return numbers

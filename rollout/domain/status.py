@@ -26,7 +26,7 @@ from rollout.api.status import (
 )
 from rollout.domain.observed import Observed, RouteState
 from rollout.domain.plan import Action, EmitEvent, Plan
-from rollout.domain.steps import Step, describe
+from rollout.domain.steps import Step, describe, step_number
 
 
 @dataclass
@@ -103,6 +103,7 @@ def derive_status(
         "message": message,
         "strategy": spec.strategy.name,
         "step_count": len(steps),
+        "step": step_number(progress.current_step_index, len(steps)),
         "weights": Weights(
             stable=route.stable_weight, canary=route.canary_weight, mirror=route.mirror_percent
         ),
@@ -157,7 +158,11 @@ def _message(progress: Progress, phase: Phase, steps: list[Step]) -> str:
         return f"revision {progress.stable_revision} is stable and serves 100%"
     index, total = progress.current_step_index, len(steps)
     assert index is not None  # set on every revision change, and by steady mode
-    where = f"step {index + 1}/{total}: {describe(steps[index])}" if index < total else "promoting"
+    number = step_number(index, total)  # the same "i/n" as status.step, list, get and Events
+    if index < total:
+        where = f"step {number}: {describe(steps[index])}"
+    else:
+        where = "promoting" if total == 0 else f"step {number} done: promoting"
     # The weights are status.weights; repeating them here would make every read-back of a
     # route change the message, and cost a status write per step.
     text = f"{where}{gate_text}"

@@ -65,7 +65,7 @@ def test_set_image_get_list_promote_and_status(
 
     got = cli(kc, ns, "get", "reviews")
     assert got.exit_code == 0, got.output
-    assert "Paused" in got.stdout and "Step:        1/2" in got.stdout
+    assert "Paused" in got.stdout and "Step:        2/2" in got.stdout  # as the message says
     assert "stable 70  canary 30" in got.stdout
     assert f"reviews-{stable}" in got.stdout and "CanaryPauseStep" in got.stdout
     raw = json.loads(cli(kc, ns, "get", "reviews", "-o", "json").stdout)
@@ -76,7 +76,7 @@ def test_set_image_get_list_promote_and_status(
     assert listed.exit_code == 0
     header, row = listed.stdout.splitlines()
     assert header.split() == ["NAME", "STRATEGY", "PHASE", "STEP", "WEIGHT", "AGE"]
-    assert row.split()[:5] == ["reviews", "canary", "Paused", "1/2", "30"]
+    assert row.split()[:5] == ["reviews", "canary", "Paused", "2/2", "30"]
     all_ns = CliRunner().invoke(app, ["list", "-A", "--kubeconfig", str(kc)])
     assert all_ns.exit_code == 0 and all_ns.stdout.startswith("NAMESPACE")
     assert ns in all_ns.stdout
@@ -87,6 +87,11 @@ def test_set_image_get_list_promote_and_status(
     assert waited.exit_code == 2, waited.output
     assert 0.9 <= time.monotonic() - started < 5
     assert "timed out" in waited.stderr
+    # One step numbering: the status line, the message, get, list and status.step agree.
+    assert "Paused: step 2/2, canary weight 30%: paused (CanaryPauseStep) at step 2/2" in (
+        waited.stdout
+    )
+    assert cluster.status()["step"] == "2/2"
 
     # get --watch redraws on watch events until its timeout.
     watched = cli(kc, ns, "get", "reviews", "--watch", "--timeout", "1s")
@@ -177,7 +182,7 @@ def test_promote_full_undo_and_restart(
     assert again.exit_code == 0, again.output
     canary = cluster.wait_status(lambda s: s.get("canaryRevision") not in (None, first))
     if canary["canaryRevision"] == second:
-        assert f"rolled back to revision {second}" in again.stdout  # no pod defaults here
+        assert f"rolled back to revision 2 ({second})" in again.stdout  # no pod defaults here
     else:
         assert f"as a new revision {canary['canaryRevision']}" in again.stdout, again.stdout
     assert cli(kc, ns, "promote", "reviews", "--full").exit_code == 0
@@ -214,7 +219,8 @@ def test_undo_mid_update_goes_back_to_the_stable_revision(
 
     undone = cli(kc, ns, "undo", "reviews")
     assert undone.exit_code == 0, undone.output
-    assert f"rolled back to revision {first}" in undone.stdout, undone.stdout
+    # v1 is revision 1, v2 2, v1 again 3, v3 4: the stable revision is number 3.
+    assert f"rolled back to revision 3 ({first})" in undone.stdout, undone.stdout
     image = cluster.rollout()["spec"]["template"]["spec"]["containers"][0]["image"]
     assert image == "example.com/reviews:1"
 

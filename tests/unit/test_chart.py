@@ -177,7 +177,7 @@ def test_rbac_is_exactly_what_the_controller_calls() -> None:
     }
     watched = ["get", "list", "watch"]
     assert granted == {
-        ("rollout.dev", "rollouts"): watched,
+        ("rollout.dev", "rollouts"): sorted([*watched, "patch"]),  # rollout.dev/revision
         ("rollout.dev", "rollouts/status"): ["patch"],
         ("rollout.dev", "rollouts/finalizers"): ["update"],
         ("rollout.dev", "analysistemplates"): watched,

@@ -351,7 +351,7 @@ def test_rollout_crd_names_subresources_and_columns() -> None:
     assert columns == {
         "Phase": ("string", ".status.phase"),
         "Strategy": ("string", ".status.strategy"),
-        "Step": ("integer", ".status.currentStepIndex"),
+        "Step": ("string", ".status.step"),
         "Canary Weight": ("integer", ".status.weights.canary"),
         "Age": ("date", ".metadata.creationTimestamp"),
     }
@@ -703,6 +703,7 @@ def test_status_schema_accepts_a_fully_populated_status() -> None:
         canary_revision="8b1e22",
         current_step_index=2,
         step_count=7,
+        step="3/7",
         step_started_at=now,
         waiting_for_replicas_since=now,
         weights=Weights(stable=90, canary=10, mirror=50.0),

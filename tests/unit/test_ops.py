@@ -68,7 +68,10 @@ def test_template_of_a_replica_set_hashes_to_its_revision() -> None:
 
 
 def test_step_and_table() -> None:
-    assert step_of({"status": {"currentStepIndex": 1, "stepCount": 3}}) == "1/3"
+    # 1-based, of the step being executed (rollout.domain.steps.step_number); status.step wins
+    assert step_of({"status": {"currentStepIndex": 1, "stepCount": 3}}) == "2/3"
+    assert step_of({"status": {"currentStepIndex": 3, "stepCount": 3}}) == "3/3"
+    assert step_of({"status": {"currentStepIndex": 1, "stepCount": 3, "step": "2/3"}}) == "2/3"
     assert step_of({"status": {}}) == "-"
     assert table([["A", "BB"], ["ccc", "d"]]) == "A    BB\nccc  d"
 

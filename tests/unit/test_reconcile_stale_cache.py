@@ -64,7 +64,15 @@ class FakeAccess:
 
     def patch(self, res: Resource, namespace: str | None, name: str, patch: Any, **_: Any) -> Obj:
         self.writes.append((res.plural, name))
-        return {}
+        if res.kind != "Rollout":
+            return {}
+        # The controller's one Rollout write besides the status: its rollout.dev/revision.
+        updated = _merge(copy.deepcopy(self.rollout), patch)
+        updated["metadata"]["resourceVersion"] = str(
+            int(self.rollout["metadata"]["resourceVersion"]) + 1
+        )
+        self.rollout = updated
+        return copy.deepcopy(updated)
 
     def create(self, res: Resource, namespace: str | None, body: Obj) -> Obj:
         self.writes.append((res.plural, body["metadata"]["name"]))
