@@ -8,6 +8,12 @@ controller still answers an abort at once; and ``get(urgent_only=True)`` takes o
 keys, for a worker kept for them (the controller runs one beside ``--workers``), so that an
 abort waits for neither a long queue nor for a worker to finish its reconcile.
 
+Fairness: urgent keys are served first come, first served (a later urgent key never overtakes
+an earlier one, so a stream of them cannot starve an abort), and an ordinary worker takes at
+most ``URGENT_RUN`` urgent keys in a row while an ordinary key waits, then that ordinary key
+(so a stream of urgent keys cannot starve the others either; the urgent worker keeps taking
+urgent keys only).
+
 Every operation is O(1) in the number of keys (two ordered dicts, urgent keys and the others:
 membership, moving a key to the urgent ones and pop-front without a scan). ``on_wait``
 receives each key's queue wait in seconds when a worker takes it: from the first ``add`` not
@@ -21,6 +27,9 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
+
+# How many urgent keys an ordinary worker takes in a row while an ordinary key waits.
+URGENT_RUN = 3
 
 
 class WorkQueue:
@@ -41,6 +50,7 @@ class WorkQueue:
         self._dirty: set[str] = set()
         self._processing: set[str] = set()
         self._failures: dict[str, int] = {}
+        self._run = 0  # urgent keys taken in a row by ordinary workers while others waited
         self._shutdown = False
         self.base_delay = base_delay
         self.max_delay = max_delay
@@ -53,8 +63,8 @@ class WorkQueue:
             if urgent and key in self._processing:
                 self._urgent.add(key)  # it goes first when its worker is done
             if key in self._dirty:
-                if urgent and (key in self._front or self._back.pop(key, False) is None):
-                    self._put(key, urgent=True)  # queued: now first of all
+                if urgent and self._back.pop(key, False) is None:
+                    self._put(key, urgent=True)  # queued as ordinary: now after urgent ones
                 return
             self._dirty.add(key)
             self._since[key] = time.monotonic()
@@ -62,10 +72,10 @@ class WorkQueue:
                 self._put(key, urgent)
 
     def _put(self, key: str, urgent: bool) -> None:
-        """Queue ``key`` (caller holds the lock): an urgent one first of all."""
+        """Queue ``key`` (caller holds the lock): an urgent one after the urgent ones queued
+        before it and before every ordinary one."""
         if urgent:
             self._front[key] = None
-            self._front.move_to_end(key, last=False)
         else:
             self._back[key] = None
         # Every waiter: a single notify could wake only the urgent worker, which does not take
@@ -81,13 +91,23 @@ class WorkQueue:
                     return None
             if self._shutdown:
                 return None
-            key, _ = (self._front or self._back).popitem(last=False)
+            key, _ = self._next(urgent_only).popitem(last=False)
             self._dirty.discard(key)
             self._processing.add(key)
             since = self._since.pop(key, None)
             if self._on_wait is not None and since is not None:
                 self._on_wait(time.monotonic() - since)
             return key
+
+    def _next(self, urgent_only: bool) -> OrderedDict[str, None]:
+        """The dict to take from (caller holds the lock; one of them holds a key)."""
+        if urgent_only or not self._back:
+            return self._front
+        if not self._front or self._run >= URGENT_RUN:
+            self._run = 0
+            return self._back
+        self._run += 1
+        return self._front
 
     def done(self, key: str) -> None:
         with self._cond:
