@@ -267,3 +267,23 @@ def test_hammered_by_threads_no_key_is_on_two_workers_and_no_add_is_lost() -> No
     for thread in workers:
         thread.join(5)
     assert not any(thread.is_alive() for thread in workers)
+
+
+def test_the_controllers_own_status_writes_are_not_urgent() -> None:
+    """The echo of a write of the controller's is not an operator's action: a timed pause it
+    ended as it advanced a step (every Rollout, every pause step: under load they crowded the
+    urgent worker and aborts waited behind them), or promoteFull it cleared once promoted."""
+    paused = operator_intent(
+        rollout(1, currentStepIndex=1, pauseConditions=[{"reason": "CanaryPauseStep"}])
+    )
+    advanced = operator_intent(rollout(1, currentStepIndex=2))
+    assert not is_operator_action(paused, advanced)
+    promoted = operator_intent(rollout(1, currentStepIndex=1))  # `rollout promote`
+    assert is_operator_action(paused, promoted)
+    full = operator_intent(rollout(1, currentStepIndex=1, promoteFull=True))
+    assert is_operator_action(promoted, full)  # `rollout promote --full`
+    assert not is_operator_action(full, operator_intent(rollout(1, currentStepIndex=3)))
+    user = [{"reason": "PausedByUser"}]
+    by_user = operator_intent(rollout(1, currentStepIndex=1, pauseConditions=user))
+    assert is_operator_action(by_user, operator_intent(rollout(1, currentStepIndex=1)))  # resume
+    assert is_operator_action(by_user, operator_intent(rollout(1, currentStepIndex=2)))
