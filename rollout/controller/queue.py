@@ -8,17 +8,17 @@ controller still answers an abort at once; and ``get(urgent_only=True)`` takes o
 keys, for a worker kept for them (the controller runs one beside ``--workers``), so that an
 abort waits for neither a long queue nor for a worker to finish its reconcile.
 
-Fairness: urgent keys are served first come, first served (a later urgent key never overtakes
-an earlier one, so a stream of them cannot starve an abort), and an ordinary worker takes at
-most ``URGENT_RUN`` urgent keys in a row while an ordinary key waits, then that ordinary key
-(so a stream of urgent keys cannot starve the others either; the urgent worker keeps taking
-urgent keys only).
+Three levels, each first come, first served: aborts (``add(abort=True)``: what takes traffic
+off a canary goes before everything, a burst of new specs included), the other urgent keys,
+then the ordinary ones. A later key never overtakes an earlier one of its level, so no stream
+of urgent keys can starve an abort; and an ordinary worker takes at most ``URGENT_RUN`` urgent
+keys in a row while an ordinary key waits, then that ordinary key, so no stream of urgent keys
+can starve the others either (the urgent worker keeps taking urgent keys only).
 
-Every operation is O(1) in the number of keys (two ordered dicts, urgent keys and the others:
-membership, moving a key to the urgent ones and pop-front without a scan). ``on_wait``
-receives each key's queue wait in seconds when a worker takes it: from the first ``add`` not
-yet served (an add while the key is processed counts from then, so the wait includes that
-processing) to ``get``.
+Every operation is O(1) in the number of keys (an ordered dict per level: membership, moving a
+key up a level and pop-front without a scan). ``on_wait`` receives each key's queue wait in
+seconds when a worker takes it: from the first ``add`` not yet served (an add while the key is
+processed counts from then, so the wait includes that processing) to ``get``.
 """
 
 from __future__ import annotations
@@ -31,6 +31,8 @@ from collections.abc import Callable
 # How many urgent keys an ordinary worker takes in a row while an ordinary key waits.
 URGENT_RUN = 3
 
+ABORT, URGENT, ORDINARY = 0, 1, 2  # levels, served in this order
+
 
 class WorkQueue:
     def __init__(
@@ -41,11 +43,10 @@ class WorkQueue:
         on_wait: Callable[[float], None] | None = None,
     ) -> None:
         self._cond = threading.Condition()
-        # the keys in order, first first: urgent ones, then the others
-        self._front: OrderedDict[str, None] = OrderedDict()
-        self._back: OrderedDict[str, None] = OrderedDict()
+        # the queued keys of each level, first first
+        self._levels: tuple[OrderedDict[str, None], ...] = tuple(OrderedDict() for _ in range(3))
         self._since: dict[str, float] = {}  # key -> monotonic time of its first pending add
-        self._urgent: set[str] = set()  # keys made urgent while a worker processed them
+        self._raised: dict[str, int] = {}  # level asked while a worker processed the key
         self._on_wait = on_wait
         self._dirty: set[str] = set()
         self._processing: set[str] = set()
@@ -55,38 +56,40 @@ class WorkQueue:
         self.base_delay = base_delay
         self.max_delay = max_delay
 
-    def add(self, key: str, *, urgent: bool = False) -> None:
-        """Queue ``key``; an ``urgent`` one (an operator's action) goes to the front."""
+    def add(self, key: str, *, urgent: bool = False, abort: bool = False) -> None:
+        """Queue ``key``; an ``urgent`` one (an operator's action) before the ordinary ones, an
+        ``abort`` before every other."""
+        level = ABORT if abort else URGENT if urgent else ORDINARY
         with self._cond:
             if self._shutdown:
                 return
-            if urgent and key in self._processing:
-                self._urgent.add(key)  # it goes first when its worker is done
+            if key in self._processing:
+                # queued again once its worker is done, at the highest level asked meanwhile
+                self._raised[key] = min(level, self._raised.get(key, ORDINARY))
             if key in self._dirty:
-                if urgent and self._back.pop(key, False) is None:
-                    self._put(key, urgent=True)  # queued as ordinary: now after urgent ones
+                for higher in range(level + 1, ORDINARY + 1):
+                    if self._levels[higher].pop(key, False) is None:  # queued lower: move up
+                        self._put(key, level)
+                        break
                 return
             self._dirty.add(key)
             self._since[key] = time.monotonic()
             if key not in self._processing:
-                self._put(key, urgent)
+                self._put(key, level)
 
-    def _put(self, key: str, urgent: bool) -> None:
-        """Queue ``key`` (caller holds the lock): an urgent one after the urgent ones queued
-        before it and before every ordinary one."""
-        if urgent:
-            self._front[key] = None
-        else:
-            self._back[key] = None
+    def _put(self, key: str, level: int) -> None:
+        """Queue ``key`` last of its level (caller holds the lock)."""
+        self._levels[level][key] = None
         # Every waiter: a single notify could wake only the urgent worker, which does not take
         # an ordinary key, leaving it for a worker's next timeout.
         self._cond.notify_all()
 
     def get(self, timeout: float | None = None, *, urgent_only: bool = False) -> str | None:
         """The next key (now being processed), or None on shutdown or timeout; with
-        ``urgent_only``, the next urgent key."""
+        ``urgent_only``, the next urgent one (an abort first)."""
+        aborts, urgent, ordinary = self._levels
         with self._cond:
-            while not (self._front or (self._back and not urgent_only)) and not self._shutdown:
+            while not (aborts or urgent or (ordinary and not urgent_only)) and not self._shutdown:
                 if not self._cond.wait(timeout):
                     return None
             if self._shutdown:
@@ -100,22 +103,23 @@ class WorkQueue:
             return key
 
     def _next(self, urgent_only: bool) -> OrderedDict[str, None]:
-        """The dict to take from (caller holds the lock; one of them holds a key)."""
-        if urgent_only or not self._back:
-            return self._front
-        if not self._front or self._run >= URGENT_RUN:
+        """The level to take from (caller holds the lock; a level it may take holds a key)."""
+        aborts, urgent, ordinary = self._levels
+        first = aborts or urgent
+        if urgent_only or not ordinary:
+            return first
+        if not first or self._run >= URGENT_RUN:
             self._run = 0
-            return self._back
+            return ordinary
         self._run += 1
-        return self._front
+        return first
 
     def done(self, key: str) -> None:
         with self._cond:
             self._processing.discard(key)
-            urgent = key in self._urgent
-            self._urgent.discard(key)
+            level = self._raised.pop(key, ORDINARY)
             if key in self._dirty:
-                self._put(key, urgent)
+                self._put(key, level)
 
     def backoff(self, key: str) -> float:
         """Record a failure of ``key``; the delay before its next attempt."""
@@ -130,7 +134,7 @@ class WorkQueue:
 
     def __len__(self) -> int:
         with self._cond:
-            return len(self._front) + len(self._back)
+            return sum(len(level) for level in self._levels)
 
     def shut_down(self) -> None:
         with self._cond:

@@ -139,6 +139,12 @@ def is_operator_action(before: Intent, after: Intent) -> bool:
     return bool(pauses - after[3]) and step == after[4]
 
 
+def is_abort(before: Intent, after: Intent) -> bool:
+    """``status.abort`` set: served before every other operator action (traffic off a canary
+    goes before a burst of new specs)."""
+    return after[1] and not before[1]
+
+
 class CacheReader:
     """The router's reads, served from the watch caches.
 
@@ -239,7 +245,11 @@ class Controller:
         intent = operator_intent(obj)
         previous = self._intent.get(key)
         self._intent[key] = intent
-        self.queue.add(key, urgent=previous is not None and is_operator_action(previous, intent))
+        if previous is None:
+            self.queue.add(key)
+        else:
+            urgent = is_operator_action(previous, intent)
+            self.queue.add(key, urgent=urgent, abort=is_abort(previous, intent))
 
     def _on_replica_set(self, type_: str, obj: Obj) -> None:
         meta = obj.get("metadata", {})

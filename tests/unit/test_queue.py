@@ -6,7 +6,7 @@ import time
 
 from rollout.controller.metrics import Metrics
 from rollout.controller.queue import WorkQueue
-from rollout.controller.runtime import is_operator_action, operator_intent
+from rollout.controller.runtime import is_abort, is_operator_action, operator_intent
 
 
 def test_a_key_is_queued_once_and_requeued_after_processing() -> None:
@@ -287,3 +287,31 @@ def test_the_controllers_own_status_writes_are_not_urgent() -> None:
     by_user = operator_intent(rollout(1, currentStepIndex=1, pauseConditions=user))
     assert is_operator_action(by_user, operator_intent(rollout(1, currentStepIndex=1)))  # resume
     assert is_operator_action(by_user, operator_intent(rollout(1, currentStepIndex=2)))
+
+
+def test_an_abort_is_told_from_the_other_operator_actions() -> None:
+    running = operator_intent(rollout(1, currentStepIndex=1))
+    aborted = operator_intent(rollout(1, currentStepIndex=1, abort=True))
+    assert is_abort(running, aborted)
+    assert not is_abort(aborted, running)  # retry
+    assert not is_abort(running, operator_intent(rollout(2, currentStepIndex=1)))
+
+
+def test_an_abort_goes_before_a_burst_of_other_urgent_keys() -> None:
+    """Forty new specs applied at once are urgent too: an abort after them still goes first,
+    to the urgent worker and to an ordinary one (queued, or made an abort while processed)."""
+    queue = WorkQueue()
+    for i in range(40):
+        queue.add(f"spec-{i}", urgent=True)
+    queue.add("o")
+    queue.add("abort-1", urgent=True, abort=True)
+    queue.add("spec-5", abort=True)  # queued as urgent: an abort now, after abort-1
+    queue.add("abort-1", urgent=True)  # already an abort: stays one, not duplicated
+    assert len(queue) == 42
+    assert queue.get(timeout=0, urgent_only=True) == "abort-1"
+    assert queue.get(timeout=0) == "spec-5"
+    queue.add("spec-5", urgent=True, abort=True)  # while processed
+    queue.add("spec-5")
+    queue.done("spec-5")
+    assert queue.get(timeout=0, urgent_only=True) == "spec-5"
+    assert queue.get(timeout=0, urgent_only=True) == "spec-0"
