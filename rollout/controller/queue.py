@@ -15,6 +15,11 @@ of urgent keys can starve an abort; and an ordinary worker takes at most ``URGEN
 keys in a row while an ordinary key waits, then that ordinary key, so no stream of urgent keys
 can starve the others either (the urgent worker keeps taking urgent keys only).
 
+A key whose reconcile failed keeps the level it was taken at until it succeeds (``backoff``
+records it, ``forget`` drops it): the retry, a timer's plain ``add`` after the backoff, goes
+where the failed attempt was, so an abort that met a conflict is not retried behind every
+ordinary key.
+
 Every operation is O(1) in the number of keys (an ordered dict per level: membership, moving a
 key up a level and pop-front without a scan). ``on_wait`` receives each key's queue wait in
 seconds when a worker takes it: from the first ``add`` not yet served (an add while the key is
@@ -47,6 +52,8 @@ class WorkQueue:
         self._levels: tuple[OrderedDict[str, None], ...] = tuple(OrderedDict() for _ in range(3))
         self._since: dict[str, float] = {}  # key -> monotonic time of its first pending add
         self._raised: dict[str, int] = {}  # level asked while a worker processed the key
+        self._taken: dict[str, int] = {}  # level each key being processed was taken at
+        self._retry: dict[str, int] = {}  # level a failed urgent key is retried at
         self._on_wait = on_wait
         self._dirty: set[str] = set()
         self._processing: set[str] = set()
@@ -59,10 +66,10 @@ class WorkQueue:
     def add(self, key: str, *, urgent: bool = False, abort: bool = False) -> None:
         """Queue ``key``; an ``urgent`` one (an operator's action) before the ordinary ones, an
         ``abort`` before every other."""
-        level = ABORT if abort else URGENT if urgent else ORDINARY
         with self._cond:
             if self._shutdown:
                 return
+            level = min(ABORT if abort else URGENT if urgent else ORDINARY, self._retry_level(key))
             if key in self._processing:
                 # queued again once its worker is done, at the highest level asked meanwhile
                 self._raised[key] = min(level, self._raised.get(key, ORDINARY))
@@ -94,7 +101,9 @@ class WorkQueue:
                     return None
             if self._shutdown:
                 return None
-            key, _ = self._next(urgent_only).popitem(last=False)
+            level = self._next(urgent_only)
+            key, _ = self._levels[level].popitem(last=False)
+            self._taken[key] = level
             self._dirty.discard(key)
             self._processing.add(key)
             since = self._since.pop(key, None)
@@ -102,21 +111,25 @@ class WorkQueue:
                 self._on_wait(time.monotonic() - since)
             return key
 
-    def _next(self, urgent_only: bool) -> OrderedDict[str, None]:
+    def _next(self, urgent_only: bool) -> int:
         """The level to take from (caller holds the lock; a level it may take holds a key)."""
         aborts, urgent, ordinary = self._levels
-        first = aborts or urgent
+        first = ABORT if aborts else URGENT
         if urgent_only or not ordinary:
             return first
-        if not first or self._run >= URGENT_RUN:
+        if not (aborts or urgent) or self._run >= URGENT_RUN:
             self._run = 0
-            return ordinary
+            return ORDINARY
         self._run += 1
         return first
+
+    def _retry_level(self, key: str) -> int:
+        return self._retry.get(key, ORDINARY)
 
     def done(self, key: str) -> None:
         with self._cond:
             self._processing.discard(key)
+            self._taken.pop(key, None)
             level = self._raised.pop(key, ORDINARY)
             if key in self._dirty:
                 self._put(key, level)
@@ -126,11 +139,15 @@ class WorkQueue:
         with self._cond:
             failures = self._failures.get(key, 0)
             self._failures[key] = failures + 1
+            taken = min(self._taken.get(key, ORDINARY), self._retry_level(key))
+            if taken < ORDINARY:
+                self._retry[key] = taken
         return float(min(self.base_delay * (2**failures), self.max_delay))
 
     def forget(self, key: str) -> None:
         with self._cond:
             self._failures.pop(key, None)
+            self._retry.pop(key, None)
 
     def __len__(self) -> int:
         with self._cond:

@@ -181,7 +181,9 @@ def test_an_abort_is_served_while_the_only_worker_waits_on_a_stalled_prometheus(
             "prometheus": {"scrapeInterval": "1s", "timeout": "20s"},
             "checks": [{"name": "error-rate", "errorRate": {"max": 0.02}}],
         }
-        cluster.create_istio("destinationrules", destination_rule("gated", host="gated", app="gated"))
+        cluster.create_istio(
+            "destinationrules", destination_rule("gated", host="gated", app="gated")
+        )
         cluster.create_istio("virtualservices", virtual_service("gated", host="gated"))
         cluster.create_rollout(gated)
         cluster.wait_healthy(name="gated")

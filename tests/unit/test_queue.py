@@ -315,3 +315,22 @@ def test_an_abort_goes_before_a_burst_of_other_urgent_keys() -> None:
     queue.done("spec-5")
     assert queue.get(timeout=0, urgent_only=True) == "spec-5"
     assert queue.get(timeout=0, urgent_only=True) == "spec-0"
+
+
+def test_a_failed_urgent_key_is_retried_as_urgent() -> None:
+    """An abort whose reconcile failed is retried (the timer's plain ``add`` after the
+    backoff) at its level, not behind every ordinary key; a success forgets that."""
+    queue = WorkQueue()
+    queue.add("a", abort=True)
+    assert queue.get(timeout=0, urgent_only=True) == "a"
+    assert queue.backoff("a") == queue.base_delay
+    queue.done("a")
+    queue.add("b")
+    queue.add("c", urgent=True)
+    queue.add("a")  # the retry
+    assert queue.get(timeout=0, urgent_only=True) == "a"
+    queue.forget("a")  # it succeeded
+    queue.done("a")
+    queue.add("a")
+    assert [queue.get(timeout=0, urgent_only=True) for _ in range(2)] == ["c", None]
+    assert [queue.get(timeout=0) for _ in range(2)] == ["b", "a"]
