@@ -449,7 +449,10 @@ def report(small: Result, big: Result, args: argparse.Namespace) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    # The whole docstring: its first line ends in "One command:", the commands follow.
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--small", type=int, default=200, help="rollouts of the small size")
     parser.add_argument("--big", type=int, default=1000, help="rollouts of the big size")
     parser.add_argument("--aborts", type=int, default=20, help="abort subjects per size")

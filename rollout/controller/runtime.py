@@ -105,11 +105,12 @@ def template_refs(rollout: Obj) -> set[tuple[str, str]]:
     return refs
 
 
-Intent = tuple[object, bool, bool, frozenset[str]]
+Intent = tuple[object, bool, bool, frozenset[str], object]
 
 
 def operator_intent(rollout: Obj) -> Intent:
-    """What users set: the spec's generation, the abort and promoteFull flags, the pauses."""
+    """What users set: the spec's generation, the abort and promoteFull flags, the pauses;
+    and the step, to tell a pause the user lifted from one the controller ended."""
     status = rollout.get("status") or {}
     pauses = frozenset(str(p.get("reason")) for p in status.get("pauseConditions") or [])
     return (
@@ -117,16 +118,31 @@ def operator_intent(rollout: Obj) -> Intent:
         bool(status.get("abort")),
         bool(status.get("promoteFull")),
         pauses,
+        status.get("currentStepIndex"),
     )
 
 
 def is_operator_action(before: Intent, after: Intent) -> bool:
-    """A new spec, a flag flipped, a pause lifted (promote, resume) or a user's pause added.
-    The controller's own step pauses appearing are not urgent."""
-    if before[:3] != after[:3]:
+    """A new spec, abort set or cleared (abort, retry), promoteFull set, a user's pause added
+    or lifted (pause, resume), a step's pause lifted with the step unchanged (promote).
+
+    Not the echo of the controller's own status write: it ends a step's pause in the write
+    that moves to the next step (every timed pause of every Rollout: as urgent keys they
+    crowded the urgent worker, and an abort waited behind them), and it clears promoteFull
+    once promoted. The CLI's status patches never change the step (``rollout.ops``).
+    """
+    generation, abort, promote_full, pauses, step = before
+    if generation != after[0] or abort != after[1] or (after[2] and not promote_full):
         return True
-    lifted = bool(before[3] - after[3])
-    return lifted or ("PausedByUser" in after[3] and "PausedByUser" not in before[3])
+    if ("PausedByUser" in pauses) != ("PausedByUser" in after[3]):
+        return True
+    return bool(pauses - after[3]) and step == after[4]
+
+
+def is_abort(before: Intent, after: Intent) -> bool:
+    """``status.abort`` set: served before every other operator action (traffic off a canary
+    goes before a burst of new specs)."""
+    return after[1] and not before[1]
 
 
 class CacheReader:
@@ -229,7 +245,11 @@ class Controller:
         intent = operator_intent(obj)
         previous = self._intent.get(key)
         self._intent[key] = intent
-        self.queue.add(key, urgent=previous is not None and is_operator_action(previous, intent))
+        if previous is None:
+            self.queue.add(key)
+        else:
+            urgent = is_operator_action(previous, intent)
+            self.queue.add(key, urgent=urgent, abort=is_abort(previous, intent))
 
     def _on_replica_set(self, type_: str, obj: Obj) -> None:
         meta = obj.get("metadata", {})

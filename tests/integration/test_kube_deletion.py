@@ -12,12 +12,13 @@ follows the ownerReferences the controller puts on its ReplicaSets (docs/archite
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import pytest
 from kubernetes import client
 
-from rollout.cluster.access import ROLLOUTS
+from rollout.cluster.access import REPLICA_SETS, ROLLOUTS
 from rollout.cluster.kube import KubeAccess
 from tests.integration.controller_helpers import (
     Cluster,
@@ -89,10 +90,25 @@ def test_foreground_deletion_holds_the_rollout_until_its_replica_sets_are_gone(
 ) -> None:
     cluster = Cluster(api_client, namespace)
     _, owned = deployed(cluster)
-    # Watch the Rollout from before the delete: a fast garbage collector may finish before a
-    # poll's first look, and the watch still sees every state the Rollout went through.
+    # Watch the Rollout and its ReplicaSets from before the delete: a fast garbage collector
+    # may finish before a poll's first look, and the watches still see every state. The
+    # resourceVersions of both kinds are etcd revisions, one counter for every write.
     access = KubeAccess(api_client)
     _, version = access.list(ROLLOUTS, namespace)
+    _, rs_version = access.list(REPLICA_SETS, namespace)
+    rs_deleted: dict[str, int] = {}  # owned ReplicaSet -> resourceVersion of its DELETED
+
+    def watch_replica_sets() -> None:
+        events = access.watch(REPLICA_SETS, namespace, rs_version, timeout_seconds=30)
+        for event in events:
+            name = (event.object.get("metadata") or {}).get("name")
+            if event.type == "DELETED" and name in owned:
+                rs_deleted[name] = int(event.resource_version)
+                if len(rs_deleted) == len(owned):
+                    return
+
+    rs_watch = threading.Thread(target=watch_replica_sets, daemon=True)
+    rs_watch.start()
     kubectl.ok(
         "delete",
         "rollouts.rollout.dev",
@@ -103,6 +119,7 @@ def test_foreground_deletion_holds_the_rollout_until_its_replica_sets_are_gone(
         "--wait=false",
     )
     seen: list[tuple[str, bool]] = []  # (event type, foregroundDeletion finalizer present)
+    deleted_at = 0
     for event in access.watch(ROLLOUTS, namespace, version, timeout_seconds=30):
         meta = event.object.get("metadata") or {}
         if event.type == "BOOKMARK" or meta.get("name") != "reviews":
@@ -110,11 +127,17 @@ def test_foreground_deletion_holds_the_rollout_until_its_replica_sets_are_gone(
         finalizers = meta.get("finalizers") or []
         seen.append((event.type, "foregroundDeletion" in finalizers))
         if event.type == "DELETED":
+            deleted_at = int(event.resource_version)
             break
     # Held with the finalizer (and a deletionTimestamp) until the garbage collector let it go.
     assert seen and seen[-1][0] == "DELETED", seen
     held = [with_finalizer for type_, with_finalizer in seen if type_ == "MODIFIED"]
     assert held and held[0], seen
+    # Every ReplicaSet of it was gone before it went (a dependent that does not block its
+    # owner, blockOwnerDeletion false, is deleted after or alongside it).
+    rs_watch.join(30)
+    assert set(rs_deleted) == set(owned), (rs_deleted, sorted(owned))
+    assert all(rv < deleted_at for rv in rs_deleted.values()), (rs_deleted, deleted_at)
     # Its ReplicaSets went first, and the controller created none for the dying Rollout.
     assert not set(owned) & set(cluster.replica_sets())
     consistently(lambda: None if not cluster.replica_sets() else pytest.fail("recreated"), 1.0)
