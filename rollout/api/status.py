@@ -63,6 +63,11 @@ class Measurement(ApiModel):
     phase: MeasurementPhase
     value: float | None = None
     message: str | None = None
+    # What the value was judged against, for people reading it (``rollout get``): the value's
+    # unit ("ms"; none for a ratio or a template's number) and the threshold as text ("max 250",
+    # "max 0.006 (stable 0.001 + 0.005)", "min 0.9, max 1").
+    unit: str | None = Field(default=None, max_length=16)
+    threshold: str | None = Field(default=None, max_length=256)
 
 
 class CheckStatus(ApiModel):
