@@ -739,7 +739,8 @@ def test_relative_thresholds_state_the_bound_stable_gave() -> None:
     too_few = judge_error_rate(check, {"canary_requests": 16}, TARGET)
     assert too_few.phase == "Inconclusive" and too_few.value is None
     assert too_few.threshold == "max 0.05, max stable + 0.005"
-    parts = {"canary_requests": 100, "canary_p99": 180, "stable_requests": 100, "stable_p99": 120}
+    parts = {"canary_requests": 100.0, "canary_p99": 180.0}
+    parts |= {"stable_requests": 100.0, "stable_p99": 120.0}
     latency = judge_latency(latency_check(maxRatioToStable=1.5), parts, TARGET)
     assert (latency.phase, latency.unit) == ("Successful", "ms")
     assert latency.threshold == "max 180 (1.5x stable 120)"
