@@ -315,9 +315,16 @@ def _step_lines(rollout: Obj, steps: list[Any]) -> list[tuple[str, str]]:
                     f"{_number(float(weights.get('mirror') or 0))}% actual",
                 )
             )
-    elif kind == "blueGreen":
-        share = int(weights.get("canary", 0)) if updating else 0
-        lines.append(("Preview:", f"{share}% of live traffic" if updating else "-"))
+    elif kind == "blueGreen" and updating:
+        share = int(weights.get("canary", 0))
+        lines.append(
+            (
+                "Switched:",
+                f"yes: the new revision is active ({share}% of live traffic)"
+                if share >= 50
+                else f"no: live traffic goes to active, preview has {share}%",
+            )
+        )
     return lines
 
 
