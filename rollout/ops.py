@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, TextIO
+from typing import Any, TextIO, cast
 
 from rollout.api.status import PAUSE_USER
 from rollout.cluster.access import (
@@ -42,6 +42,7 @@ from rollout.cluster.access import (
     Obj,
     Resource,
     Unavailable,
+    WatchEvent,
 )
 from rollout.domain.revision import HASH_LABEL, TEMPLATE_ANNOTATION, recorded_template
 from rollout.view import UNICODE_GLYPHS, Scene
@@ -309,39 +310,72 @@ WATCH_GIVE_UP_SECONDS = 60.0  # the watch keeps failing this long: exit (the API
 _CACHE_LOGGER = "rollout.cluster.cache"
 
 
-class _WatchTrouble(logging.Handler):
-    """Collects the watch caches' complaints (they retry with backoff on their own) instead of
-    letting them reach stderr, and says whether the watch is in trouble, since when."""
+class _Witness:
+    """The ``ClusterAccess`` the watch caches read through: it passes lists and watches on and
+    notes whether they work, so that the screen can say the watch is broken (since when, why)
+    and the command can give up. A list that answers, a watch event or the clean end of a
+    stream proves the API works again; ``Gone`` is no failure (a list follows)."""
 
-    def __init__(self, quiet_after: float) -> None:
-        super().__init__(logging.WARNING)
-        self.quiet_after = quiet_after
-        self.message: str | None = None
-        self.since: float | None = None
-        self.last: float = 0.0
+    def __init__(self, inner: ClusterAccess) -> None:
+        self.inner = inner
+        self.failing_since: float | None = None
+        self.failure: str | None = None
 
-    def emit(self, record: logging.LogRecord) -> None:
-        now = time.monotonic()
-        if self.since is None:
-            self.since = now
-        self.last = now
-        self.message = " ".join(record.getMessage().split())
+    def _worked(self) -> None:
+        self.failing_since = self.failure = None
 
-    def recovered(self) -> None:
-        """A watch event arrived: the API answers again."""
-        self.message = self.since = None
+    def _failed(self, error: ClusterError) -> None:
+        if self.failing_since is None:
+            self.failing_since = time.monotonic()
+        self.failure = " ".join(str(error).split())
 
-    def problem(self) -> str | None:
-        if self.message is not None and time.monotonic() - self.last > self.quiet_after:
-            self.recovered()  # no complaint for longer than the longest retry backoff
-        return self.message
+    def list(
+        self, res: Resource, namespace: str | None = None, label_selector: str | None = None
+    ) -> tuple[list[Obj], str]:
+        try:
+            found = self.inner.list(res, namespace, label_selector)
+        except Gone:
+            raise
+        except ClusterError as error:
+            self._failed(error)
+            raise
+        self._worked()
+        return found
+
+    def watch(
+        self,
+        res: Resource,
+        namespace: str | None,
+        resource_version: str,
+        *,
+        timeout_seconds: int = 300,
+        label_selector: str | None = None,
+    ) -> Iterator[WatchEvent]:
+        try:
+            events = self.inner.watch(
+                res,
+                namespace,
+                resource_version,
+                timeout_seconds=timeout_seconds,
+                label_selector=label_selector,
+            )
+            for event in events:
+                self._worked()
+                yield event
+        except Gone:
+            raise
+        except ClusterError as error:
+            self._failed(error)
+            raise
+        self._worked()
 
 
 class LiveScene:
     """``get --watch``'s copy of one Rollout's world: watch caches (``Informer``: list, then
     watch, resumed and re-listed on their own with backoff) of the namespace's Rollouts,
     ReplicaSets, Pods (when the cluster serves them; only the Rollout's, by its selector) and
-    Events. ``changed`` is set by every watch event."""
+    Events. ``changed`` is set by every watch event; ``problem`` says when the watch is broken.
+    """
 
     def __init__(self, target: Target, first: Scene, max_backoff: float = 5.0) -> None:
         from rollout.cluster.cache import Informer
@@ -349,8 +383,9 @@ class LiveScene:
         self.name = str(first.rollout["metadata"]["name"])
         self.namespace = target.namespace
         self.changed = threading.Event()
-        self.trouble = _WatchTrouble(quiet_after=2 * max_backoff + 1)
-        ns, access = target.namespace, target.access
+        self.witness = _Witness(target.access)
+        access = cast(ClusterAccess, self.witness)  # the caches use list and watch only
+        ns = target.namespace
         self.rollouts = Informer(access, ROLLOUTS, ns, max_backoff=max_backoff)
         self.replica_sets = Informer(access, REPLICA_SETS, ns, max_backoff=max_backoff)
         selector = label_selector(first.rollout)
@@ -362,17 +397,19 @@ class LiveScene:
         self.events = (
             None if first.events is None else Informer(access, EVENTS, ns, max_backoff=max_backoff)
         )
+        # The caches log each failure before retrying: the screen says it instead (``problem``).
+        self._quiet = logging.NullHandler()
+        self._propagate = True
 
     def _informers(self) -> list[Any]:
         return [i for i in (self.rollouts, self.replica_sets, self.pods, self.events) if i]
 
     def _on_event(self, _type: str, _obj: Obj) -> None:
-        self.trouble.recovered()
         self.changed.set()
 
     def start(self) -> None:
         logger = logging.getLogger(_CACHE_LOGGER)
-        logger.addHandler(self.trouble)
+        logger.addHandler(self._quiet)
         self._propagate, logger.propagate = logger.propagate, False
         for informer in self._informers():
             informer.add_handler(self._on_event)
@@ -382,7 +419,7 @@ class LiveScene:
         for informer in self._informers():
             informer.stop()
         logger = logging.getLogger(_CACHE_LOGGER)
-        logger.removeHandler(self.trouble)
+        logger.removeHandler(self._quiet)
         logger.propagate = self._propagate
 
     def synced(self) -> bool:
@@ -404,17 +441,14 @@ class LiveScene:
         )
 
     def problem(self) -> str | None:
-        message = self.trouble.problem()
-        return None if message is None else f"watch interrupted, retrying: {message}"
+        """A line about the watch while it fails (it is being retried), else None."""
+        failure = self.witness.failure
+        return None if failure is None else f"watch interrupted, retrying: {failure}"
 
-    def given_up(self) -> str | None:
-        """The complaint, once the watch has failed for ``WATCH_GIVE_UP_SECONDS`` in a row."""
-        since = self.trouble.since
-        if self.trouble.problem() is None or since is None:
-            return None
-        if time.monotonic() - since < WATCH_GIVE_UP_SECONDS:
-            return None
-        return self.trouble.message
+    def failing_for(self) -> float:
+        """Seconds the watch has been failing without a break (0 while it works)."""
+        since = self.witness.failing_since
+        return 0.0 if since is None else time.monotonic() - since
 
 
 def fit(text: str, columns: int, rows: int) -> str:
@@ -464,14 +498,21 @@ class _Screen:
             self.out.flush()
 
 
-def watch_tree(target: Target, name: str, deadline: float | None, *, unicode: bool = True) -> int:
+def watch_tree(
+    target: Target,
+    name: str,
+    deadline: float | None,
+    *,
+    unicode: bool = True,
+    give_up: float = WATCH_GIVE_UP_SECONDS,
+) -> int:
     """``rollout get NAME --watch``: draw the Rollout's tree, then again whenever the Rollout,
     its ReplicaSets, Pods or Events change (watch events, ``LiveScene``), and every
     ``TICK_SECONDS`` for the ages (from the watch caches: no API call). On a terminal each frame
     replaces the last; otherwise frames follow each other, printed only when objects changed.
 
     Returns 0 at the deadline (``time.monotonic()``); raises ClusterError when the Rollout is
-    deleted, ``Unavailable`` when its watch has failed for ``WATCH_GIVE_UP_SECONDS``.
+    deleted, ``Unavailable`` when its watch has failed for ``give_up`` seconds in a row.
     """
     first = read_scene(target, name)
     screen = _Screen(target.out)
@@ -479,7 +520,8 @@ def watch_tree(target: Target, name: str, deadline: float | None, *, unicode: bo
     live = LiveScene(target, first)
     live.start()
     drawn_at = time.monotonic()
-    problem: str | None = None
+    # Without a terminal, a frame is printed when what it shows changes, ages aside.
+    shown = render_scene(first, unicode=unicode)
     try:
         while True:
             left = None if deadline is None else deadline - time.monotonic()
@@ -490,12 +532,6 @@ def watch_tree(target: Target, name: str, deadline: float | None, *, unicode: bo
                 # draw a burst of events once, at most every MIN_REDRAW_SECONDS
                 time.sleep(max(0.0, drawn_at + MIN_REDRAW_SECONDS - time.monotonic()))
                 live.changed.clear()
-            given_up = live.given_up()
-            if given_up is not None:
-                raise Unavailable(
-                    f'lost the watch of rollout "{name}" for {WATCH_GIVE_UP_SECONDS:.0f}s: '
-                    f"{given_up}"
-                )
             now = datetime.now(UTC)
             if not live.synced():
                 scene: Scene | None = dataclasses.replace(first, now=now, problem=live.problem())
@@ -503,10 +539,16 @@ def watch_tree(target: Target, name: str, deadline: float | None, *, unicode: bo
                 scene = live.scene(now)
             if scene is None:
                 raise ClusterError(f'rollout "{name}" was deleted')
-            if screen.tty or changed or scene.problem != problem:
-                screen.draw(render_scene(scene, unicode=unicode))
+            text = render_scene(scene, unicode=unicode)
+            content = render_scene(dataclasses.replace(scene, now=first.now), unicode=unicode)
+            if screen.tty or content != shown:
+                screen.draw(text)
                 drawn_at = time.monotonic()
-                problem = scene.problem
+                shown = content
+            if live.failing_for() > give_up:
+                raise Unavailable(
+                    f'lost the watch of rollout "{name}" for {give_up:g}s: {live.witness.failure}'
+                )
     finally:
         live.stop()
         screen.close()
