@@ -281,14 +281,16 @@ def _step_lines(rollout: Obj, steps: list[Any]) -> list[tuple[str, str]]:
     updating = canary is not None and canary != stable
     lines: list[tuple[str, str]] = []
     number = step_number(index if isinstance(index, int) else None, int(count or 0))
+    # The spec's steps are those the status counts (else the spec changed, or does not parse).
+    known = bool(steps) and len(steps) == count
     if number != "-" and isinstance(index, int):
-        if index < len(steps):
-            action = describe(steps[index])
-        else:
+        if index >= count:
             action = "promoting" if updating else "complete"
+        else:
+            action = describe(steps[index]) if known else ""
         if st.get("abort"):
-            action += ", aborted"
-        number = f"{number} ({action})"
+            action = f"{action}, aborted" if action else "aborted"
+        number = f"{number} ({action})" if action else number
     lines.append(("Step:", number))
     weights = st.get("weights") or {}
     kind = strategy_key(rollout)
@@ -296,8 +298,10 @@ def _step_lines(rollout: Obj, steps: list[Any]) -> list[tuple[str, str]]:
         if st.get("abort") or not isinstance(index, int):
             desired = 0 if st.get("abort") else None
             mirror = 0.0
-        elif not updating or index >= len(steps):
+        elif not updating or index >= count:
             desired, mirror = 100, 0.0
+        elif not known:
+            desired, mirror = None, 0.0
         else:
             traffic = traffic_at(steps, index)
             desired, mirror = traffic.weight, traffic.mirror

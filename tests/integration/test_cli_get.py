@@ -180,7 +180,7 @@ def test_get_watch_on_a_terminal_shows_the_canary_and_redraws_on_promote(
         has(screen, f"reviews-{stable}", "ReplicaSet", "✔ Healthy", r"\S+", "stable,")
         has(screen, "desired:2 ready:2 available:2")
         if on_kube():  # kwok's Pods, under their ReplicaSet
-            has(screen, f"reviews-{canary}-\\w+", "Pod", "Running", r"\S+", "ready:1/1")
+            has(screen, f"reviews-{canary}-\\w+", "Pod", "✔ Running", r"\S+", "ready:1/1")
         # the checks: last value with unit and threshold, counts, the reason of the verdict
         has(screen, "Checks:", "gate ◌ Running", re.escape("(background analysis)"))
         has(screen, "error-rate", "◌ Running", r"0 \(max 0\.05\)", "[1-9]", "0", "0", "0")

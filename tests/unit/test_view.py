@@ -317,3 +317,13 @@ def test_a_frame_taller_or_wider_than_the_terminal_is_cut_to_fit() -> None:
     wide = "x" * 30 + "\nnext\nlast"
     assert fit(wide, 20, 4) == wide
     assert fit(wide, 20, 3).splitlines()[-1].startswith("... 2 more")
+
+
+def test_a_spec_the_view_cannot_read_still_shows_the_status() -> None:
+    """Steps from a spec this CLI does not parse (a newer field) are not guessed."""
+    newer = scene("canary_mid_step")
+    newer.rollout["spec"]["strategy"]["canary"]["steps"][0]["setCanaryScale"] = {"replicas": 1}
+    screen = render(newer)
+    assert line(screen, "Step:", "2/4").split() == ["Step:", "2/4"]
+    assert line(screen, "SetWeight:", "-")
+    assert line(screen, "ActualWeight:", "20 (stable 80)")
