@@ -45,7 +45,7 @@ Error is what every other broken answer (garbage, HTTP 5xx) already is.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Literal
 
@@ -81,9 +81,50 @@ class Target:
 
 @dataclass(frozen=True)
 class Verdict:
+    """A measurement's outcome: ``value`` in ``unit`` (None: a ratio or a plain number), judged
+    against ``threshold`` (text for people, e.g. ``max 250``; None when unknown)."""
+
     phase: MeasurementPhase
     value: float | None
     message: str
+    unit: str | None = None
+    threshold: str | None = None
+
+
+def error_rate_threshold(check: ErrorRateCheck, stable: float | None = None) -> str:
+    """``check``'s limits as text: ``max 0.05``, and for a relative threshold the bound it
+    gives with stable's rate when known (``max 0.006 (stable 0.001 + 0.005)``), else
+    ``max stable + 0.005``."""
+    parts = [] if check.max is None else [f"max {check.max:g}"]
+    increase = check.max_increase_over_stable
+    if increase is not None:
+        parts.append(
+            f"max stable + {increase:g}"
+            if stable is None
+            else f"max {stable + increase:.4g} (stable {stable:.4g} + {increase:g})"
+        )
+    return ", ".join(parts)
+
+
+def latency_threshold(check: LatencyP99Check, stable: float | None = None) -> str:
+    """``check``'s limits in ms as text: ``max 250``, and for ``maxRatioToStable`` the bound it
+    gives with stable's p99 when known (``max 180 (1.5x stable 120)``), else ``max 1.5x
+    stable``."""
+    parts = [] if check.max_ms is None else [f"max {check.max_ms:g}"]
+    ratio = check.max_ratio_to_stable
+    if ratio is not None:
+        parts.append(
+            f"max {ratio:g}x stable"
+            if stable is None
+            else f"max {ratio * stable:.4g} ({ratio:g}x stable {stable:.4g})"
+        )
+    return ", ".join(parts)
+
+
+def template_threshold(minimum: float | None, maximum: float | None) -> str:
+    """An AnalysisTemplate's bounds as text: ``min 0.9``, ``max 1`` or ``min 0.9, max 1``."""
+    bounds = (("min", minimum), ("max", maximum))
+    return ", ".join(f"{word} {bound:g}" for word, bound in bounds if bound is not None)
 
 
 def _part(expression: str, name: str) -> str:
@@ -343,8 +384,15 @@ def judge_error_rate(check: ErrorRateCheck, parts: dict[str, float], target: Tar
 
     Broken counts (module docstring: domains) are an Error: the canary's first, then — only
     when the canary has not already Failed ``max`` — stable's, when the relative threshold
-    needs them.
+    needs them. The verdict carries ``error_rate_threshold`` (with stable's rate once read).
     """
+    verdict = _judge_error_rate(check, parts, target)
+    if verdict.threshold is None:
+        verdict = replace(verdict, threshold=error_rate_threshold(check))
+    return verdict
+
+
+def _judge_error_rate(check: ErrorRateCheck, parts: dict[str, float], target: Target) -> Verdict:
     broken = _bad_rate(parts, "canary")
     if broken is not None:
         return broken
@@ -363,14 +411,21 @@ def judge_error_rate(check: ErrorRateCheck, parts: dict[str, float], target: Tar
             return _too_few("stable", stable_requests, check.min_requests, target)
         stable = _rate(parts, "stable")
         limit = check.max_increase_over_stable
+        threshold = error_rate_threshold(check, stable)
         if rate - stable > limit:
             return Verdict(
                 "Failed",
                 rate,
                 f"error rate {rate:.4f} is {rate - stable:.4f} above stable's {stable:.4f} "
                 f"(maxIncreaseOverStable {limit})",
+                threshold=threshold,
             )
-        return Verdict("Successful", rate, f"error rate {rate:.4f} (stable {stable:.4f})")
+        return Verdict(
+            "Successful",
+            rate,
+            f"error rate {rate:.4f} (stable {stable:.4f})",
+            threshold=threshold,
+        )
     return Verdict("Successful", rate, f"error rate {rate:.4f} (max {check.max})")
 
 
@@ -379,7 +434,13 @@ def judge_latency(check: LatencyP99Check, parts: dict[str, float], target: Targe
 
     Broken numbers (module docstring: domains) are an Error; a p99 is judged only once its
     side's request count shows traffic (without any, ``histogram_quantile`` answers NaN).
+    The verdict's unit is ms, its threshold ``latency_threshold`` (with stable's p99 once read).
     """
+    verdict = _judge_latency(check, parts, target)
+    return replace(verdict, unit="ms", threshold=verdict.threshold or latency_threshold(check))
+
+
+def _judge_latency(check: LatencyP99Check, parts: dict[str, float], target: Target) -> Verdict:
     broken = _bad_count(parts, ("canary_requests",))
     if broken is not None:
         return broken
@@ -408,14 +469,18 @@ def judge_latency(check: LatencyP99Check, parts: dict[str, float], target: Targe
         if stable is None or stable <= 0:
             return Verdict("Inconclusive", p99, "no latency histogram for stable to compare with")
         ratio = p99 / stable
+        threshold = latency_threshold(check, stable)
         if ratio > check.max_ratio_to_stable:
             return Verdict(
                 "Failed",
                 p99,
                 f"p99 {p99:.1f} ms is {ratio:.2f}x stable's {stable:.1f} ms "
                 f"(maxRatioToStable {check.max_ratio_to_stable})",
+                threshold=threshold,
             )
-        return Verdict("Successful", p99, f"p99 {p99:.1f} ms ({ratio:.2f}x stable)")
+        return Verdict(
+            "Successful", p99, f"p99 {p99:.1f} ms ({ratio:.2f}x stable)", threshold=threshold
+        )
     return Verdict("Successful", p99, f"p99 {p99:.1f} ms (maxMs {check.max_ms})")
 
 
@@ -425,8 +490,16 @@ def judge_template(
     """An AnalysisTemplate's verdict: one finite value within [min, max]; ``noData`` when empty.
 
     ``noData`` applies only to an empty result. NaN or ±Inf (e.g. ``vector(0) / vector(0)``) is
-    an Error naming the value, whatever ``noData`` says; so are several series.
+    an Error naming the value, whatever ``noData`` says; so are several series. The verdict's
+    threshold is ``template_threshold``; it has no unit (a template does not declare one).
     """
+    verdict = _judge_template(minimum, maximum, no_data, samples)
+    return replace(verdict, threshold=template_threshold(minimum, maximum))
+
+
+def _judge_template(
+    minimum: float | None, maximum: float | None, no_data: str, samples: list[Sample]
+) -> Verdict:
     if not samples:
         if no_data == "fail":
             return Verdict("Failed", None, "the query returned no data (noData: fail)")

@@ -25,17 +25,20 @@ from analysis.checks import (
     Target,
     Verdict,
     error_rate_query,
+    error_rate_threshold,
     evaluation_instant,
     grouped_query,
     judge_error_rate,
     judge_latency,
     judge_template,
     latency_query,
+    latency_threshold,
     parts_for,
     parts_of,
     reads_stable,
     shape_of,
     slot_of,
+    template_threshold,
 )
 from analysis.provider import MetricError, MetricProvider, Sample
 from analysis.query import UnknownVariable, render
@@ -161,6 +164,30 @@ def check_query(
     return _query(check, target, template_of(check, context, templates), context)
 
 
+def limits_of(check: Check, spec: AnalysisTemplateSpec | None) -> tuple[str | None, str | None]:
+    """``(unit, threshold)`` of ``check`` as its verdicts state them before any value is read
+    (a relative threshold without stable's number): for a measurement that failed to be taken.
+    A ``templateRef`` whose template is unknown (``spec`` None) has neither."""
+    if check.error_rate is not None:
+        return None, error_rate_threshold(check.error_rate)
+    if check.latency_p99 is not None:
+        return "ms", latency_threshold(check.latency_p99)
+    if spec is None:
+        return None, None
+    return None, template_threshold(spec.min, spec.max)
+
+
+def _measurement(at: datetime, verdict: Verdict) -> Measurement:
+    return Measurement(
+        at=at,
+        phase=verdict.phase,
+        value=verdict.value,
+        message=verdict.message,
+        unit=verdict.unit,
+        threshold=verdict.threshold or None,
+    )
+
+
 def _judge(
     check: Check, spec: AnalysisTemplateSpec | None, samples: list[Sample], target: Target
 ) -> Verdict:
@@ -221,20 +248,19 @@ class GateRunner:
             return self._measure_shared(analysis, check, context, provider, now, source)
         target = target_of(check, analysis, context)
         query = ""
+        spec: AnalysisTemplateSpec | None = None
         started = time.perf_counter()
         try:
             spec = template_of(check, context, self.templates)
             query = _query(check, target, spec, context)
             verdict = _judge(check, spec, provider.query(query, at=now), target)
         except (MetricError, UnknownVariable, TemplateMissing) as error:
-            verdict = Verdict("Error", None, str(error))
+            verdict = Verdict("Error", None, str(error), *limits_of(check, spec))
         except Exception as error:  # a provider's bug is still a measurement, never a crash
-            verdict = Verdict("Error", None, f"{type(error).__name__}: {error}")
+            message = f"{type(error).__name__}: {error}"
+            verdict = Verdict("Error", None, message, *limits_of(check, spec))
         seconds = time.perf_counter() - started
-        measurement = Measurement(
-            at=now, phase=verdict.phase, value=verdict.value, message=verdict.message
-        )
-        return Taken(check.name, measurement, query, seconds)
+        return Taken(check.name, _measurement(now, verdict), query, seconds)
 
     def _measure_shared(
         self,
@@ -263,14 +289,12 @@ class GateRunner:
                 assert check.latency_p99 is not None
                 verdict = judge_latency(check.latency_p99, parts, target)
         except MetricError as error:
-            verdict = Verdict("Error", None, str(error))
+            verdict = Verdict("Error", None, str(error), *limits_of(check, None))
         except Exception as error:  # a provider's bug is still a measurement, never a crash
-            verdict = Verdict("Error", None, f"{type(error).__name__}: {error}")
+            message = f"{type(error).__name__}: {error}"
+            verdict = Verdict("Error", None, message, *limits_of(check, None))
         seconds = time.perf_counter() - started
-        measurement = Measurement(
-            at=at, phase=verdict.phase, value=verdict.value, message=verdict.message
-        )
-        return Taken(check.name, measurement, grouped_query(shape), seconds)
+        return Taken(check.name, _measurement(at, verdict), grouped_query(shape), seconds)
 
     def close(self) -> None:
         self.pool.shutdown(wait=False)

@@ -539,7 +539,11 @@ def _run(
 def get(
     name: Name,
     watch: bool = typer.Option(
-        False, "--watch", "-w", help="Print again on every change (watch events) until Ctrl-C."
+        False,
+        "--watch",
+        "-w",
+        help="Redraw on every change of the Rollout, its ReplicaSets, Pods and Events, "
+        "until Ctrl-C.",
     ),
     output: str | None = typer.Option(
         None, "--output", "-o", metavar="FORMAT", help="json or yaml: the whole object."
@@ -551,7 +555,8 @@ def get(
     context: Context = None,
     kubeconfig: Kubeconfig = None,
 ) -> None:
-    """Show a Rollout: phase, step, weights, revisions, gate checks, pauses, conditions."""
+    """Show a Rollout as a tree: status and reason, step, weights, images, revisions with
+    their ReplicaSets and Pods, gate checks with their last values, recent Events."""
     if output not in (None, "json", "yaml"):
         raise typer.BadParameter("must be json or yaml", param_hint="--output")
     seconds = _duration(timeout, "--timeout")

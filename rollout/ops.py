@@ -13,28 +13,37 @@ Nothing here imports ``kubernetes``: ``connect`` reaches it through ``rollout.cl
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
+import logging
 import math
 import random
+import shutil
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, TextIO
+from typing import Any, TextIO, cast
 
 from rollout.api.status import PAUSE_USER
 from rollout.cluster.access import (
+    EVENTS,
     NAMESPACES,
+    PODS,
     REPLICA_SETS,
     ROLLOUTS,
     ClusterAccess,
     ClusterError,
     Conflict,
+    Forbidden,
     Gone,
     NotFound,
     Obj,
+    Resource,
     Unavailable,
+    WatchEvent,
 )
 from rollout.domain.revision import (
     HASH_LABEL,
@@ -45,6 +54,8 @@ from rollout.domain.revision import (
     revision_numbers,
 )
 from rollout.domain.steps import step_number
+from rollout.view import UNICODE_GLYPHS, Scene
+from rollout.view import render as render_scene
 
 RESTARTED_AT = "rollout.dev/restartedAt"
 CANONICAL_NAME = "service.istio.io/canonical-name"
@@ -303,100 +314,63 @@ def _parse_time(text: Any) -> datetime | None:
         return None
 
 
-def describe(obj: Obj, replica_sets: list[Obj]) -> str:
-    """``rollout get``: the whole state of one Rollout, as text."""
-    meta, st = obj["metadata"], _status(obj)
-    w = weights_of(obj)
-    lines = [
-        f"Name:        {meta['name']}",
-        f"Namespace:   {meta.get('namespace', '')}",
-        f"Strategy:    {strategy_of(obj)}",
-        f"Phase:       {st.get('phase') or 'Unknown'}",
-        f"Message:     {st.get('message') or '-'}",
-        f"Step:        {step_of(obj)}",
-        f"Weights:     stable {w.get('stable', '-')}  canary {w.get('canary', '-')}  "
-        f"mirror {w.get('mirror', '-')}",
-        f"Generation:  {meta.get('generation', '-')} "
-        f"(observed {st.get('observedGeneration', '-')})",
-        f"Replicas:    {st.get('readyReplicas', 0)}/{st.get('replicas', 0)} ready, "
-        f"{st.get('availableReplicas', 0)} available",
-    ]
-    if st.get("abort"):
-        lines.append(f"Aborted:     {st.get('abortReason') or 'yes'} at {st.get('abortedAt', '-')}")
-    lines.append("Revisions:")
-    numbers = revision_numbers_of(replica_sets, revision_of_rollout(obj))
-    rows = [["REVISION", "HASH", "ROLE", "REPLICASET", "DESIRED", "READY", "AVAILABLE", "AGE"]]
-    for rs in replica_sets:
-        rmeta = rs["metadata"]
-        revision = (rmeta.get("labels") or {}).get(HASH_LABEL, "-")
-        number = numbers.get(revision)
-        roles = []
-        if revision == st.get("stableRevision"):
-            roles.append("stable")
-        if revision == st.get("canaryRevision") and revision != st.get("stableRevision"):
-            roles.append("canary")
-        rst = rs.get("status") or {}
-        rows.append(
-            [
-                "-" if number is None else str(number),
-                revision,
-                ",".join(roles) or "old",
-                rmeta["name"],
-                str((rs.get("spec") or {}).get("replicas", 0)),
-                str(rst.get("readyReplicas", 0)),
-                str(rst.get("availableReplicas", 0)),
-                age(rmeta.get("creationTimestamp")),
-            ]
-        )
-    lines.append(table(rows, "  ") if len(rows) > 1 else "  (none)")
-    analysis = st.get("analysis")
-    if analysis:
-        count = f", count {analysis['count']}" if analysis.get("count") else ""
-        lines.append(f"Gate:        {analysis.get('phase', 'Pending')}{count}")
-        rows = [["CHECK", "PHASE", "OK", "FAILED", "INCONCLUSIVE", "ERRORS", "LAST VALUES"]]
-        for check in analysis.get("checks") or []:
-            values = [
-                "-" if m.get("value") is None else f"{m['value']:g}"
-                for m in (check.get("measurements") or [])[-3:]
-            ]
-            rows.append(
-                [
-                    str(check.get("name")),
-                    str(check.get("phase", "Pending")),
-                    str(check.get("successful", 0)),
-                    str(check.get("failed", 0)),
-                    str(check.get("inconclusive", 0)),
-                    str(check.get("errors", 0)),
-                    ", ".join(values) or "-",
-                ]
-            )
-        if len(rows) > 1:
-            lines.append(table(rows, "  "))
-    pauses = st.get("pauseConditions") or []
-    lines.append(
-        "Paused:      "
-        + (", ".join(f"{p.get('reason')} since {p.get('startTime')}" for p in pauses) or "no")
+def _owns(rs: Obj, name: str) -> bool:
+    return any(
+        ref.get("kind") == "Rollout" and ref.get("name") == name
+        for ref in rs.get("metadata", {}).get("ownerReferences") or []
     )
-    conditions = st.get("conditions") or []
-    if conditions:
-        lines.append("Conditions:")
-        rows = [["TYPE", "STATUS", "REASON", "MESSAGE"]]
-        rows += [
-            [str(c.get("type")), str(c.get("status")), str(c.get("reason")), c.get("message", "")]
-            for c in conditions
-        ]
-        lines.append(table(rows, "  "))
-    return "\n".join(lines)
 
 
-def render(obj: Obj, output: str | None, replica_sets: list[Obj]) -> str:
+def label_selector(obj: Obj) -> str | None:
+    """The Rollout's ``spec.selector.matchLabels`` as a label selector (``app=reviews``), to
+    list only its Pods; None (list them all) when it has ``matchExpressions`` or no labels."""
+    selector = (obj.get("spec") or {}).get("selector") or {}
+    labels = selector.get("matchLabels") or {}
+    if selector.get("matchExpressions") or not labels:
+        return None
+    return ",".join(f"{key}={value}" for key, value in sorted(labels.items()))
+
+
+def _readable(target: Target, res: Resource, selector: str | None = None) -> list[Obj] | None:
+    """The namespace's objects of ``res``, or None when the API does not serve them or we may
+    not read them (a cluster without Pods, RBAC without Events): ``get`` shows what it can."""
+    try:
+        items, _ = target.access.list(res, target.namespace, selector)
+    except (NotFound, Forbidden):
+        return None
+    return items
+
+
+def read_scene(target: Target, name: str) -> Scene:
+    """What ``rollout get`` shows of the Rollout ``name``, read from the API now: the Rollout
+    (a ClusterError naming it or its namespace when missing), its ReplicaSets, their Pods and
+    the namespace's Events (None when they cannot be read)."""
+    obj = get_rollout(target, name)
+    return Scene(
+        rollout=obj,
+        replica_sets=owned_replica_sets(target, name),
+        pods=_readable(target, PODS, label_selector(obj)),
+        events=_readable(target, EVENTS),
+        now=datetime.now(UTC),
+    )
+
+
+def render(obj: Obj, output: str) -> str:
+    """The whole object as ``output`` (json or yaml)."""
     if output == "json":
         return json.dumps(obj, indent=2, sort_keys=True)
-    if output == "yaml":
-        import yaml
+    import yaml
 
-        return str(yaml.safe_dump(obj, sort_keys=False)).rstrip("\n")
-    return describe(obj, replica_sets)
+    return str(yaml.safe_dump(obj, sort_keys=False)).rstrip("\n")
+
+
+def can_encode(stream: TextIO, text: str) -> bool:
+    """Whether ``stream``'s encoding can write ``text`` (else ``get`` draws in ASCII)."""
+    try:
+        text.encode(getattr(stream, "encoding", None) or "ascii")
+    except (UnicodeEncodeError, LookupError):
+        return False
+    return True
 
 
 def cmd_get(
@@ -407,19 +381,273 @@ def cmd_get(
     watch: bool = False,
     timeout: float | None = None,
 ) -> int:
-    """Print the Rollout; with ``watch``, again on each change until Ctrl-C or the timeout."""
+    """Print the Rollout as a tree (``rollout.view``), or the whole object with ``output``;
+    with ``watch``, again on each change until Ctrl-C or the timeout (``watch_tree``)."""
     deadline = None if timeout is None else time.monotonic() + timeout
-    objects = follow(target, name, deadline) if watch else iter([get_rollout(target, name)])
-    first = True
-    for obj in objects:
-        replica_sets = owned_replica_sets(target, name) if output is None else []
-        text = render(obj, output, replica_sets)
-        if not first:
-            clear = "\x1b[H\x1b[2J" if target.out.isatty() and output is None else ""
-            target.say(clear or ("---" if output == "yaml" else ""))
-        target.say(text)
-        first = False
-    return 0
+    if output is not None:
+        objects = follow(target, name, deadline) if watch else iter([get_rollout(target, name)])
+        for i, obj in enumerate(objects):
+            if i:
+                target.say("---" if output == "yaml" else "")
+            target.say(render(obj, output))
+        return 0
+    unicode = can_encode(target.out, UNICODE_GLYPHS)
+    if not watch:
+        target.say(render_scene(read_scene(target, name), unicode=unicode))
+        return 0
+    return watch_tree(target, name, deadline, unicode=unicode)
+
+
+# -- get --watch -------------------------------------------------------------------------------
+
+TICK_SECONDS = 1.0  # ages are redrawn this often, from the watch caches (no API call)
+MIN_REDRAW_SECONDS = 0.2  # a burst of watch events is drawn once
+WATCH_GIVE_UP_SECONDS = 60.0  # the watch keeps failing this long: exit (the API is unreachable)
+_CACHE_LOGGER = "rollout.cluster.cache"
+
+
+class _Witness:
+    """The ``ClusterAccess`` the watch caches read through: it passes lists and watches on and
+    notes whether they work, so that the screen can say the watch is broken (since when, why)
+    and the command can give up. A list that answers, a watch event or the clean end of a
+    stream proves the API works again; ``Gone`` is no failure (a list follows)."""
+
+    def __init__(self, inner: ClusterAccess) -> None:
+        self.inner = inner
+        self.failing_since: float | None = None
+        self.failure: str | None = None
+
+    def _worked(self) -> None:
+        self.failing_since = self.failure = None
+
+    def _failed(self, error: ClusterError) -> None:
+        if self.failing_since is None:
+            self.failing_since = time.monotonic()
+        self.failure = " ".join(str(error).split())
+
+    def list(
+        self, res: Resource, namespace: str | None = None, label_selector: str | None = None
+    ) -> tuple[list[Obj], str]:
+        try:
+            found = self.inner.list(res, namespace, label_selector)
+        except Gone:
+            raise
+        except ClusterError as error:
+            self._failed(error)
+            raise
+        self._worked()
+        return found
+
+    def watch(
+        self,
+        res: Resource,
+        namespace: str | None,
+        resource_version: str,
+        *,
+        timeout_seconds: int = 300,
+        label_selector: str | None = None,
+    ) -> Iterator[WatchEvent]:
+        try:
+            events = self.inner.watch(
+                res,
+                namespace,
+                resource_version,
+                timeout_seconds=timeout_seconds,
+                label_selector=label_selector,
+            )
+            for event in events:
+                self._worked()
+                yield event
+        except Gone:
+            raise
+        except ClusterError as error:
+            self._failed(error)
+            raise
+        self._worked()
+
+
+class LiveScene:
+    """``get --watch``'s copy of one Rollout's world: watch caches (``Informer``: list, then
+    watch, resumed and re-listed on their own with backoff) of the namespace's Rollouts,
+    ReplicaSets, Pods (when the cluster serves them; only the Rollout's, by its selector) and
+    Events. ``changed`` is set by every watch event; ``problem`` says when the watch is broken.
+    """
+
+    def __init__(self, target: Target, first: Scene, max_backoff: float = 5.0) -> None:
+        from rollout.cluster.cache import Informer
+
+        self.name = str(first.rollout["metadata"]["name"])
+        self.namespace = target.namespace
+        self.changed = threading.Event()
+        self.witness = _Witness(target.access)
+        access = cast(ClusterAccess, self.witness)  # the caches use list and watch only
+        ns = target.namespace
+        self.rollouts = Informer(access, ROLLOUTS, ns, max_backoff=max_backoff)
+        self.replica_sets = Informer(access, REPLICA_SETS, ns, max_backoff=max_backoff)
+        selector = label_selector(first.rollout)
+        self.pods = (
+            None
+            if first.pods is None
+            else Informer(access, PODS, ns, label_selector=selector, max_backoff=max_backoff)
+        )
+        self.events = (
+            None if first.events is None else Informer(access, EVENTS, ns, max_backoff=max_backoff)
+        )
+        # The caches log each failure before retrying: the screen says it instead (``problem``).
+        self._quiet = logging.NullHandler()
+        self._propagate = True
+
+    def _informers(self) -> list[Any]:
+        return [i for i in (self.rollouts, self.replica_sets, self.pods, self.events) if i]
+
+    def _on_event(self, _type: str, _obj: Obj) -> None:
+        self.changed.set()
+
+    def start(self) -> None:
+        logger = logging.getLogger(_CACHE_LOGGER)
+        logger.addHandler(self._quiet)
+        self._propagate, logger.propagate = logger.propagate, False
+        for informer in self._informers():
+            informer.add_handler(self._on_event)
+            informer.start()
+
+    def stop(self) -> None:
+        for informer in self._informers():
+            informer.stop()
+        logger = logging.getLogger(_CACHE_LOGGER)
+        logger.removeHandler(self._quiet)
+        logger.propagate = self._propagate
+
+    def synced(self) -> bool:
+        return all(informer.synced.is_set() for informer in self._informers())
+
+    def scene(self, now: datetime) -> Scene | None:
+        """The Scene from the caches (None: the Rollout is gone); no API call."""
+        obj = self.rollouts.get(self.namespace, self.name)
+        if obj is None:
+            return None
+        replica_sets = [rs for rs in self.replica_sets.list() if _owns(rs, self.name)]
+        return Scene(
+            rollout=obj,
+            replica_sets=replica_sets,
+            pods=None if self.pods is None else self.pods.list(),
+            events=None if self.events is None else self.events.list(),
+            now=now,
+            problem=self.problem(),
+        )
+
+    def problem(self) -> str | None:
+        """A line about the watch while it fails (it is being retried), else None."""
+        failure = self.witness.failure
+        return None if failure is None else f"watch interrupted, retrying: {failure}"
+
+    def failing_for(self) -> float:
+        """Seconds the watch has been failing without a break (0 while it works)."""
+        since = self.witness.failing_since
+        return 0.0 if since is None else time.monotonic() - since
+
+
+def fit(text: str, columns: int, rows: int) -> str:
+    """``text`` cut to what a ``columns`` x ``rows`` screen shows without scrolling (long lines
+    wrap and take several rows); a last line says how many lines did not fit."""
+    lines = text.split("\n")
+    used, kept = 0, []
+    for i, line in enumerate(lines):
+        need = max(1, -(-len(line) // max(columns, 1)))
+        if used + need > rows - 1 and i < len(lines) - 1 or used + need > rows:
+            kept.append(f"... {len(lines) - i} more line(s): make the terminal taller"[:columns])
+            break
+        kept.append(line)
+        used += need
+    return "\n".join(kept)
+
+
+class _Screen:
+    """Where frames go: on a terminal, each frame replaces the last (cursor home, lines
+    overwritten, the rest cleared, cut to the window); elsewhere, each frame in full after a
+    ``---`` line."""
+
+    def __init__(self, out: TextIO) -> None:
+        self.out = out
+        self.tty = out.isatty()
+        self.frames = 0
+        self.last: str | None = None
+
+    def draw(self, text: str) -> None:
+        if text == self.last:
+            return
+        self.last = text
+        if not self.tty:
+            self.out.write(("---\n" if self.frames else "") + text + "\n")
+        else:
+            size = shutil.get_terminal_size()
+            shown = fit(text, size.columns, size.lines)
+            body = "".join(line + "\x1b[K\n" for line in shown.split("\n"))
+            start = "\x1b[?25l\x1b[H\x1b[2J" if not self.frames else "\x1b[H"
+            self.out.write(start + body + "\x1b[J")
+        self.out.flush()
+        self.frames += 1
+
+    def close(self) -> None:
+        if self.tty and self.frames:
+            self.out.write("\x1b[?25h")
+            self.out.flush()
+
+
+def watch_tree(
+    target: Target,
+    name: str,
+    deadline: float | None,
+    *,
+    unicode: bool = True,
+    give_up: float = WATCH_GIVE_UP_SECONDS,
+) -> int:
+    """``rollout get NAME --watch``: draw the Rollout's tree, then again whenever the Rollout,
+    its ReplicaSets, Pods or Events change (watch events, ``LiveScene``), and every
+    ``TICK_SECONDS`` for the ages (from the watch caches: no API call). On a terminal each frame
+    replaces the last; otherwise frames follow each other, printed only when objects changed.
+
+    Returns 0 at the deadline (``time.monotonic()``); raises ClusterError when the Rollout is
+    deleted, ``Unavailable`` when its watch has failed for ``give_up`` seconds in a row.
+    """
+    first = read_scene(target, name)
+    screen = _Screen(target.out)
+    screen.draw(render_scene(first, unicode=unicode))
+    live = LiveScene(target, first)
+    live.start()
+    drawn_at = time.monotonic()
+    # Without a terminal, a frame is printed when what it shows changes, ages aside.
+    shown = render_scene(first, unicode=unicode)
+    try:
+        while True:
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                return 0
+            changed = live.changed.wait(TICK_SECONDS if left is None else min(TICK_SECONDS, left))
+            if changed:
+                # draw a burst of events once, at most every MIN_REDRAW_SECONDS
+                time.sleep(max(0.0, drawn_at + MIN_REDRAW_SECONDS - time.monotonic()))
+                live.changed.clear()
+            now = datetime.now(UTC)
+            if not live.synced():
+                scene: Scene | None = dataclasses.replace(first, now=now, problem=live.problem())
+            else:
+                scene = live.scene(now)
+            if scene is None:
+                raise ClusterError(f'rollout "{name}" was deleted')
+            text = render_scene(scene, unicode=unicode)
+            content = render_scene(dataclasses.replace(scene, now=first.now), unicode=unicode)
+            if screen.tty or content != shown:
+                screen.draw(text)
+                drawn_at = time.monotonic()
+                shown = content
+            if live.failing_for() > give_up:
+                raise Unavailable(
+                    f'lost the watch of rollout "{name}" for {give_up:g}s: {live.witness.failure}'
+                )
+    finally:
+        live.stop()
+        screen.close()
 
 
 def _number(value: Any) -> str:
@@ -461,7 +689,7 @@ def cmd_list(target: Target, *, all_namespaces: bool = False, output: str | None
     items, _ = target.access.list(ROLLOUTS, None if all_namespaces else target.namespace)
     items = sorted(items, key=lambda o: (o["metadata"].get("namespace", ""), o["metadata"]["name"]))
     if output in ("json", "yaml"):
-        target.say(render(as_list(items), output, []))
+        target.say(render(as_list(items), output))
         return 0
     if not items:
         where = "any namespace" if all_namespaces else f'namespace "{target.namespace}"'

@@ -80,6 +80,11 @@ class Measurement(ApiModel):
     for a template."""
     message: str | None = None
     """Why the measurement has its phase, such as too few requests or a value above its bound."""
+    unit: str | None = Field(default=None, max_length=16)
+    """The unit of the value: "ms" for latencyP99; empty for a ratio or a template's number."""
+    threshold: str | None = Field(default=None, max_length=256)
+    """What the value was judged against, as text: "max 250", "max 0.006 (stable 0.001 +
+    0.005)", "min 0.9, max 1"."""
 
 
 class CheckStatus(ApiModel):

@@ -35,7 +35,7 @@ from analysis.batch import SharedAnswers
 from analysis.prometheus import PrometheusAuth, PrometheusProvider
 from analysis.provider import BadQuery, MetricProvider
 from analysis.query import UnknownVariable
-from analysis.runner import GateContext, GateRunner, TemplateMissing, check_query
+from analysis.runner import GateContext, GateRunner, TemplateMissing, check_query, limits_of
 from rollout.api.gate import Analysis, PrometheusConfig
 from rollout.api.rollout import Rollout
 from rollout.api.status import Measurement, RolloutStatus
@@ -186,7 +186,8 @@ class GateMeasurer:
             provider = self._provider(analysis.prometheus, rollout.namespace, analysis)
         except (ClusterError, ValueError) as error:
             message = f"cannot reach the gate's Prometheus: {error}"
-            return tuple((n, Measurement(at=now, phase="Error", message=message)) for n in due)
+            checks = {c.name: c for c in analysis.checks}
+            return tuple((n, _unmeasured(now, message, *limits_of(checks[n], None))) for n in due)
         source = self.source(analysis.prometheus, rollout.namespace)
         taken = self.runner.measure(analysis, context, provider, due, now, source=source)
         return tuple((t.check, t.measurement) for t in taken)
@@ -307,6 +308,13 @@ class GateMeasurer:
 
     def close(self) -> None:
         self.runner.close()
+
+
+def _unmeasured(at: datetime, message: str, unit: str | None, threshold: str | None) -> Measurement:
+    """An Error measurement for a check that could not be measured, with what it is judged by."""
+    return Measurement(
+        at=at, phase="Error", message=message, unit=unit, threshold=threshold or None
+    )
 
 
 def _canonical(replica_sets: list[Obj], revision: str | None) -> str:

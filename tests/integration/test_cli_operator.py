@@ -65,8 +65,9 @@ def test_set_image_get_list_promote_and_status(
 
     got = cli(kc, ns, "get", "reviews")
     assert got.exit_code == 0, got.output
-    assert "Paused" in got.stdout and "Step:        2/2" in got.stdout  # as the message says
-    assert "stable 70  canary 30" in got.stdout
+    assert "Paused (CanaryPauseStep)" in got.stdout
+    assert "Step:          2/2 (pause until promoted)" in got.stdout
+    assert "ActualWeight:  30 (stable 70)" in got.stdout
     assert f"reviews-{stable}" in got.stdout and "CanaryPauseStep" in got.stdout
     raw = json.loads(cli(kc, ns, "get", "reviews", "-o", "json").stdout)
     assert raw["spec"]["template"]["spec"]["containers"][0]["image"] == "example.com/reviews:2"

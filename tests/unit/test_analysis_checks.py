@@ -697,3 +697,51 @@ def test_the_runner_records_broken_numbers_as_errors(
     assert taken.measurement.phase == "Error"
     assert taken.measurement.value is None
     assert message in (taken.measurement.message or "")
+
+
+# --- what a value is judged against: unit and threshold, recorded with each measurement ------
+
+
+def test_measurements_carry_their_unit_and_threshold(runner: GateRunner) -> None:
+    provider = CannedProvider(
+        [
+            Sample(100, {"part": "canary_requests"}),
+            Sample(84, {"part": "canary_p99"}),
+            Sample(1, {"part": "canary_errors"}),
+        ]
+    )
+    errors, latency = runner.measure(ANALYSIS, CONTEXT, provider, ["errors", "latency"], T0)
+    assert (errors.measurement.value, errors.measurement.unit) == (0.01, None)
+    assert errors.measurement.threshold == "max 0.01"
+    assert (latency.measurement.value, latency.measurement.unit) == (84, "ms")
+    assert latency.measurement.threshold == "max 300"
+    (custom,) = runner.measure(ANALYSIS, CONTEXT, CannedProvider([Sample(0.2)]), ["custom"], T0)
+    assert (custom.measurement.unit, custom.measurement.threshold) == (None, "max 0.5")
+
+
+def test_a_check_that_could_not_be_measured_still_states_its_threshold(
+    runner: GateRunner,
+) -> None:
+    provider = CannedProvider(BadResponse("garbage"))
+    errors, latency = runner.measure(ANALYSIS, CONTEXT, provider, ["errors", "latency"], T0)
+    assert errors.measurement.phase == latency.measurement.phase == "Error"
+    assert errors.measurement.threshold == "max 0.01"
+    assert (latency.measurement.unit, latency.measurement.threshold) == ("ms", "max 300")
+    (missing,) = runner.measure(ANALYSIS, CONTEXT, provider, ["missing"], T0)
+    assert (missing.measurement.unit, missing.measurement.threshold) == (None, None)
+
+
+def test_relative_thresholds_state_the_bound_stable_gave() -> None:
+    check = error_check(max=0.05, maxIncreaseOverStable=0.005)
+    verdict = judge_error_rate(check, REGRESSION, TARGET)
+    assert verdict.phase == "Failed"
+    assert verdict.threshold == "max 0.05, max 0.006 (stable 0.001 + 0.005)"
+    too_few = judge_error_rate(check, {"canary_requests": 16}, TARGET)
+    assert too_few.phase == "Inconclusive" and too_few.value is None
+    assert too_few.threshold == "max 0.05, max stable + 0.005"
+    parts = {"canary_requests": 100.0, "canary_p99": 180.0}
+    parts |= {"stable_requests": 100.0, "stable_p99": 120.0}
+    latency = judge_latency(latency_check(maxRatioToStable=1.5), parts, TARGET)
+    assert (latency.phase, latency.unit) == ("Successful", "ms")
+    assert latency.threshold == "max 180 (1.5x stable 120)"
+    assert judge_template(0.9, 1, "inconclusive", [Sample(0.95)]).threshold == "min 0.9, max 1"

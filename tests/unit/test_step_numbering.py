@@ -15,7 +15,8 @@ from typing import Any
 import yaml
 
 from rollout.cluster.access import NotFound, Obj, Resource, WatchEvent
-from rollout.ops import Target, cmd_list, cmd_status, describe
+from rollout.ops import Target, cmd_list, cmd_status
+from rollout.view import Scene, render
 from tests.unit.world import World, example
 
 CRD = Path(__file__).resolve().parents[2] / "crds" / "rollout.dev_rollouts.yaml"
@@ -115,8 +116,8 @@ def test_status_output() -> None:
 
 
 def test_get_step_line() -> None:
-    text = describe(rollout_object(paused_at_second_step()), [])
-    assert "Step:        2/3\n" in text
+    text = render(Scene(rollout=rollout_object(paused_at_second_step())))
+    assert "Step:          2/3 (pause until promoted)\n" in text
 
 
 def test_printer_column_reads_status_step() -> None:
