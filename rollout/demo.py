@@ -407,10 +407,27 @@ def step_label(status: Obj) -> str:
     return step_number(index, count)
 
 
-def step_change(sample: Sample) -> str:
-    """The timeline event (and plot label) of a change of phase or step: ``Paused step 2/6``."""
+def step_change(sample: Sample, count: int | None = None) -> str:
+    """The timeline event (and plot label) of a change of phase or step: ``Paused step 2/6``.
+
+    ``count`` is the number of steps (None: unknown): once they are all done (``sample.step >=
+    count``) a Progressing rollout is promoting, ``Progressing step 4/4 done: promoting`` as the
+    status message says, so that it does not read as a second ``Progressing step 4/4``."""
     where = "" if sample.stepLabel == "-" else f" step {sample.stepLabel}"
+    if promoting(sample, count):
+        where += " done: promoting" if where else " promoting"
     return f"{sample.phase}{where}"
+
+
+def promoting(sample: Sample, count: int | None) -> bool:
+    """Whether ``sample`` is of a rollout past its last step (of ``count``; None: unknown) and
+    not yet done: the controller is promoting the new version."""
+    return (
+        sample.phase == "Progressing"
+        and sample.step is not None
+        and count is not None
+        and sample.step >= count
+    )
 
 
 @dataclass
@@ -893,7 +910,7 @@ def _watch(
         versions.record(sample, current, v2)
         step = (sample.phase, sample.step)
         if step != last_step:
-            result.events.append({"t": t, "what": step_change(sample)})
+            result.events.append({"t": t, "what": step_change(sample, result.stepCount)})
             last_step = step
         failures = sum(
             1
