@@ -923,8 +923,7 @@ def _watch(
             seen_failures = failures
         line = (
             f"{sample.phase or '-':<11} {_step_line(scenario, sample):<40} "
-            f"weights stable/canary {sample.stableWeight}/{sample.canaryWeight}"
-            + (f" mirror {sample.mirrorPercent:g}%" if sample.mirrorPercent else "")
+            + weights_text(sample, versions.blue_green)
             + (f" | {_gate_line(current)}" if _gate_line(current) else "")
         )
         if line != last_line:
@@ -949,6 +948,29 @@ def _watch(
         + ("OK" if result.outcome == scenario.expected else "UNEXPECTED")
     )
     return result
+
+
+def weights_text(sample: Sample, blue_green: bool = False) -> str:
+    """The printed line's traffic, by version as the plot draws it (``stable`` and ``canary``
+    swap at the promotion): ``traffic v1/v2 80/20``, with ``mirror 100%`` while v2 gets a
+    copy; blue-green in its own terms: ``live traffic v1/v2 100/0 (active v1, preview v2)``.
+    ``sample.versions`` comes from ``VersionTracker.record``; before it, the roles' weights."""
+    if len(sample.versions) != 2:
+        text = f"traffic stable/canary {sample.stableWeight}/{sample.canaryWeight}"
+    else:
+        v1, v2 = sample.versions
+        text = f"traffic v1/v2 {v1['weight']}/{v2['weight']}"
+        if blue_green:
+            roles = [
+                f"{role} {entry['version']}"
+                for role in ("active", "preview")
+                for entry in (v1, v2)
+                if role in entry["roles"]
+            ]
+            text = f"live {text}" + (f" ({', '.join(roles)})" if roles else "")
+    if sample.mirrorPercent:
+        text += f" mirror {sample.mirrorPercent:g}%"
+    return text
 
 
 def _step_line(scenario: Scenario, sample: Sample) -> str:

@@ -33,3 +33,17 @@ def test_an_old_blue_green_status_without_step_counts_the_strategy_steps() -> No
         tgt, out = target(obj)
         assert cmd_list(tgt) == 0
         assert out.getvalue().splitlines()[1].split()[3] == f"{count}/{count}"
+
+
+def test_a_one_step_canary_starts_with_1_step_not_1_steps() -> None:
+    from tests.unit.world import World
+
+    doc = example("canary")
+    doc["spec"]["strategy"]["canary"] = {"steps": [{"setWeight": 50}]}
+    del doc["spec"]["analysis"]
+    world = World(doc)
+    world.settle()
+    world.set_image("v2")
+    world.settle()
+    started = [e.message for e in world.events if e.reason == "RolloutStarted"]
+    assert started and started[0].endswith(": 1 step; now step 1/1: setWeight 50%"), started
