@@ -47,3 +47,15 @@ def test_a_one_step_canary_starts_with_1_step_not_1_steps() -> None:
     world.settle()
     started = [e.message for e in world.events if e.reason == "RolloutStarted"]
     assert started and started[0].endswith(": 1 step; now step 1/1: setWeight 50%"), started
+
+
+def test_blue_green_describes_its_switch_in_its_own_terms() -> None:
+    from rollout.api.rollout import RolloutSpec
+    from rollout.domain.steps import describe, steps_of, traffic_at
+
+    spec = RolloutSpec.model_validate(example("blue-green")["spec"])
+    steps = steps_of(spec)
+    described = [describe(step) for step in steps]
+    assert described[3] == "switch: the preview becomes active", described
+    assert not any(d.startswith("setWeight") for d in described), described
+    assert traffic_at(steps, 3).weight == 100 and traffic_at(steps, 2).weight == 0
