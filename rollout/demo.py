@@ -407,10 +407,27 @@ def step_label(status: Obj) -> str:
     return step_number(index, count)
 
 
-def step_change(sample: Sample) -> str:
-    """The timeline event (and plot label) of a change of phase or step: ``Paused step 2/6``."""
+def step_change(sample: Sample, count: int | None = None) -> str:
+    """The timeline event (and plot label) of a change of phase or step: ``Paused step 2/6``.
+
+    ``count`` is the number of steps (None: unknown): once they are all done (``sample.step >=
+    count``) a Progressing rollout is promoting, ``Progressing step 4/4 done: promoting`` as the
+    status message says, so that it does not read as a second ``Progressing step 4/4``."""
     where = "" if sample.stepLabel == "-" else f" step {sample.stepLabel}"
+    if promoting(sample, count):
+        where += " done: promoting" if where else " promoting"
     return f"{sample.phase}{where}"
+
+
+def promoting(sample: Sample, count: int | None) -> bool:
+    """Whether ``sample`` is of a rollout past its last step (of ``count``; None: unknown) and
+    not yet done: the controller is promoting the new version."""
+    return (
+        sample.phase == "Progressing"
+        and sample.step is not None
+        and count is not None
+        and sample.step >= count
+    )
 
 
 @dataclass
@@ -893,7 +910,7 @@ def _watch(
         versions.record(sample, current, v2)
         step = (sample.phase, sample.step)
         if step != last_step:
-            result.events.append({"t": t, "what": step_change(sample)})
+            result.events.append({"t": t, "what": step_change(sample, result.stepCount)})
             last_step = step
         failures = sum(
             1
@@ -906,8 +923,7 @@ def _watch(
             seen_failures = failures
         line = (
             f"{sample.phase or '-':<11} {_step_line(scenario, sample):<40} "
-            f"weights stable/canary {sample.stableWeight}/{sample.canaryWeight}"
-            + (f" mirror {sample.mirrorPercent:g}%" if sample.mirrorPercent else "")
+            + weights_text(sample, versions.blue_green)
             + (f" | {_gate_line(current)}" if _gate_line(current) else "")
         )
         if line != last_line:
@@ -932,6 +948,29 @@ def _watch(
         + ("OK" if result.outcome == scenario.expected else "UNEXPECTED")
     )
     return result
+
+
+def weights_text(sample: Sample, blue_green: bool = False) -> str:
+    """The printed line's traffic, by version as the plot draws it (``stable`` and ``canary``
+    swap at the promotion): ``traffic v1/v2 80/20``, with ``mirror 100%`` while v2 gets a
+    copy; blue-green in its own terms: ``live traffic v1/v2 100/0 (active v1, preview v2)``.
+    ``sample.versions`` comes from ``VersionTracker.record``; before it, the roles' weights."""
+    if len(sample.versions) != 2:
+        text = f"traffic stable/canary {sample.stableWeight}/{sample.canaryWeight}"
+    else:
+        v1, v2 = sample.versions
+        text = f"traffic v1/v2 {v1['weight']}/{v2['weight']}"
+        if blue_green:
+            roles = [
+                f"{role} {entry['version']}"
+                for role in ("active", "preview")
+                for entry in (v1, v2)
+                if role in entry["roles"]
+            ]
+            text = f"live {text}" + (f" ({', '.join(roles)})" if roles else "")
+    if sample.mirrorPercent:
+        text += f" mirror {sample.mirrorPercent:g}%"
+    return text
 
 
 def _step_line(scenario: Scenario, sample: Sample) -> str:

@@ -21,6 +21,29 @@ def _stop_on_signal(signum: int, frame: FrameType | None) -> None:
     request_stop(128 + signum)
 
 
+def output_problem(option: str, path: Path, suffix: str | None = None) -> str | None:
+    """Why ``path`` (the value of ``option``) cannot take the demo's output, checked before a
+    run of a minute rather than after it: a directory, a parent that is a file, a place the
+    user cannot write, or (``suffix``, the plot's ``.png``) another format; None when it can.
+    """
+    import os
+
+    if suffix is not None and path.suffix.lower() != suffix:
+        return f"{option} {path}: the file name must end in {suffix}"
+    if path.is_dir():
+        return f"{option} {path}: is a directory"
+    if path.exists():
+        return None if os.access(path, os.W_OK) else f"{option} {path}: permission denied"
+    ancestor = path.parent
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        return f"{option} {path}: {ancestor} is not a directory"
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        return f"{option} {path}: permission denied in {ancestor}"
+    return None
+
+
 def run(
     scenario: str,
     json_file: Path | None,
@@ -52,6 +75,13 @@ def run(
     if namespace is not None and cluster_kubeconfig is None:
         print("rollout demo: --namespace needs --cluster-kubeconfig", file=sys.stderr)
         return 4
+    for problem in (
+        None if json_file is None else output_problem("--json", json_file),
+        None if plot_file is None else output_problem("--plot", plot_file, ".png"),
+    ):
+        if problem is not None:
+            print(f"rollout demo: {problem}", file=sys.stderr)
+            return 4
     if shutil.which("prometheus") is None:
         print(f"rollout demo: {INSTALL_HINT} (or run scripts/install-prometheus)", file=sys.stderr)
         return 1
@@ -85,12 +115,18 @@ def run(
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-    if json_file is not None:
-        write_json(result, json_file)
-        print(f"timeline written to {json_file}")
-    if plot_file is not None:
-        from rollout.demo_plot import plot
+    try:
+        if json_file is not None:
+            write_json(result, json_file)
+            print(f"timeline written to {json_file}")
+        if plot_file is not None:
+            from rollout.demo_plot import plot
 
-        plot(result, plot_file)
-        print(f"plot written to {plot_file}")
+            plot(result, plot_file)
+            print(f"plot written to {plot_file}")
+    except OSError as error:  # the path went away or filled up during the run
+        print(
+            f"rollout demo: cannot write {error.filename or ''}: {error.strerror}", file=sys.stderr
+        )
+        return 1
     return 0 if result.outcome == result.expected else 1

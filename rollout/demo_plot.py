@@ -14,7 +14,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from rollout.demo import Result
+from rollout.demo import Result, promoting
 
 # One colour per version, the same in every panel.
 VERSION_COLOURS = {"v1": "tab:blue", "v2": "tab:orange"}
@@ -185,14 +185,16 @@ def _steps(result: Result, top: Any, axes: tuple[Any, ...], step_number: Any) ->
         label = sample.stepLabel
         if label == "-":
             label = step_number(sample.step, result.stepCount)
-        if (label, sample.phase) == last:
+        done = promoting(sample, result.stepCount)
+        # The last step and the promotion after it share the label n/n: "promoting" tells
+        # them apart, so the promotion gets its own line as it gets its own event.
+        if (label, sample.phase, done) == last:
             continue
-        last = (label, sample.phase)
+        last = (label, sample.phase, done)
         for axis in axes:
             axis.axvline(sample.t, color=STEP_COLOUR, ls=":", lw=0.8)
-        done = sample.step is not None and sample.step >= result.stepCount
         phase = "" if sample.phase in (None, "Progressing") else f" {sample.phase}"
-        if done and sample.phase == "Progressing":
+        if done:
             phase = " promoting"
         text = ("-" if label == "-" else f"step {label}") + phase
         top.annotate(

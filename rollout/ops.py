@@ -232,11 +232,21 @@ def step_of(obj: Obj) -> str:
     index, count = st.get("currentStepIndex"), st.get("stepCount")
     if not isinstance(index, int):
         return "-"
-    if not isinstance(count, int):  # a status written before stepCount existed
-        count = len(
-            ((obj.get("spec") or {}).get("strategy") or {}).get("canary", {}).get("steps") or []
-        )
+    if not isinstance(count, int):  # a status without stepCount: count the spec's steps
+        count = _step_count_of_spec(obj)
     return step_number(index, count)
+
+
+def _step_count_of_spec(obj: Obj) -> int:
+    """How many steps the controller runs for ``obj``'s spec (``steps_of``: blue-green and
+    mirror have steps of their own too); 0 when the spec does not parse."""
+    from rollout.api.rollout import RolloutSpec
+    from rollout.domain.steps import steps_of
+
+    try:
+        return len(steps_of(RolloutSpec.model_validate(obj.get("spec") or {})))
+    except (ValueError, AssertionError):  # pydantic's ValidationError is a ValueError
+        return 0
 
 
 def weights_of(obj: Obj) -> Obj:
@@ -738,9 +748,13 @@ def cmd_status(target: Target, name: str, *, timeout: float | None = None) -> in
         observed = st.get("observedGeneration") == obj["metadata"].get("generation")
         line = (phase, step_of(obj), weights_of(obj).get("canary"), st.get("message"), observed)
         if line != last:
-            weight = "" if line[2] is None else f", canary weight {line[2]}%"
             note = "" if observed else " (waiting for the controller to observe generation)"
-            target.say(f"{phase}: step {line[1]}{weight}: {st.get('message') or '-'}{note}")
+            where = ", ".join(
+                ([] if line[1] == "-" else [f"step {line[1]}"])
+                + ([] if line[2] is None else [f"canary weight {line[2]}%"])
+            )
+            lead = f"{phase}: {where}" if where else phase
+            target.say(f"{lead}: {st.get('message') or '-'}{note}")
             last = line
         if observed and phase == "Healthy":
             target.say(f'rollout "{name}" is Healthy')

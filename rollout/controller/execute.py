@@ -124,6 +124,9 @@ class Executor:
     def __init__(self, access: ClusterAccess, router: TrafficRouter) -> None:
         self.access = access
         self.router = router
+        # (namespace, name) -> the revision number whose Rollout annotation the API refused
+        # for good (an RBAC without patch on rollouts): not sent again until the number moves.
+        self._unrecorded: dict[tuple[str, str], int] = {}
 
     def run(
         self,
@@ -272,24 +275,28 @@ class Executor:
         metadata, as Argo Rollouts and Deployments do) when it differs; the updated Rollout,
         or None when nothing was written. A merge patch of that one annotation, so nothing the
         user wrote is touched and no generation changes. Best effort: the number is on the
-        ReplicaSets already, so a refusal (an RBAC without ``patch`` on rollouts) is logged."""
+        ReplicaSets already, so a refusal (an RBAC without ``patch`` on rollouts) is logged,
+        and a final one (``ClusterError.rejects``) once per number: the same patch is not sent
+        again on every reconcile until the number changes (or the controller restarts)."""
         meta = obj.get("metadata") or {}
+        key = (str(meta.get("namespace")), str(meta.get("name")))
         if (meta.get("annotations") or {}).get(REVISION_ANNOTATION) == str(number):
+            self._unrecorded.pop(key, None)
+            return None
+        if self._unrecorded.get(key) == number:
             return None
         patch = {"metadata": {"annotations": {REVISION_ANNOTATION: str(number)}}}
         try:
-            return self.access.patch(ROLLOUTS, meta.get("namespace"), meta["name"], patch)
+            updated = self.access.patch(ROLLOUTS, meta.get("namespace"), meta["name"], patch)
         except NotLeader:
             raise
         except ClusterError as error:
-            log.warning(
-                "%s/%s: revision %d not recorded on the Rollout: %s",
-                meta.get("namespace"),
-                meta.get("name"),
-                number,
-                error,
-            )
+            if error.rejects:
+                self._unrecorded[key] = number
+            log.warning("%s/%s: revision %d not recorded on the Rollout: %s", *key, number, error)
             return None
+        self._unrecorded.pop(key, None)
+        return updated
 
     def emit(self, obj: Obj, events: list[EmitEvent]) -> int:
         """Record the events; the number written. Best effort, as client-go's recorder: the

@@ -207,11 +207,12 @@ class _Planner:
         self.st.analysis = None
         self._reset_progress()
         self.st.current_step_index = 0
+        count = len(self.steps)
         self._event(
             "Normal",
             "RolloutStarted",
-            f"new revision {revision} against stable {stable}: {len(self.steps)} steps; "
-            f"{self._where(0)}",
+            f"new revision {revision} against stable {stable}: "
+            f"{count} step{'' if count == 1 else 's'}; {self._where(0)}",
         )
         self._enter_step(0)
 

@@ -105,6 +105,10 @@ def revision_numbers(replica_sets: Iterable[Numbered], current: str | None) -> d
       number, oldest first (by creation time; within the same second ``current`` last, then
       by hash), so an upgraded controller numbers the revisions it finds 1..n in the order
       they were made.
+    * An old ReplicaSet that lost its number while others kept theirs (a user deleted or
+      garbled the annotation) takes back a free number below the highest one carried, the
+      highest free first (``{1, 3, 4}`` gives it 2 again): numbering it after the highest
+      would push the current revision's number up although nothing was rolled out.
     * ``current``, the revision of the Rollout's pod template (it may have no ReplicaSet yet),
       carries the highest number: a new revision gets the highest other number + 1, and so
       does an old revision that comes back (``rollout undo``, a revert in Git), as Deployments
@@ -123,7 +127,15 @@ def revision_numbers(replica_sets: Iterable[Numbered], current: str | None) -> d
             rs.revision,
         )
     )
+    # Free numbers below the highest carried one, for old ReplicaSets that lost theirs: the
+    # highest ones, given in age order (the oldest gets the lowest of them).
+    taken = set(numbers.values())
+    lost = [rs for rs in unnumbered if rs.revision != current]
+    free = [n for n in range(1, top) if n not in taken][-len(lost) :] if lost else []
     for rs in unnumbered:
+        if free and rs.revision != current:
+            numbers[rs.revision] = free.pop(0)
+            continue
         top += 1
         numbers[rs.revision] = top
     if current is not None:

@@ -29,6 +29,14 @@ class SetWeight:
 
 
 @dataclass(frozen=True)
+class Switch(SetWeight):
+    """Blue-green: all live traffic to the preview, which becomes the active version. Routed
+    as ``SetWeight(100)``; described in blue-green's own terms."""
+
+    weight: int = 100
+
+
+@dataclass(frozen=True)
 class Preview:
     """Blue-green: bring up the preview with ``replicas`` at 0% of traffic."""
 
@@ -57,7 +65,7 @@ class Mirror:
     percent: float
 
 
-Step = SetWeight | Preview | Pause | Analyze | HeaderRoute | Mirror
+Step = SetWeight | Switch | Preview | Pause | Analyze | HeaderRoute | Mirror
 
 
 @dataclass(frozen=True)
@@ -80,7 +88,7 @@ def steps_of(spec: RolloutSpec) -> list[Step]:
         if bg.pre_promotion_analysis is not None:
             steps.append(Analyze(bg.pre_promotion_analysis.count, "pre-promotion analysis"))
         steps.append(Pause(bg.auto_promotion_seconds, PAUSE_BLUE_GREEN))
-        steps.append(SetWeight(100))
+        steps.append(Switch())
         if bg.post_promotion_analysis is not None:
             steps.append(Analyze(bg.post_promotion_analysis.count, "post-promotion analysis"))
         return steps
@@ -137,6 +145,8 @@ def canary_replicas(replicas: int, traffic: Traffic) -> int:
 
 def describe(step: Step) -> str:
     match step:
+        case Switch():
+            return "switch: the preview becomes active"
         case SetWeight(weight):
             return f"setWeight {weight}%"
         case Preview(replicas):

@@ -140,3 +140,23 @@ def test_replica_sets_from_before_numbering_are_numbered_by_age(
     assert (rows.get(v1), rows.get(v2)) == ("1", "2"), got.stdout  # by age, as it will number
     controller.start()
     wait_numbers(cluster, {f"reviews-{v1}": "1", f"reviews-{v2}": "2", "<rollout>": "2"})
+
+
+def test_an_annotation_a_user_deletes_comes_back_without_renumbering_the_current_one(
+    cluster: Cluster, controller: ControllerHandle, sandbox_kubeconfig: Path
+) -> None:
+    cluster.create_istio("destinationrules", destination_rule())
+    cluster.create_istio("virtualservices", virtual_service())
+    cluster.create_rollout(rollout_manifest(steps=[{"setWeight": 20}, {"pause": {}}]))
+    v1 = cluster.wait_healthy()["stableRevision"]
+    v2 = roll_out(cluster, "example.com/reviews:2")
+    v3 = roll_out(cluster, "example.com/reviews:3")
+    before = {f"reviews-{v1}": "1", f"reviews-{v2}": "2", f"reviews-{v3}": "3", "<rollout>": "3"}
+    wait_numbers(cluster, before)
+    # kubectl annotate rs reviews-<v2> rollout.dev/revision- : v2 takes 2 back; it used to be
+    # numbered 4 and push the current revision up to 5 with nothing rolled out.
+    strip = {"metadata": {"annotations": {REVISION_ANNOTATION: None}}}
+    cluster.apps.patch_namespaced_replica_set(f"reviews-{v2}", cluster.namespace, strip)
+    wait_numbers(cluster, before)
+    undone = cli(sandbox_kubeconfig, cluster.namespace, "undo", "reviews", "--to-revision", "2")
+    assert f"rolled back to revision 2 ({v2}); it becomes revision 4" in undone.stdout

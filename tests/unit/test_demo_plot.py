@@ -335,3 +335,42 @@ def test_the_json_gives_blue_green_roles_as_active_and_preview() -> None:
 )
 def test_step_count_is_the_controllers(name: str, count: int) -> None:
     assert step_count(SCENARIOS[name]) == count
+
+
+def header_route() -> Result:
+    """Header route, analysis, 50%, analysis (4 steps): the last step (index 3, "4/4") and
+    the promotion after it (index 4, also "4/4") are both Progressing."""
+    return run(
+        "header-route",
+        [
+            status("Progressing", 0, 0),
+            status("Progressing", 1, 0),
+            status("Progressing", 3, 50),
+            status("Progressing", 4, 50),
+            status("Healthy", 4, 0, stable=V2),
+        ],
+    )
+
+
+def test_the_promotion_after_the_last_step_is_its_own_step_event_and_plot_label() -> None:
+    from rollout.demo import step_change
+
+    result = header_route()
+    last, promoting = result.timeline[2], result.timeline[3]
+    assert step_change(last, result.stepCount) == "Progressing step 4/4"
+    assert step_change(promoting, result.stepCount) == "Progressing step 4/4 done: promoting"
+    shown = texts(figure(result))
+    assert "step 4/4" in shown and "step 4/4 promoting" in shown and "step 4/4 Healthy" in shown
+
+
+def test_the_printed_lines_give_traffic_by_version_and_blue_green_as_active_preview() -> None:
+    from rollout.demo import weights_text
+
+    canary = good_canary().timeline
+    assert weights_text(canary[1]) == "traffic v1/v2 80/20"
+    assert weights_text(canary[-1]) == "traffic v1/v2 0/100"  # promoted: not "stable 100"
+    bg = blue_green().timeline
+    assert weights_text(bg[0], True) == "live traffic v1/v2 100/0 (active v1, preview v2)"
+    assert weights_text(bg[4], True) == "live traffic v1/v2 0/100 (active v2)"
+    assert weights_text(bg[-1], True) == "live traffic v1/v2 0/100 (active v2)"
+    assert not any("canary" in weights_text(s, True) for s in bg)

@@ -45,9 +45,36 @@ def test_replica_sets_from_before_numbering_are_numbered_oldest_first() -> None:
     # Made in the same second: the current template's last.
     tie = [Numbered("a", None, T0), Numbered("b", None, T0)]
     assert revision_numbers(tie, "a") == {"b": 1, "a": 2}
-    # Mixed with numbered ones: after them.
-    mixed = [Numbered("a", 5), Numbered("b", None, T0)]
-    assert revision_numbers(mixed, "a") == {"a": 7, "b": 6}
+    # Mixed with numbered ones and no free number below them: after them.
+    mixed = [Numbered("a", 1), Numbered("b", None, T0)]
+    assert revision_numbers(mixed, "a") == {"a": 3, "b": 2}
+
+
+def test_an_old_replica_set_that_lost_its_number_does_not_push_the_current_one_up() -> None:
+    # A user deleted revision 2's annotation (kubectl annotate rs ... rollout.dev/revision-):
+    # it takes 2 back; the current revision stays 4 (it was 6: 2 became 5, then 4 went to 6).
+    found = [Numbered("a", 1), Numbered("b", None, T0), Numbered("c", 3), Numbered("d", 4)]
+    assert revision_numbers(found, "d") == {"a": 1, "b": 2, "c": 3, "d": 4}
+    # Old revisions garbage-collected (5, 7, 8 left): the highest free number, 6.
+    gc = [Numbered("e", 5), Numbered("f", None, T0), Numbered("g", 7), Numbered("h", 8)]
+    assert revision_numbers(gc, "h") == {"e": 5, "f": 6, "g": 7, "h": 8}
+    # Two lost: the two highest free numbers, the oldest the lower one.
+    two = [
+        Numbered("a", 1),
+        Numbered("c", None, T0 + timedelta(seconds=5)),
+        Numbered("b", None, T0),
+        Numbered("d", 4),
+    ]
+    assert revision_numbers(two, "d") == {"a": 1, "b": 2, "c": 3, "d": 4}
+    # The current revision's ReplicaSet lost it: it is the highest again, not a free one.
+    assert revision_numbers([Numbered("a", 1), Numbered("b", None, T0), Numbered("c", 3)], "b") == {
+        "a": 1,
+        "b": 4,
+        "c": 3,
+    }
+    # A new revision (no ReplicaSet yet) still gets the highest + 1.
+    found = [Numbered("a", 1), Numbered("b", None, T0), Numbered("c", 3)]
+    assert revision_numbers(found, "new") == {"a": 1, "b": 2, "c": 3, "new": 4}
 
 
 def test_parse_revision_number() -> None:
