@@ -356,12 +356,14 @@ def read_scene(target: Target, name: str) -> Scene:
     (a ClusterError naming it or its namespace when missing), its ReplicaSets, their Pods and
     the namespace's Events (None when they cannot be read)."""
     obj = get_rollout(target, name)
+    replica_sets = owned_replica_sets(target, name)
     return Scene(
         rollout=obj,
-        replica_sets=owned_replica_sets(target, name),
+        replica_sets=replica_sets,
         pods=_readable(target, PODS, label_selector(obj)),
         events=_readable(target, EVENTS),
         now=datetime.now(UTC),
+        numbers=revision_numbers_of(replica_sets, revision_of_rollout(obj)),
     )
 
 
@@ -544,6 +546,7 @@ class LiveScene:
             events=None if self.events is None else self.events.list(),
             now=now,
             problem=self.problem(),
+            numbers=revision_numbers_of(replica_sets, revision_of_rollout(obj)),
         )
 
     def problem(self) -> str | None:

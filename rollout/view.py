@@ -25,8 +25,9 @@ them (the CLI decides from its output's encoding).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -93,6 +94,10 @@ class Scene:
     events: Sequence[Obj] | None = None
     now: datetime = datetime(1970, 1, 1, tzinfo=UTC)
     problem: str | None = None
+    numbers: Mapping[str, int] = dataclass_field(default_factory=dict)
+    """``{pod-template hash: revision number}`` for ReplicaSets without a
+    ``rollout.dev/revision`` annotation (made before numbering existed): the number the
+    controller will give them."""
 
 
 class _Glyphs:
@@ -210,14 +215,20 @@ def role_of(rollout: Obj, rs: Obj) -> str:
     return "old" if switched else "active"
 
 
-def revision_number(rs: Obj) -> int | None:
-    """The ReplicaSet's ``rollout.dev/revision`` annotation as a positive number, else None."""
-    return parse_revision_number(_meta(rs).get("annotations"))
+def revision_number(rs: Obj, numbers: Mapping[str, int] | None = None) -> int | None:
+    """The ReplicaSet's ``rollout.dev/revision`` annotation as a positive number, else its
+    number in ``numbers`` (by pod-template hash), else None."""
+    number = parse_revision_number(_meta(rs).get("annotations"))
+    if number is None and numbers:
+        number = numbers.get(str(_labels(rs).get(HASH_LABEL)))
+    return number
 
 
-def _newest_first(replica_sets: Iterable[Obj]) -> list[Obj]:
+def _newest_first(
+    replica_sets: Iterable[Obj], numbers: Mapping[str, int] | None = None
+) -> list[Obj]:
     def key(rs: Obj) -> tuple[int, str]:
-        number = revision_number(rs)
+        number = revision_number(rs, numbers)
         return (-1 if number is None else number, str(_meta(rs).get("creationTimestamp", "")))
 
     return sorted(replica_sets, key=key, reverse=True)
@@ -471,11 +482,11 @@ def _tree(scene: Scene, glyph: _Glyphs) -> list[str]:
             "",
         ]
     )
-    revisions = _newest_first(scene.replica_sets)
+    revisions = _newest_first(scene.replica_sets, scene.numbers)
     for i, rs in enumerate(revisions):
         last = i == len(revisions) - 1
         branch, under = (glyph("last"), "   ") if last else (glyph("branch"), glyph("pipe"))
-        number = revision_number(rs)
+        number = revision_number(rs, scene.numbers)
         label = (
             f"revision:{number}"
             if number is not None

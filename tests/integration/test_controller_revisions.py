@@ -5,6 +5,7 @@ comes back gets the next number, and ``rollout undo --to-revision N`` means revi
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -39,6 +40,19 @@ def numbers(cluster: Cluster) -> dict[str, str | None]:
         REVISION_ANNOTATION
     )
     return found
+
+
+def numbers_shown(screen: str) -> dict[str, str]:
+    """``{pod-template hash: revision number}`` as ``rollout get``'s tree shows them: a
+    ``revision:N`` line, then that revision's ReplicaSet ``reviews-<hash>``."""
+    shown: dict[str, str] = {}
+    number = None
+    for line in screen.splitlines():
+        if found := re.search(r"revision:(\d+)", line):
+            number = found.group(1)
+        elif (found := re.search(r"reviews-([a-z0-9]+)\s+ReplicaSet", line)) and number:
+            shown[found.group(1)] = number
+    return shown
 
 
 def wait_numbers(cluster: Cluster, wanted: dict[str, str]) -> None:
@@ -81,7 +95,7 @@ def test_revisions_are_numbered_and_undo_takes_absolute_numbers(
     )
     got = cli(kc, ns, "get", "reviews")
     assert got.exit_code == 0, got.output
-    rows = {ln.split()[1]: ln.split()[0] for ln in got.stdout.splitlines() if "reviews-" in ln}
+    rows = numbers_shown(got.stdout)
     assert rows.get(v1) == "1", got.stdout
 
     # An unknown revision: one line listing the known ones, non-zero, nothing changed.
@@ -136,7 +150,7 @@ def test_replica_sets_from_before_numbering_are_numbered_by_age(
         cluster.apps.patch_namespaced_replica_set(name, cluster.namespace, strip)
     assert numbers(cluster)[f"reviews-{v1}"] is None
     got = cli(sandbox_kubeconfig, cluster.namespace, "get", "reviews")
-    rows = {ln.split()[1]: ln.split()[0] for ln in got.stdout.splitlines() if "reviews-" in ln}
+    rows = numbers_shown(got.stdout)
     assert (rows.get(v1), rows.get(v2)) == ("1", "2"), got.stdout  # by age, as it will number
     controller.start()
     wait_numbers(cluster, {f"reviews-{v1}": "1", f"reviews-{v2}": "2", "<rollout>": "2"})

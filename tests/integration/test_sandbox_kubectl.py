@@ -265,6 +265,8 @@ def test_get_rollouts_shows_the_crds_printer_columns(
                 "phase": "Progressing",
                 "strategy": "Canary",
                 "currentStepIndex": 1,
+                "stepCount": 3,
+                "step": "2/3",
                 "weights": {"stable": 70, "canary": 30},
             }
         },
@@ -273,7 +275,7 @@ def test_get_rollouts_shows_the_crds_printer_columns(
     expected = " ".join(["NAME", *_printer_columns()])
     assert " ".join(_header(out)) == expected, out
     row = out.splitlines()[1].split()
-    assert row[:5] == ["web", "Progressing", "Canary", "1", "30"], out
+    assert row[:5] == ["web", "Progressing", "Canary", "2/3", "30"], out
     single = ok(kubectl("get", "rollouts.rollout.dev", "web", "-n", namespace))
     assert single.splitlines()[1].split()[:2] == ["web", "Progressing"], single
 

@@ -232,7 +232,7 @@ def test_project_crds_are_loaded_at_start(api_client: client.ApiClient) -> None:
     by_name = {r.name: r for r in resources.resources}
     assert {"rollouts", "rollouts/status", "rollouts/scale", "analysistemplates"} <= set(by_name)
     assert by_name["rollouts"].kind == "Rollout" and by_name["rollouts"].namespaced
-    assert "ro" in by_name["rollouts"].short_names
+    assert "rdro" in by_name["rollouts"].short_names  # not Argo Rollouts' "ro"
     assert "analysistemplates/status" not in by_name
 
 
