@@ -161,3 +161,39 @@ def test_an_unusable_kubeconfig_is_named(tmp_path: Path) -> None:
     code, stderr = run("list", "--kubeconfig", str(broken))
     assert code == 4 and stderr.startswith(f"error: bad kubeconfig {broken}: ")
     assert len(stderr.splitlines()) == 1
+
+
+def test_an_api_server_that_never_answers_is_unreachable_not_a_hang(tmp_path: Path) -> None:
+    """A server that accepts connections and never answers (a hung apiserver, a black-holing
+    load balancer) is exit 3 after the CLI's request timeout, not four timeouts of urllib3's
+    own retries per request (two minutes and more for `rollout list`)."""
+    import socket
+
+    from rollout.cluster.kube import CLI_REQUEST_TIMEOUT
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(16)  # never accepted: the kernel completes the handshakes, nobody answers
+    port = server.getsockname()[1]
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(
+        "apiVersion: v1\nkind: Config\ncurrent-context: c\n"
+        f"clusters: [{{name: c, cluster: {{server: 'http://127.0.0.1:{port}'}}}}]\n"
+        "users: [{name: u, user: {token: t}}]\n"
+        "contexts: [{name: c, context: {cluster: c, user: u}}]\n"
+    )
+    started = time.monotonic()
+    try:
+        result = subprocess.run(
+            [ROLLOUT, "list", "--kubeconfig", str(kubeconfig)],
+            capture_output=True,
+            text=True,
+            timeout=CLI_REQUEST_TIMEOUT * 3,
+            env={k: v for k, v in os.environ.items() if k != "KUBERNETES_SERVICE_HOST"},
+        )
+    finally:
+        server.close()
+    assert time.monotonic() - started < CLI_REQUEST_TIMEOUT * 2
+    assert result.returncode == 3, result.stderr
+    assert result.stderr.startswith("error: cannot reach the Kubernetes API: ")
+    assert "timed out" in result.stderr and len(result.stderr.splitlines()) == 1
