@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from typer.core import TyperCommand, TyperGroup
+from typer.core import TyperArgument, TyperCommand, TyperGroup, TyperOption
 
 from rollout import __version__
 
@@ -46,9 +46,47 @@ def _as_bad_input(error: Exception) -> None:
         setattr(error, "exit_code", EXIT_BAD_INPUT)  # noqa: B010 - not a declared attr
 
 
+class _PlainArgument(TyperArgument):
+    """An argument shown as kubectl shows one: ``NAME`` in the usage line and the help, not
+    ``{NAME}`` and ``NAME <str>`` (typer's Python type names: ``paths... <list[Path]>``)."""
+
+    def display_type_rich(self, ctx: Any) -> str | None:
+        return None
+
+    def _usage_display_name(self) -> str:
+        name = self.display_name_raw
+        if not self.required:
+            name = f"[{name}]"
+        if self.nargs != 1 and not name.endswith("..."):
+            name += "..."
+        return name
+
+
+def _plain_params(command: Any) -> None:
+    """Show ``command``'s parameters without Python types: an option that takes a value and
+    has no metavar gets a word for its type as plain click prints it (``--port INTEGER``,
+    ``--kubeconfig TEXT``, ``--json PATH``) instead of typer's ``--port <int>``; arguments become
+    ``_PlainArgument``. Flags stay bare."""
+    for param in getattr(command, "params", []):
+        if isinstance(param, TyperArgument) and not isinstance(param, _PlainArgument):
+            if param.metavar is None:
+                param.metavar = (param.name or "arg").upper()
+            param.__class__ = _PlainArgument
+        elif isinstance(param, TyperOption) and param.metavar is None and not param.is_flag:
+            kind = param.bare_type()
+            param.metavar = {"str": "TEXT", "int": "INTEGER"}.get(kind, kind.upper())
+
+
 class _Group(TyperGroup):
     """The command groups: usage errors exit 4, and the command list shows each command's
-    whole summary, wrapped, where click cuts it at the terminal's width with "..."."""
+    whole summary, wrapped, where click cuts it at the terminal's width with "...".
+    Parameters are shown without Python types (``_plain_params``)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        _plain_params(self)
+        for command in self.commands.values():
+            _plain_params(command)
 
     def make_context(self, *args: Any, **kwargs: Any) -> Any:
         try:

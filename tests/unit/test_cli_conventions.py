@@ -6,6 +6,7 @@ from __future__ import annotations
 import fcntl
 import os
 import pty
+import re
 import select
 import struct
 import subprocess
@@ -23,6 +24,7 @@ from rollout.cli import app
 
 ROLLOUT = str(Path(sys.executable).parent / "rollout")
 COLUMNS = 80
+PYTHON_TYPE = re.compile(r"<(?:str|int|float|bool|path|Path|list\[[^\]]*\]|\w+ range)>")
 
 
 def help_in_a_terminal(*command: str, columns: int = COLUMNS) -> str:
@@ -90,6 +92,10 @@ def test_help_fits_80_columns_in_full_without_bool_types(path: tuple[str, ...]) 
     too_wide = [line for line in shown.splitlines() if len(line) > COLUMNS]
     assert not too_wide, shown
     assert "…" not in shown and "<bool>" not in shown, shown
+    # no Python type names either (``--port <int>``, ``NAME <str>``, ``paths... <list[Path]>``)
+    # and no braces around required arguments (``{NAME}``): kubectl's plain ``NAME``
+    assert not PYTHON_TYPE.search(shown), shown
+    assert "{" not in shown.splitlines()[0], shown
     whole = squeezed(shown)
     for param in command.params:
         text = getattr(param, "help", None)
