@@ -61,6 +61,11 @@ EXIT_TIMEOUT = 2
 RECONNECT_FOR = 60.0
 RECONNECT_FIRST_DELAY = 0.2
 RECONNECT_MAX_DELAY = 5.0
+# Seconds one watch request of ``follow`` lasts before the server ends it and it is resumed.
+# The client gives up reading a silent stream 30 s after that (``KubeAccess.watch``), so this
+# also bounds how long an API server that stopped answering (frozen, a half-open connection
+# after a network partition) goes unnoticed: 90 s, where 300 s made it 5.5 minutes per try.
+WATCH_WINDOW = 60
 
 LIST_OUTPUTS = ("json", "yaml", "wide")
 
@@ -142,7 +147,9 @@ def follow(
         re-established with exponential backoff (``RECONNECT_FIRST_DELAY`` doubling up to
         ``RECONNECT_MAX_DELAY`` seconds, jittered), saying so once on stderr; after
         ``reconnect_for`` seconds of failed attempts in a row (or at the deadline) it raises the
-        last ``Unavailable``, which the CLI turns into exit 3. ``sleep`` and ``clock`` (the
+        last ``Unavailable``, which the CLI turns into exit 3. Each watch request lasts at most
+        ``WATCH_WINDOW`` seconds, so a server that stops answering without closing the
+        connection is noticed within ``WATCH_WINDOW`` + 30 s. ``sleep`` and ``clock`` (the
     deadline's) are for tests."""
     obj = get_rollout(target, name)
     yield obj
@@ -154,7 +161,8 @@ def follow(
         remaining = None if deadline is None else deadline - clock()
         if remaining is not None and remaining <= 0:
             return
-        timeout = 300 if remaining is None else max(1, math.ceil(min(remaining, 300)))
+        window = WATCH_WINDOW if remaining is None else min(remaining, WATCH_WINDOW)
+        timeout = max(1, math.ceil(window))
         try:
             if relist:
                 obj = get_rollout(target, name)

@@ -184,3 +184,34 @@ def test_a_deleted_rollout_is_an_error_not_a_reconnection() -> None:
     next(objects)
     with pytest.raises(ClusterError, match="was deleted"):
         next(objects)
+
+
+def test_each_watch_asks_the_server_to_end_it_within_the_window() -> None:
+    """A frozen API server (or a half-open connection) sends nothing and closes nothing: the
+    client notices only when its read timeout, the watch's timeoutSeconds + 30 s, runs out.
+    Watches of at most WATCH_WINDOW (60 s) make that 90 s, not 330 s of silence per try."""
+    from rollout.ops import WATCH_WINDOW
+
+    asked: list[int] = []
+
+    class Recording(ScriptedAccess):
+        def watch(
+            self, res: Resource, namespace: str | None, resource_version: str, **kwargs: Any
+        ) -> Iterator[WatchEvent]:
+            asked.append(kwargs["timeout_seconds"])
+            return super().watch(res, namespace, resource_version)
+
+    clock = Clock()
+    access = Recording(rollout(1), [[], [], []])
+    t, _, _ = target(access)
+    objects = follow(t, "reviews", None, sleep=clock.sleep, clock=clock)
+    assert versions(objects, 1) == ["1"]
+    with pytest.raises(AssertionError, match="watched more often"):
+        next(objects)
+    assert asked == [WATCH_WINDOW] * 4 and WATCH_WINDOW <= 60  # the 4th: not scripted
+    deadline_soon = follow(t, "reviews", clock.now + 12.5, sleep=clock.sleep, clock=clock)
+    access.rounds = [[]]
+    next(deadline_soon)
+    with pytest.raises(AssertionError, match="watched more often"):
+        next(deadline_soon)
+    assert asked[4:] == [13, 13]  # a nearer deadline: the time left, rounded up
