@@ -794,12 +794,17 @@ ALL_CONTAINERS = "*"
 
 def parse_images(pairs: list[str]) -> dict[str, str]:
     """``CONTAINER=IMAGE`` pairs as a dict; ``*=IMAGE`` (alone) means every container and init
-    container, as for ``kubectl set image``. Raises ValueError naming the bad pair."""
+    container, as for ``kubectl set image``. Raises ValueError naming the bad pair (no ``=``,
+    an empty side, whitespace anywhere, ``*`` given with other names)."""
     images: dict[str, str] = {}
     for pair in pairs:
         container, sep, image = pair.partition("=")
         if not sep or not container or not image:
             raise ValueError(f"{pair!r}: expected CONTAINER=IMAGE")
+        if any(c.isspace() for c in pair):
+            # the API server rejects such a Pod ("must not have leading or trailing
+            # whitespace"), but only when the controller creates the ReplicaSet
+            raise ValueError(f"{pair!r}: a container name or image has no spaces")
         images[container] = image
     if ALL_CONTAINERS in images and len(images) > 1:
         raise ValueError(f"{ALL_CONTAINERS}=IMAGE already sets every container: give it alone")

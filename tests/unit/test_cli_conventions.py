@@ -130,6 +130,8 @@ def run(*args: str, env: dict[str, str | None] | None = None) -> tuple[int, str]
         ["status"],
         ["set", "image", "reviews", "app"],
         ["set", "image", "reviews", "*=x:2", "app=x:3"],
+        ["set", "image", "reviews", "app= x:2"],
+        ["set", "image", "reviews", "app=x:2\n"],
         ["no-such-command"],
         ["lint", "--kubernetes-version", "1.2", "crds/examples"],
     ],
