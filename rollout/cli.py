@@ -508,6 +508,38 @@ def demo(
 
 # -- operator commands -------------------------------------------------------------------------
 
+# A DNS-1123 subdomain (object names) and label (namespaces), as the API server checks them.
+_SUBDOMAIN = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*"
+_LABEL = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"
+
+
+def _object_name(value: str) -> str:
+    """A Rollout name goes into the request's URL path: an empty one would read the whole
+    collection (a traceback), and ``reviews/status`` another resource. Names the API server
+    cannot hold (not a DNS-1123 subdomain, more than 253 characters) are bad input."""
+    import re
+
+    if len(value) > 253 or not re.fullmatch(_SUBDOMAIN, value):
+        raise typer.BadParameter(
+            f"{value!r} is not a Rollout name (lowercase letters, digits, '-' and '.', "
+            "at most 253 characters)"
+        )
+    return value
+
+
+def _namespace_name(value: str | None) -> str | None:
+    """A namespace name (``-n``) is a DNS-1123 label, as the API server requires; it goes into
+    the request's URL path too."""
+    import re
+
+    if value is not None and (len(value) > 63 or not re.fullmatch(_LABEL, value)):
+        raise typer.BadParameter(
+            f"{value!r} is not a namespace name (lowercase letters, digits and '-', at most "
+            "63 characters)"
+        )
+    return value
+
+
 Namespace = Annotated[
     str | None,
     typer.Option(
@@ -515,6 +547,7 @@ Namespace = Annotated[
         "-n",
         metavar="NS",
         help="Default: the kubeconfig context's namespace, else default.",
+        callback=_namespace_name,
     ),
 ]
 Context = Annotated[
@@ -528,7 +561,9 @@ Kubeconfig = Annotated[
         help="Default: KUBECONFIG, then ~/.kube/config, then in-cluster.",
     ),
 ]
-Name = Annotated[str, typer.Argument(metavar="NAME", help="The Rollout's name.")]
+Name = Annotated[
+    str, typer.Argument(metavar="NAME", help="The Rollout's name.", callback=_object_name)
+]
 
 
 def _duration(value: str | None, option: str) -> float | None:

@@ -131,6 +131,10 @@ def run(*args: str, env: dict[str, str | None] | None = None) -> tuple[int, str]
         ["set", "image", "reviews", "app"],
         ["set", "image", "reviews", "*=x:2", "app=x:3"],
         ["set", "image", "reviews", "app= x:2"],
+        ["get", ""],  # would GET the collection: a traceback
+        ["promote", "reviews/status"],  # would PATCH another resource's path
+        ["undo", "Reviews"],
+        ["list", "-n", "../kube-system"],
         ["set", "image", "reviews", "app=x:2\n"],
         ["no-such-command"],
         ["lint", "--kubernetes-version", "1.2", "crds/examples"],
