@@ -566,15 +566,20 @@ Name = Annotated[
 ]
 
 
-def _duration(value: str | None, option: str) -> float | None:
+def _timeout(value: str | None, option: str) -> float | None:
+    """A ``--timeout`` in seconds: whole seconds or a duration such as ``5m``; ``None`` when
+    not given or zero, which means no limit, as for ``kubectl rollout status --timeout 0``
+    and ``kubectl argo rollouts status --timeout 0`` (not "give up at once"). A bad value is a
+    usage error (exit 4)."""
     if value is None:
         return None
     from rollout.api.duration import parse_duration
 
     try:
-        return float(parse_duration(int(value) if value.isdigit() else value))
+        seconds = float(parse_duration(int(value) if value.isdigit() else value))
     except ValueError as error:
         raise typer.BadParameter(str(error), param_hint=option) from None
+    return seconds or None
 
 
 def _run(
@@ -618,7 +623,10 @@ def get(
         None, "--output", "-o", metavar="FORMAT", help="json or yaml: the whole object."
     ),
     timeout: str | None = typer.Option(
-        None, "--timeout", metavar="DURATION", help="With --watch: stop after this long."
+        None,
+        "--timeout",
+        metavar="DURATION",
+        help="With --watch: stop after this long (0: no limit).",
     ),
     namespace: Namespace = None,
     context: Context = None,
@@ -627,7 +635,7 @@ def get(
     """Show a Rollout: phase, step, weights, revisions, gate checks, pauses, conditions."""
     if output not in (None, "json", "yaml"):
         raise typer.BadParameter("must be json or yaml", param_hint="--output")
-    seconds = _duration(timeout, "--timeout")
+    seconds = _timeout(timeout, "--timeout")
     from rollout import ops
 
     _run(
@@ -674,7 +682,11 @@ def list_(
 def status(
     name: Name,
     timeout: str | None = typer.Option(
-        None, "--timeout", "-t", metavar="DURATION", help="Give up after this long, e.g. 5m."
+        None,
+        "--timeout",
+        "-t",
+        metavar="DURATION",
+        help="Give up after this long, e.g. 5m (0: no limit, as for kubectl).",
     ),
     namespace: Namespace = None,
     context: Context = None,
@@ -688,7 +700,7 @@ def status(
     minute of failed attempts to re-establish a broken watch; 4 on bad input. Watches; never
     polls.
     """
-    seconds = _duration(timeout, "--timeout")
+    seconds = _timeout(timeout, "--timeout")
     from rollout import ops
 
     _run(kubeconfig, context, namespace, lambda t: ops.cmd_status(t, name, timeout=seconds))
