@@ -508,15 +508,34 @@ def cmd_list(target: Target, *, all_namespaces: bool = False, output: str | None
     return 0
 
 
+def _turn(st: Obj) -> tuple[Any, ...]:
+    """What of a status makes ``rollout status`` print a line: the gate's and its checks'
+    phases, the pause reasons, the abort flag; not the message as such, which counts every
+    measurement ("gate Running: error-rate 55, latency 55") and printed a line per measurement
+    for as long as a gate ran, hundreds of lines in a CI log during one paused step."""
+    gate = st.get("analysis") or {}
+    checks = tuple(
+        (c.get("name"), c.get("phase")) for c in gate.get("checks") or [] if isinstance(c, dict)
+    )
+    pauses = tuple(
+        sorted(str(p.get("reason")) for p in st.get("pauseConditions") or [] if isinstance(p, dict))
+    )
+    return gate.get("phase"), checks, pauses, bool(st.get("abort"))
+
+
 def cmd_status(target: Target, name: str, *, timeout: float | None = None) -> int:
-    """Wait until Healthy at the current generation (0), Degraded (1) or the timeout (2)."""
+    """Wait until Healthy at the current generation (0), Degraded (1) or the timeout (2).
+
+    Prints a line (phase, step, canary weight, message) when the phase, step, weight, the
+    gate's or a check's phase, the pauses or the abort flag change (``_turn``), not on every
+    measurement."""
     deadline = None if timeout is None else time.monotonic() + timeout
     last: tuple[Any, ...] | None = None
     for obj in follow(target, name, deadline):
         st = _status(obj)
         phase = st.get("phase") or "Unknown"
         observed = st.get("observedGeneration") == obj["metadata"].get("generation")
-        line = (phase, step_of(obj), weights_of(obj).get("canary"), st.get("message"), observed)
+        line = (phase, step_of(obj), weights_of(obj).get("canary"), _turn(st), observed)
         if line != last:
             weight = "" if line[2] is None else f", canary weight {line[2]}%"
             note = "" if observed else " (waiting for the controller to observe generation)"
