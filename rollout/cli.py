@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from typer.core import TyperCommand, TyperGroup
+from typer.core import TyperArgument, TyperCommand, TyperGroup, TyperOption
 
 from rollout import __version__
 
@@ -46,9 +46,47 @@ def _as_bad_input(error: Exception) -> None:
         setattr(error, "exit_code", EXIT_BAD_INPUT)  # noqa: B010 - not a declared attr
 
 
+class _PlainArgument(TyperArgument):
+    """An argument shown as kubectl shows one: ``NAME`` in the usage line and the help, not
+    ``{NAME}`` and ``NAME <str>`` (typer's Python type names: ``paths... <list[Path]>``)."""
+
+    def display_type_rich(self, ctx: Any) -> str | None:
+        return None
+
+    def _usage_display_name(self) -> str:
+        name = self.display_name_raw
+        if not self.required:
+            name = f"[{name}]"
+        if self.nargs != 1 and not name.endswith("..."):
+            name += "..."
+        return name
+
+
+def _plain_params(command: Any) -> None:
+    """Show ``command``'s parameters without Python types: an option that takes a value and
+    has no metavar gets a word for its type as plain click prints it (``--port INTEGER``,
+    ``--kubeconfig TEXT``, ``--json PATH``) instead of typer's ``--port <int>``; arguments become
+    ``_PlainArgument``. Flags stay bare."""
+    for param in getattr(command, "params", []):
+        if isinstance(param, TyperArgument) and not isinstance(param, _PlainArgument):
+            if param.metavar is None:
+                param.metavar = (param.name or "arg").upper()
+            param.__class__ = _PlainArgument
+        elif isinstance(param, TyperOption) and param.metavar is None and not param.is_flag:
+            kind = param.bare_type()
+            param.metavar = {"str": "TEXT", "int": "INTEGER"}.get(kind, kind.upper())
+
+
 class _Group(TyperGroup):
     """The command groups: usage errors exit 4, and the command list shows each command's
-    whole summary, wrapped, where click cuts it at the terminal's width with "..."."""
+    whole summary, wrapped, where click cuts it at the terminal's width with "...".
+    Parameters are shown without Python types (``_plain_params``)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        _plain_params(self)
+        for command in self.commands.values():
+            _plain_params(command)
 
     def make_context(self, *args: Any, **kwargs: Any) -> Any:
         try:
@@ -470,6 +508,38 @@ def demo(
 
 # -- operator commands -------------------------------------------------------------------------
 
+# A DNS-1123 subdomain (object names) and label (namespaces), as the API server checks them.
+_SUBDOMAIN = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*"
+_LABEL = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"
+
+
+def _object_name(value: str) -> str:
+    """A Rollout name goes into the request's URL path: an empty one would read the whole
+    collection (a traceback), and ``reviews/status`` another resource. Names the API server
+    cannot hold (not a DNS-1123 subdomain, more than 253 characters) are bad input."""
+    import re
+
+    if len(value) > 253 or not re.fullmatch(_SUBDOMAIN, value):
+        raise typer.BadParameter(
+            f"{value!r} is not a Rollout name (lowercase letters, digits, '-' and '.', "
+            "at most 253 characters)"
+        )
+    return value
+
+
+def _namespace_name(value: str | None) -> str | None:
+    """A namespace name (``-n``) is a DNS-1123 label, as the API server requires; it goes into
+    the request's URL path too."""
+    import re
+
+    if value is not None and (len(value) > 63 or not re.fullmatch(_LABEL, value)):
+        raise typer.BadParameter(
+            f"{value!r} is not a namespace name (lowercase letters, digits and '-', at most "
+            "63 characters)"
+        )
+    return value
+
+
 Namespace = Annotated[
     str | None,
     typer.Option(
@@ -477,6 +547,7 @@ Namespace = Annotated[
         "-n",
         metavar="NS",
         help="Default: the kubeconfig context's namespace, else default.",
+        callback=_namespace_name,
     ),
 ]
 Context = Annotated[
@@ -490,18 +561,25 @@ Kubeconfig = Annotated[
         help="Default: KUBECONFIG, then ~/.kube/config, then in-cluster.",
     ),
 ]
-Name = Annotated[str, typer.Argument(metavar="NAME", help="The Rollout's name.")]
+Name = Annotated[
+    str, typer.Argument(metavar="NAME", help="The Rollout's name.", callback=_object_name)
+]
 
 
-def _duration(value: str | None, option: str) -> float | None:
+def _timeout(value: str | None, option: str) -> float | None:
+    """A ``--timeout`` in seconds: whole seconds or a duration such as ``5m``; ``None`` when
+    not given or zero, which means no limit, as for ``kubectl rollout status --timeout 0``
+    and ``kubectl argo rollouts status --timeout 0`` (not "give up at once"). A bad value is a
+    usage error (exit 4)."""
     if value is None:
         return None
     from rollout.api.duration import parse_duration
 
     try:
-        return float(parse_duration(int(value) if value.isdigit() else value))
+        seconds = float(parse_duration(int(value) if value.isdigit() else value))
     except ValueError as error:
         raise typer.BadParameter(str(error), param_hint=option) from None
+    return seconds or None
 
 
 def _run(
@@ -549,7 +627,10 @@ def get(
         None, "--output", "-o", metavar="FORMAT", help="json or yaml: the whole object."
     ),
     timeout: str | None = typer.Option(
-        None, "--timeout", metavar="DURATION", help="With --watch: stop after this long."
+        None,
+        "--timeout",
+        metavar="DURATION",
+        help="With --watch: stop after this long (0: no limit).",
     ),
     namespace: Namespace = None,
     context: Context = None,
@@ -559,7 +640,7 @@ def get(
     their ReplicaSets and Pods, gate checks with their last values, recent Events."""
     if output not in (None, "json", "yaml"):
         raise typer.BadParameter("must be json or yaml", param_hint="--output")
-    seconds = _duration(timeout, "--timeout")
+    seconds = _timeout(timeout, "--timeout")
     from rollout import ops
 
     _run(
@@ -606,7 +687,11 @@ def list_(
 def status(
     name: Name,
     timeout: str | None = typer.Option(
-        None, "--timeout", "-t", metavar="DURATION", help="Give up after this long, e.g. 5m."
+        None,
+        "--timeout",
+        "-t",
+        metavar="DURATION",
+        help="Give up after this long, e.g. 5m (0: no limit, as for kubectl).",
     ),
     namespace: Namespace = None,
     context: Context = None,
@@ -620,7 +705,7 @@ def status(
     minute of failed attempts to re-establish a broken watch; 4 on bad input. Watches; never
     polls.
     """
-    seconds = _duration(timeout, "--timeout")
+    seconds = _timeout(timeout, "--timeout")
     from rollout import ops
 
     _run(kubeconfig, context, namespace, lambda t: ops.cmd_status(t, name, timeout=seconds))

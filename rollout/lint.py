@@ -66,8 +66,56 @@ _BaseLoader: type[yaml.SafeLoader] | type[yaml.CSafeLoader] = getattr(
 )
 
 
+# Nodes a document may expand to through its aliases; a manifest has thousands. More is an
+# alias bomb ("billion laughs": ten aliases of ten aliases of ...), which would otherwise keep
+# lint busy for hours walking the same lists; kubectl's YAML decoder refuses those too.
+MAX_EXPANDED_NODES = 1_000_000
+
+
+def _expanded_size(root: yaml.Node, limit: int) -> int:
+    """How many nodes ``root`` stands for once every alias is expanded, counted up to just over
+    ``limit`` (each shared node once per reference; a node that contains itself: over)."""
+    sizes: dict[int, int] = {}
+    open_: set[int] = set()
+
+    def size(node: yaml.Node) -> int:
+        key = id(node)
+        if key in sizes:
+            return sizes[key]
+        if key in open_:
+            return limit + 1
+        open_.add(key)
+        total = 1
+        if isinstance(node, yaml.SequenceNode):
+            children = list(node.value)
+        elif isinstance(node, yaml.MappingNode):
+            children = [n for pair in node.value for n in pair]
+        else:
+            children = []
+        for child in children:
+            total += size(child)
+            if total > limit:
+                break
+        open_.discard(key)
+        sizes[key] = min(total, limit + 1)
+        return sizes[key]
+
+    return size(root)
+
+
 class _Loader(_BaseLoader):  # type: ignore[valid-type,misc]
-    """The safe loader (libyaml when available) that also rejects duplicate mapping keys."""
+    """The safe loader (libyaml when available) that also rejects duplicate mapping keys and
+    documents whose aliases expand to more than ``MAX_EXPANDED_NODES`` nodes."""
+
+    def construct_document(self, node: yaml.Node) -> Any:
+        if _expanded_size(node, MAX_EXPANDED_NODES) > MAX_EXPANDED_NODES:
+            raise yaml.constructor.ConstructorError(
+                None,
+                None,
+                f"its aliases expand to more than {MAX_EXPANDED_NODES} nodes (an alias bomb?)",
+                node.start_mark,
+            )
+        return super().construct_document(node)
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Hashable, Any]:
         seen: set[tuple[str, str]] = set()

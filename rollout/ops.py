@@ -72,6 +72,11 @@ EXIT_TIMEOUT = 2
 RECONNECT_FOR = 60.0
 RECONNECT_FIRST_DELAY = 0.2
 RECONNECT_MAX_DELAY = 5.0
+# Seconds one watch request of ``follow`` lasts before the server ends it and it is resumed.
+# The client gives up reading a silent stream 30 s after that (``KubeAccess.watch``), so this
+# also bounds how long an API server that stopped answering (frozen, a half-open connection
+# after a network partition) goes unnoticed: 90 s, where 300 s made it 5.5 minutes per try.
+WATCH_WINDOW = 60
 
 LIST_OUTPUTS = ("json", "yaml", "wide")
 
@@ -153,7 +158,9 @@ def follow(
         re-established with exponential backoff (``RECONNECT_FIRST_DELAY`` doubling up to
         ``RECONNECT_MAX_DELAY`` seconds, jittered), saying so once on stderr; after
         ``reconnect_for`` seconds of failed attempts in a row (or at the deadline) it raises the
-        last ``Unavailable``, which the CLI turns into exit 3. ``sleep`` and ``clock`` (the
+        last ``Unavailable``, which the CLI turns into exit 3. Each watch request lasts at most
+        ``WATCH_WINDOW`` seconds, so a server that stops answering without closing the
+        connection is noticed within ``WATCH_WINDOW`` + 30 s. ``sleep`` and ``clock`` (the
     deadline's) are for tests."""
     obj = get_rollout(target, name)
     yield obj
@@ -165,7 +172,8 @@ def follow(
         remaining = None if deadline is None else deadline - clock()
         if remaining is not None and remaining <= 0:
             return
-        timeout = 300 if remaining is None else max(1, math.ceil(min(remaining, 300)))
+        window = WATCH_WINDOW if remaining is None else min(remaining, WATCH_WINDOW)
+        timeout = max(1, math.ceil(window))
         try:
             if relist:
                 obj = get_rollout(target, name)
@@ -741,15 +749,34 @@ def cmd_list(target: Target, *, all_namespaces: bool = False, output: str | None
     return 0
 
 
+def _turn(st: Obj) -> tuple[Any, ...]:
+    """What of a status makes ``rollout status`` print a line: the gate's and its checks'
+    phases, the pause reasons, the abort flag; not the message as such, which counts every
+    measurement ("gate Running: error-rate 55, latency 55") and printed a line per measurement
+    for as long as a gate ran, hundreds of lines in a CI log during one paused step."""
+    gate = st.get("analysis") or {}
+    checks = tuple(
+        (c.get("name"), c.get("phase")) for c in gate.get("checks") or [] if isinstance(c, dict)
+    )
+    pauses = tuple(
+        sorted(str(p.get("reason")) for p in st.get("pauseConditions") or [] if isinstance(p, dict))
+    )
+    return gate.get("phase"), checks, pauses, bool(st.get("abort"))
+
+
 def cmd_status(target: Target, name: str, *, timeout: float | None = None) -> int:
-    """Wait until Healthy at the current generation (0), Degraded (1) or the timeout (2)."""
+    """Wait until Healthy at the current generation (0), Degraded (1) or the timeout (2).
+
+    Prints a line (phase, step, canary weight, message) when the phase, step, weight, the
+    gate's or a check's phase, the pauses or the abort flag change (``_turn``), not on every
+    measurement."""
     deadline = None if timeout is None else time.monotonic() + timeout
     last: tuple[Any, ...] | None = None
     for obj in follow(target, name, deadline):
         st = _status(obj)
         phase = st.get("phase") or "Unknown"
         observed = st.get("observedGeneration") == obj["metadata"].get("generation")
-        line = (phase, step_of(obj), weights_of(obj).get("canary"), st.get("message"), observed)
+        line = (phase, step_of(obj), weights_of(obj).get("canary"), _turn(st), observed)
         if line != last:
             note = "" if observed else " (waiting for the controller to observe generation)"
             where = ", ".join(
@@ -1031,12 +1058,17 @@ ALL_CONTAINERS = "*"
 
 def parse_images(pairs: list[str]) -> dict[str, str]:
     """``CONTAINER=IMAGE`` pairs as a dict; ``*=IMAGE`` (alone) means every container and init
-    container, as for ``kubectl set image``. Raises ValueError naming the bad pair."""
+    container, as for ``kubectl set image``. Raises ValueError naming the bad pair (no ``=``,
+    an empty side, whitespace anywhere, ``*`` given with other names)."""
     images: dict[str, str] = {}
     for pair in pairs:
         container, sep, image = pair.partition("=")
         if not sep or not container or not image:
             raise ValueError(f"{pair!r}: expected CONTAINER=IMAGE")
+        if any(c.isspace() for c in pair):
+            # the API server rejects such a Pod ("must not have leading or trailing
+            # whitespace"), but only when the controller creates the ReplicaSet
+            raise ValueError(f"{pair!r}: a container name or image has no spaces")
         images[container] = image
     if ALL_CONTAINERS in images and len(images) > 1:
         raise ValueError(f"{ALL_CONTAINERS}=IMAGE already sets every container: give it alone")

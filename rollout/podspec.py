@@ -15,6 +15,7 @@ every unknown field and most other errors are reported at once. The package is i
 from __future__ import annotations
 
 import copy
+import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -55,8 +56,9 @@ def problems(
     """``(field path, message)`` for each way ``pod_spec`` (a PodTemplateSpec's ``spec``, at
     ``path``, e.g. ``spec.template.spec``) breaks the PodSpec schema of Kubernetes ``version``
     (``X.Y``; default: the newest shipped). Paths use ``.field`` and ``[index]``; an undeclared
-    field is ``unknown field``, other messages are JSON Schema's (``'80' is not of type
-    'integer'``). Raises ``UnknownVersion`` for a version newer than any shipped."""
+    field is ``unknown field``, a value of the wrong type ``must be an integer, not "80"`` (the
+    value as JSON/YAML writes it: ``true``, ``null``), other messages are JSON Schema's.
+    Raises ``UnknownVersion`` for a version newer than any shipped."""
     import kubernetes_validate
 
     version = check_version(version) if version else latest_version()
@@ -86,13 +88,45 @@ def problems(
                     continue
             if where in patched:
                 return found  # a placeholder of ours did not fit: stop rather than guess
-            found.append((_path(path, where), error.message))
+            found.append((_path(path, where), _message(error.validator, error, instance)))
             if not _patch(spec, where, error.validator, error.validator_value, error.schema):
                 return found
             patched.add(where)
             if error.validator == "required":
                 patched.update((*where, key) for key in error.validator_value or ())
     return found
+
+
+ARTICLED = {
+    "integer": "an integer",
+    "number": "a number",
+    "string": "a string",
+    "boolean": "a boolean",
+    "array": "a list",
+    "object": "a mapping",
+}
+
+
+def _message(validator: Any, error: Any, instance: Any) -> str:
+    """A type error in the words of the manifest's reader: ``must be an integer, not "80"``,
+    ``must be a string or a number, not [1]`` (a quantity), where JSON Schema says
+    ``'80' is not of type 'integer'`` and ``True is not of type ...`` in Python's spelling."""
+    if validator == "type":
+        expected = error.validator_value
+        kinds = [expected] if isinstance(expected, str) else list(expected or [])
+    elif validator in ("anyOf", "oneOf"):
+        kinds = []
+        for option in error.validator_value or []:
+            kind = option.get("type") if isinstance(option, dict) else None
+            if kind is None:
+                return str(error.message)  # not a choice of types: JSON Schema's words
+            kinds.extend([kind] if isinstance(kind, str) else kind)
+    else:
+        return str(error.message)
+    words = list(dict.fromkeys(ARTICLED.get(k, k) for k in kinds if k != "null"))
+    if not words:
+        return str(error.message)
+    return f"must be {' or '.join(words)}, not {json.dumps(instance, default=str)}"
 
 
 PLACEHOLDERS: dict[str, Any] = {
@@ -129,6 +163,8 @@ def _patch(spec: Any, where: tuple[Any, ...], validator: str, value: Any, schema
     parent = _at(spec, where[:-1])
     if validator == "type":
         replacement = _placeholder({"type": value})
+    elif validator in ("anyOf", "oneOf") and isinstance(value, list) and value:
+        replacement = _placeholder(value[0])  # e.g. a quantity: string or number
     elif isinstance(schema, Mapping) and "null" in (schema.get("type") or ()):
         replacement = None
     else:

@@ -64,17 +64,29 @@ class _Transient(Exception):
         self.error = error
 
 
-def load_api_client(kubeconfig: str | None = None, context: str | None = None) -> client.ApiClient:
+def load_api_client(
+    kubeconfig: str | None = None, context: str | None = None, *, http_retries: bool = True
+) -> client.ApiClient:
     """In-cluster config when running in a pod and no kubeconfig is named; else kubeconfig
-    (``--kubeconfig``, then ``KUBECONFIG``, then ``~/.kube/config``)."""
+    (``--kubeconfig``, then ``KUBECONFIG``, then ``~/.kube/config``).
+
+    ``http_retries=False`` turns off urllib3's own retries (by default 3 more tries of a
+    request, each with the whole timeout: a server that accepts connections and never answers
+    then holds a request for four timeouts), for callers that retry with a budget themselves.
+    """
+    configuration = client.Configuration()
     if kubeconfig is None and os.environ.get("KUBERNETES_SERVICE_HOST"):
-        configuration = client.Configuration()
         config.load_incluster_config(client_configuration=configuration)
-        return client.ApiClient(configuration)
-    api_client: client.ApiClient = config.new_client_from_config(
-        config_file=kubeconfig, context=context
-    )
-    return api_client
+    else:
+        config.load_kube_config(
+            config_file=kubeconfig,
+            context=context,
+            client_configuration=configuration,
+            persist_config=True,
+        )
+    if not http_retries:
+        configuration.retries = False
+    return client.ApiClient(configuration)
 
 
 class KubeAccess:
@@ -364,6 +376,9 @@ def _error(status: int, data: bytes, what: str) -> ClusterError:
 
 
 SERVICE_ACCOUNT_NAMESPACE = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
+# Seconds a command-line request may take (connect, send, the whole reply): an API server that
+# accepts connections and never answers is "unreachable" (exit 3) after this long, not a hang.
+CLI_REQUEST_TIMEOUT = 10.0
 
 
 def connect_cli(
@@ -390,7 +405,7 @@ def connect_cli(
         _check_kubeconfig_exists(kubeconfig, where)
     try:
         if in_cluster:
-            api_client = load_api_client(None, context)
+            api_client = load_api_client(None, context, http_retries=False)
             if namespace is None:
                 try:
                     with open(SERVICE_ACCOUNT_NAMESPACE) as file:
@@ -398,7 +413,7 @@ def connect_cli(
                 except OSError:
                     namespace = None
         else:
-            api_client = load_api_client(kubeconfig, context)
+            api_client = load_api_client(kubeconfig, context, http_retries=False)
             if namespace is None:
                 namespace = context_namespace(kubeconfig, context)
     except ClusterError:
@@ -407,7 +422,13 @@ def connect_cli(
         raise BadConfig(f"bad kubeconfig {shown}: {error}") from error
     except (OSError, ValueError, TypeError, KeyError, AttributeError, yaml.YAMLError) as error:
         raise BadConfig(f"bad kubeconfig {shown}: {error}") from error
-    access = KubeAccess(api_client, attempts=attempts, budget=budget, max_backoff=0.5)
+    access = KubeAccess(
+        api_client,
+        attempts=attempts,
+        budget=budget,
+        max_backoff=0.5,
+        request_timeout=CLI_REQUEST_TIMEOUT,
+    )
     return access, namespace or "default"
 
 

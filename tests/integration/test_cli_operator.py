@@ -279,3 +279,32 @@ def test_namespace_from_the_kubeconfig_context(
         app, ["get", "reviews", "--kubeconfig", str(path), "--context", "other"]
     )
     assert elsewhere.exit_code == 1 and "elsewhere" in elsewhere.stderr
+
+
+def test_status_timeout_0_means_no_limit_as_for_kubectl(
+    cluster: Cluster, controller: ControllerHandle, sandbox_kubeconfig: Path
+) -> None:
+    """``--timeout 0`` waits without a limit (kubectl's and Argo's ``status --timeout 0``);
+    it used to give up at once with exit 2 on a Paused Rollout."""
+    kc, ns = sandbox_kubeconfig, cluster.namespace
+    healthy_rollout(cluster, [{"setWeight": 30}, {"pause": {}}])
+    assert cli(kc, ns, "set", "image", "reviews", "app=example.com/reviews:2").exit_code == 0
+    paused_at(cluster, 1)
+    status = subprocess.Popen(
+        [ROLLOUT, "status", "reviews", "-n", ns, "--timeout", "0"],
+        env={"KUBECONFIG": str(kc), "PATH": "/usr/bin:/bin"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert status.stdout is not None
+        first = status.stdout.readline()  # it has read the Rollout: Paused, and goes on
+        assert first.startswith("Paused:"), first
+        assert cli(kc, ns, "promote", "reviews").exit_code == 0
+        assert status.wait(timeout=60) == 0, status.stderr.read() if status.stderr else ""
+        assert 'rollout "reviews" is Healthy' in status.stdout.read()
+    finally:
+        if status.poll() is None:
+            status.kill()
+            status.wait()

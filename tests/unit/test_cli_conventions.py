@@ -6,6 +6,7 @@ from __future__ import annotations
 import fcntl
 import os
 import pty
+import re
 import select
 import struct
 import subprocess
@@ -23,6 +24,7 @@ from rollout.cli import app
 
 ROLLOUT = str(Path(sys.executable).parent / "rollout")
 COLUMNS = 80
+PYTHON_TYPE = re.compile(r"<(?:str|int|float|bool|path|Path|list\[[^\]]*\]|\w+ range)>")
 
 
 def help_in_a_terminal(*command: str, columns: int = COLUMNS) -> str:
@@ -90,6 +92,10 @@ def test_help_fits_80_columns_in_full_without_bool_types(path: tuple[str, ...]) 
     too_wide = [line for line in shown.splitlines() if len(line) > COLUMNS]
     assert not too_wide, shown
     assert "…" not in shown and "<bool>" not in shown, shown
+    # no Python type names either (``--port <int>``, ``NAME <str>``, ``paths... <list[Path]>``)
+    # and no braces around required arguments (``{NAME}``): kubectl's plain ``NAME``
+    assert not PYTHON_TYPE.search(shown), shown
+    assert "{" not in shown.splitlines()[0], shown
     whole = squeezed(shown)
     for param in command.params:
         text = getattr(param, "help", None)
@@ -124,6 +130,12 @@ def run(*args: str, env: dict[str, str | None] | None = None) -> tuple[int, str]
         ["status"],
         ["set", "image", "reviews", "app"],
         ["set", "image", "reviews", "*=x:2", "app=x:3"],
+        ["set", "image", "reviews", "app= x:2"],
+        ["get", ""],  # would GET the collection: a traceback
+        ["promote", "reviews/status"],  # would PATCH another resource's path
+        ["undo", "Reviews"],
+        ["list", "-n", "../kube-system"],
+        ["set", "image", "reviews", "app=x:2\n"],
         ["no-such-command"],
         ["lint", "--kubernetes-version", "1.2", "crds/examples"],
     ],
@@ -161,3 +173,39 @@ def test_an_unusable_kubeconfig_is_named(tmp_path: Path) -> None:
     code, stderr = run("list", "--kubeconfig", str(broken))
     assert code == 4 and stderr.startswith(f"error: bad kubeconfig {broken}: ")
     assert len(stderr.splitlines()) == 1
+
+
+def test_an_api_server_that_never_answers_is_unreachable_not_a_hang(tmp_path: Path) -> None:
+    """A server that accepts connections and never answers (a hung apiserver, a black-holing
+    load balancer) is exit 3 after the CLI's request timeout, not four timeouts of urllib3's
+    own retries per request (two minutes and more for `rollout list`)."""
+    import socket
+
+    from rollout.cluster.kube import CLI_REQUEST_TIMEOUT
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(16)  # never accepted: the kernel completes the handshakes, nobody answers
+    port = server.getsockname()[1]
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(
+        "apiVersion: v1\nkind: Config\ncurrent-context: c\n"
+        f"clusters: [{{name: c, cluster: {{server: 'http://127.0.0.1:{port}'}}}}]\n"
+        "users: [{name: u, user: {token: t}}]\n"
+        "contexts: [{name: c, context: {cluster: c, user: u}}]\n"
+    )
+    started = time.monotonic()
+    try:
+        result = subprocess.run(
+            [ROLLOUT, "list", "--kubeconfig", str(kubeconfig)],
+            capture_output=True,
+            text=True,
+            timeout=CLI_REQUEST_TIMEOUT * 3,
+            env={k: v for k, v in os.environ.items() if k != "KUBERNETES_SERVICE_HOST"},
+        )
+    finally:
+        server.close()
+    assert time.monotonic() - started < CLI_REQUEST_TIMEOUT * 2
+    assert result.returncode == 3, result.stderr
+    assert result.stderr.startswith("error: cannot reach the Kubernetes API: ")
+    assert "timed out" in result.stderr and len(result.stderr.splitlines()) == 1

@@ -642,3 +642,25 @@ def test_a_rollout_name_the_controller_cannot_use_is_a_problem(tmp_path: Path, n
 def test_a_rollout_name_of_63_characters_is_clean(tmp_path: Path) -> None:
     result = lint_rollout(tmp_path, {"metadata.name": "r" * 63})
     assert result.exit_code == 0, result.output
+
+
+def test_an_alias_bomb_is_unreadable_not_a_hang() -> None:
+    """Ten aliases of ten aliases ... nine deep: a 2 kB document that stands for 10^9 strings.
+    Lint walked them all (hours of CPU in a CI job); it is now input that cannot be read."""
+    lines = ["apiVersion: rollout.dev/v1alpha1", "kind: Rollout", "metadata: {name: x}"]
+    lines.append("a0: &a0 [" + ", ".join(["x"] * 10) + "]")
+    for i in range(1, 9):
+        lines.append(f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 10) + "]")
+    lines.append("spec: {template: {spec: {containers: [{name: a, image: b, args: *a8}]}}}")
+    rollout_cli = str(Path(sys.executable).parent / "rollout")
+    done = subprocess.run(
+        [rollout_cli, "lint", "-"],
+        input="\n".join(lines) + "\n",
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "<stdin>:1:1: invalid YAML: its aliases expand to more than 1000000 nodes" in (
+        done.stdout + done.stderr
+    )

@@ -43,9 +43,9 @@ def test_every_mistake_of_a_pod_spec_is_reported_at_once(tmp_path: Path) -> None
     assert sorted(lines) == sorted(
         [
             f"{prefix}.initContainers[0].comand: unknown field",
-            f"{prefix}.containers[0].ports[0].containerPort: 'http' is not of type 'integer'",
+            f'{prefix}.containers[0].ports[0].containerPort: must be an integer, not "http"',
             f"{prefix}.containers[1].resources.limit: unknown field",
-            f"{prefix}.restartPolicy: 3 is not of type 'string', 'null'",
+            f"{prefix}.restartPolicy: must be a string, not 3",
             f"{prefix}.nodeSelectr: unknown field",
         ]
     )
@@ -131,3 +131,35 @@ def test_lint_and_help_do_not_load_the_schemas(tmp_path: Path) -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
+
+
+def test_type_errors_read_as_yaml_and_a_bad_quantity_does_not_hide_the_rest(
+    tmp_path: Path,
+) -> None:
+    """``must be an integer, not true`` (JSON Schema said ``True is not of type 'integer',
+    'null'``), and a value that fits none of a quantity's types is reported without stopping
+    the search: the errors after it are reported too."""
+    pod = {
+        "securityContext": {"runAsUser": True},
+        "containers": [
+            {
+                "name": "app",
+                "image": "x:1",
+                "resources": {"limits": {"cpu": [1]}},
+                "livenessProbe": {"httpGet": {"port": None}},
+                "tty": "yes",
+            }
+        ],
+    }
+    code, lines, path = lint_pod(tmp_path, pod)
+    assert code == 1
+    prefix = f"{path}: Rollout/reviews: {POD}"
+    assert sorted(lines) == sorted(
+        [
+            f"{prefix}.securityContext.runAsUser: must be an integer, not true",
+            f"{prefix}.containers[0].resources.limits.cpu: must be a string or a number, not [1]",
+            f"{prefix}.containers[0].livenessProbe.httpGet.port: must be a string or an integer, "
+            "not null",
+            f'{prefix}.containers[0].tty: must be a boolean, not "yes"',
+        ]
+    )

@@ -184,3 +184,67 @@ def test_a_deleted_rollout_is_an_error_not_a_reconnection() -> None:
     next(objects)
     with pytest.raises(ClusterError, match="was deleted"):
         next(objects)
+
+
+def test_each_watch_asks_the_server_to_end_it_within_the_window() -> None:
+    """A frozen API server (or a half-open connection) sends nothing and closes nothing: the
+    client notices only when its read timeout, the watch's timeoutSeconds + 30 s, runs out.
+    Watches of at most WATCH_WINDOW (60 s) make that 90 s, not 330 s of silence per try."""
+    from rollout.ops import WATCH_WINDOW
+
+    asked: list[int] = []
+
+    class Recording(ScriptedAccess):
+        def watch(
+            self, res: Resource, namespace: str | None, resource_version: str, **kwargs: Any
+        ) -> Iterator[WatchEvent]:
+            asked.append(kwargs["timeout_seconds"])
+            return super().watch(res, namespace, resource_version)
+
+    clock = Clock()
+    access = Recording(rollout(1), [[], [], []])
+    t, _, _ = target(access)
+    objects = follow(t, "reviews", None, sleep=clock.sleep, clock=clock)
+    assert versions(objects, 1) == ["1"]
+    with pytest.raises(AssertionError, match="watched more often"):
+        next(objects)
+    assert asked == [WATCH_WINDOW] * 4 and WATCH_WINDOW <= 60  # the 4th: not scripted
+    deadline_soon = follow(t, "reviews", clock.now + 12.5, sleep=clock.sleep, clock=clock)
+    access.rounds = [[]]
+    next(deadline_soon)
+    with pytest.raises(AssertionError, match="watched more often"):
+        next(deadline_soon)
+    assert asked[4:] == [13, 13]  # a nearer deadline: the time left, rounded up
+
+
+def test_status_prints_a_line_per_turn_not_per_measurement() -> None:
+    """While a gate measures during a pause, only the counts in the message change: one line,
+    not one per measurement; a check's phase changing, or the phase, is a new line."""
+
+    def paused(rv: int, count: int, check_phase: str = "Running", phase: str = "Paused") -> Obj:
+        obj = rollout(rv, phase)
+        obj["status"].update(
+            {
+                "message": f"paused (CanaryPauseStep): gate Running: error-rate {count}",
+                "analysis": {"phase": "Running", "checks": [{"name": "e", "phase": check_phase}]},
+                "pauseConditions": [{"reason": "CanaryPauseStep"}],
+            }
+        )
+        return obj
+
+    access = ScriptedAccess(
+        paused(1, 1),
+        [
+            [WatchEvent("MODIFIED", paused(rv, rv)) for rv in range(2, 30)]
+            + [
+                WatchEvent("MODIFIED", paused(30, 30, "Failed")),
+                WatchEvent("MODIFIED", rollout(31, "Healthy")),
+            ]
+        ],
+    )
+    t, out, _ = target(access)
+    assert cmd_status(t, "reviews") == 0
+    lines = out.getvalue().splitlines()
+    assert [line.split(":")[0] for line in lines[:3]] == ["Paused", "Paused", "Healthy"]
+    assert lines[3:] == ['rollout "reviews" is Healthy']
+    assert lines[0].endswith("error-rate 1") and lines[1].endswith("error-rate 30")
