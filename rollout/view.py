@@ -223,12 +223,19 @@ def _newest_first(replica_sets: Iterable[Obj]) -> list[Obj]:
     return sorted(replica_sets, key=key, reverse=True)
 
 
-def _images(template: Obj) -> list[str]:
-    pod = template.get("spec") or {}
+def _images(template: Any) -> list[str]:
+    """The images of a pod template, init containers first. The Rollout's ``spec.template.spec``
+    is kept as written (the CRD preserves unknown fields there), so anything that is not a list
+    of objects is skipped rather than read."""
+    pod = template.get("spec") if isinstance(template, dict) else None
+    if not isinstance(pod, dict):
+        return []
     return [
         str(c.get("image", "?"))
         for key in ("initContainers", "containers")
-        for c in pod.get(key) or []
+        if isinstance(pod.get(key), list)
+        for c in pod[key]
+        if isinstance(c, dict)
     ]
 
 

@@ -9,6 +9,7 @@ are written here after kwok's: the sandbox has none.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import re
 from datetime import UTC, datetime
@@ -327,3 +328,24 @@ def test_a_spec_the_view_cannot_read_still_shows_the_status() -> None:
     assert line(screen, "Step:", "2/4").split() == ["Step:", "2/4"]
     assert line(screen, "SetWeight:", "-")
     assert line(screen, "ActualWeight:", "20 (stable 80)")
+
+
+@pytest.mark.parametrize(
+    "pod_spec",
+    [
+        {"containers": "x"},
+        {"containers": ["x", {"name": "a", "image": "i:1"}], "initContainers": {"a": 1}},
+        {"containers": [{"name": "a", "image": ["i:1"]}, None, 3]},
+    ],
+)
+def test_a_pod_template_the_api_keeps_as_written_still_renders(pod_spec: dict[str, Any]) -> None:
+    """``spec.template.spec`` is kept as written (the CRD preserves unknown fields there): a
+    Rollout not deployed yet with containers that are not objects shows the images it can
+    read, never a traceback."""
+    unseen = scene("canary_mid_step")
+    unseen.rollout["spec"]["template"]["spec"] = pod_spec
+    unseen.rollout.pop("status")
+    screen = render(dataclasses.replace(unseen, replica_sets=[]))
+    assert line(screen, "Status:", "? Unknown")
+    images = [row for row in screen.splitlines() if "(not deployed)" in row]
+    assert all(re.search(r"\S+ \(not deployed\)$", row) for row in images), screen
