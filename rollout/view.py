@@ -31,6 +31,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from rollout.api.rollout import RolloutSpec
+from rollout.api.strategy import SetHeaderRoute
 from rollout.domain.revision import HASH_LABEL, parse_revision_number
 from rollout.domain.steps import describe, step_number, steps_of, traffic_at
 
@@ -297,6 +298,7 @@ def _step_lines(rollout: Obj, steps: list[Any]) -> list[tuple[str, str]]:
     weights = st.get("weights") or {}
     kind = strategy_key(rollout)
     if kind in ("canary", "mirror"):
+        routes: tuple[Any, ...] = ()
         if st.get("abort") or not isinstance(index, int):
             desired = 0 if st.get("abort") else None
             mirror = 0.0
@@ -306,13 +308,15 @@ def _step_lines(rollout: Obj, steps: list[Any]) -> list[tuple[str, str]]:
             desired, mirror = None, 0.0
         else:
             traffic = traffic_at(steps, index)
-            desired, mirror = traffic.weight, traffic.mirror
+            desired, mirror, routes = traffic.weight, traffic.mirror, traffic.header_routes
         actual = weights.get("stable" if not updating else "canary")
         lines.append(("SetWeight:", "-" if desired is None else str(desired)))
         actual_text = "-" if actual is None else str(actual)
         if updating and weights:
             actual_text += f" (stable {weights.get('stable', '-')})"
         lines.append(("ActualWeight:", actual_text))
+        for i, route in enumerate(routes):
+            lines.append(("HeaderRoute:" if i == 0 else "", header_route(route)))
         if mirror or weights.get("mirror"):
             lines.append(
                 (
@@ -332,6 +336,21 @@ def _step_lines(rollout: Obj, steps: list[Any]) -> list[tuple[str, str]]:
             )
         )
     return lines
+
+
+def header_route(route: SetHeaderRoute) -> str:
+    """A ``setHeaderRoute`` in force, as people read it: ``testers: x-canary exact "always" or
+    x-user prefix "qa-"`` (its name, then its matches: any of them, each header of one)."""
+    matches = []
+    for match in route.match:
+        conditions = []
+        for header, condition in match.headers.items():
+            for how in ("exact", "prefix", "regex"):
+                value = getattr(condition, how)
+                if value is not None:
+                    conditions.append(f'{header} {how} "{value}"')
+        matches.append(", ".join(conditions))
+    return f"{route.name}: {' or '.join(matches)}"
 
 
 def _image_lines(rollout: Obj, replica_sets: Sequence[Obj]) -> list[str]:

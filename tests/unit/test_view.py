@@ -349,3 +349,33 @@ def test_a_pod_template_the_api_keeps_as_written_still_renders(pod_spec: dict[st
     assert line(screen, "Status:", "? Unknown")
     images = [row for row in screen.splitlines() if "(not deployed)" in row]
     assert all(re.search(r"\S+ \(not deployed\)$", row) for row in images), screen
+
+
+def test_a_header_route_in_force_is_shown_until_the_abort() -> None:
+    """After a ``setHeaderRoute`` step, requests matching it go to the canary whatever the
+    weights: the screen says which, as long as the route is in place."""
+    routed = scene("canary_mid_step")
+    steps = routed.rollout["spec"]["strategy"]["canary"]["steps"]
+    steps.insert(
+        0,
+        {
+            "setHeaderRoute": {
+                "name": "testers",
+                "match": [
+                    {"headers": {"x-canary": {"exact": "always"}}},
+                    {"headers": {"x-user": {"prefix": "qa-"}, "x-env": {"regex": "st.*"}}},
+                ],
+            }
+        },
+    )
+    routed.rollout["status"].update(currentStepIndex=2, stepCount=5, step="3/5")
+    screen = render(routed)
+    assert line(screen, "Step:", "3/5 (analysis x20)")
+    assert line(screen, "SetWeight:", "20")
+    assert line(
+        screen,
+        "HeaderRoute:",
+        'testers: x-canary exact "always" or x-user prefix "qa-", x-env regex "st.*"',
+    )
+    routed.rollout["status"]["abort"] = True
+    assert "HeaderRoute:" not in render(routed)
