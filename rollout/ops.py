@@ -375,6 +375,15 @@ def can_encode(stream: TextIO, text: str) -> bool:
     return True
 
 
+def c_locale() -> bool:
+    """Whether the locale the user runs in is C or POSIX (or none is set), which says the
+    terminal may show nothing but ASCII. Python writes UTF-8 there anyway: it turns on its UTF-8
+    mode by itself in exactly that case (PEP 538, PEP 540), so the mode, when neither
+    ``PYTHONUTF8`` nor ``-X utf8`` asked for it, is the sign."""
+    asked = os.environ.get("PYTHONUTF8") == "1" or "utf8" in sys._xoptions
+    return bool(sys.flags.utf8_mode) and not asked
+
+
 def cmd_get(
     target: Target,
     name: str,
@@ -393,7 +402,7 @@ def cmd_get(
                 target.say("---" if output == "yaml" else "")
             target.say(render(obj, output))
         return 0
-    unicode = can_encode(target.out, UNICODE_GLYPHS)
+    unicode = can_encode(target.out, UNICODE_GLYPHS) and not c_locale()
     if not watch:
         target.say(render_scene(read_scene(target, name), unicode=unicode))
         return 0

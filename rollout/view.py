@@ -20,7 +20,7 @@ every screen is a unit test away. The layout follows what an operator coming fro
 - the last few Events of the Rollout.
 
 Icons are Unicode by default; ``unicode=False`` gives ASCII for terminals that cannot encode
-them (the CLI decides from its output's encoding).
+them (the CLI decides from its output's encoding and the locale: ``rollout.ops.c_locale``).
 """
 
 from __future__ import annotations
