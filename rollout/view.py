@@ -38,6 +38,8 @@ from rollout.domain.steps import describe, step_number, steps_of, traffic_at
 Obj = dict[str, Any]
 
 EVENTS_SHOWN = 5
+# The controller's note on a ReplicaSet of when it scales it down (rollout.controller.observe).
+SCALE_DOWN_AT = "rollout.dev/scale-down-at"
 
 # (unicode, ascii) per meaning
 _ICONS: dict[str, tuple[str, str]] = {
@@ -484,6 +486,18 @@ def _owned_pods(rs: Obj, pods: Sequence[Obj]) -> list[Obj]:
     return sorted(owned, key=lambda p: str(_meta(p).get("name", "")))
 
 
+def _scale_down(rs: Obj, now: datetime) -> str:
+    """``, scale down in 25s`` (or ``due``) for a ReplicaSet with replicas that the controller
+    will scale down (its ``rollout.dev/scale-down-at`` annotation), else ""."""
+    annotations = _meta(rs).get("annotations")
+    when = parse_time(annotations.get(SCALE_DOWN_AT) if isinstance(annotations, dict) else None)
+    if when is None or not int(_spec(rs).get("replicas") or 0):
+        return ""
+    if when <= now:
+        return ", scale down due"
+    return f", scale down in {age(now.isoformat(), when)}"
+
+
 def _tree(scene: Scene, glyph: _Glyphs) -> list[str]:
     rollout, now = scene.rollout, scene.now
     rows: list[list[str]] = [["NAME", "KIND", "STATUS", "AGE", "INFO"]]
@@ -511,7 +525,8 @@ def _tree(scene: Scene, glyph: _Glyphs) -> list[str]:
         icon, state = replica_set_state(rs)
         rst = rs.get("status") or {}
         info = (
-            f"{role_of(rollout, rs)}, desired:{int(_spec(rs).get('replicas') or 0)} "
+            f"{role_of(rollout, rs)}{_scale_down(rs, now)}, "
+            f"desired:{int(_spec(rs).get('replicas') or 0)} "
             f"ready:{int(rst.get('readyReplicas') or 0)} "
             f"available:{int(rst.get('availableReplicas') or 0)}"
         )

@@ -18,8 +18,10 @@ from typing import Any
 
 import pytest
 
+from rollout.controller import observe
+from rollout.domain.revision import HASH_LABEL
 from rollout.ops import fit
-from rollout.view import UNICODE_GLYPHS, Scene, age, render
+from rollout.view import SCALE_DOWN_AT, UNICODE_GLYPHS, Scene, age, render
 
 SCENES: dict[str, dict[str, Any]] = json.loads(
     (Path(__file__).parent / "data" / "get_scenes.json").read_text()
@@ -379,3 +381,31 @@ def test_a_header_route_in_force_is_shown_until_the_abort() -> None:
     )
     routed.rollout["status"]["abort"] = True
     assert "HeaderRoute:" not in render(routed)
+
+
+def test_a_replica_set_waiting_to_be_scaled_down_says_when() -> None:
+    """As ``kubectl argo rollouts get`` shows ``delay:25s``: a ReplicaSet the controller will
+    scale down (annotation ``rollout.dev/scale-down-at``) says in how long, or that it is due."""
+    waiting = scene("canary_mid_step")
+    old = copy.deepcopy(waiting.replica_sets[0])
+    old["metadata"].update(name="reviews-oldrevisio", uid="old-uid")
+    old["metadata"]["labels"][HASH_LABEL] = "oldrevisio"
+    old["metadata"]["annotations"] = {
+        "rollout.dev/revision": "1",
+        SCALE_DOWN_AT: "2026-12-01T10:39:45Z",
+    }
+    old["spec"]["replicas"] = 2
+    screen = render(dataclasses.replace(waiting, replica_sets=[*waiting.replica_sets, old]))
+    assert "reviews-oldrevisio" in line(screen, "old, scale down in 25s, desired:2")
+    later = render(
+        dataclasses.replace(
+            waiting,
+            replica_sets=[*waiting.replica_sets, old],
+            now=datetime(2026, 12, 1, 10, 40, tzinfo=UTC),
+        )
+    )
+    assert "reviews-oldrevisio" in line(later, "old, scale down due, desired:2")
+    old["spec"]["replicas"] = 0  # scaled down: nothing to say
+    done = render(dataclasses.replace(waiting, replica_sets=[*waiting.replica_sets, old]))
+    assert "reviews-oldrevisio" in line(done, "old, desired:0")
+    assert SCALE_DOWN_AT == observe.SCALE_DOWN_AT  # the controller's annotation
