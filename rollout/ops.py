@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import io
 import json
 import logging
 import math
+import os
 import random
 import shutil
 import sys
@@ -393,6 +395,15 @@ def can_encode(stream: TextIO, text: str) -> bool:
     return True
 
 
+def c_locale() -> bool:
+    """Whether the locale the user runs in is C or POSIX (or none is set), which says the
+    terminal may show nothing but ASCII. Python writes UTF-8 there anyway: it turns on its UTF-8
+    mode by itself in exactly that case (PEP 538, PEP 540), so the mode, when neither
+    ``PYTHONUTF8`` nor ``-X utf8`` asked for it, is the sign."""
+    asked = os.environ.get("PYTHONUTF8") == "1" or "utf8" in sys._xoptions
+    return bool(sys.flags.utf8_mode) and not asked
+
+
 def cmd_get(
     target: Target,
     name: str,
@@ -411,7 +422,7 @@ def cmd_get(
                 target.say("---" if output == "yaml" else "")
             target.say(render(obj, output))
         return 0
-    unicode = can_encode(target.out, UNICODE_GLYPHS)
+    unicode = can_encode(target.out, UNICODE_GLYPHS) and not c_locale()
     if not watch:
         target.say(render_scene(read_scene(target, name), unicode=unicode))
         return 0
@@ -586,32 +597,47 @@ def fit(text: str, columns: int, rows: int) -> str:
 class _Screen:
     """Where frames go: on a terminal, each frame replaces the last (cursor home, lines
     overwritten, the rest cleared, cut to the window); elsewhere, each frame in full after a
-    ``---`` line."""
+    ``---`` line.
+
+    On a terminal the window's size is read from the stream written to, at every frame: a frame
+    is drawn again when the window was resized, even if its text did not change (ages can stay
+    the same for minutes). The last row is written without a newline, so that a frame as tall
+    as the window does not scroll its first line away.
+    """
 
     def __init__(self, out: TextIO) -> None:
         self.out = out
         self.tty = out.isatty()
         self.frames = 0
-        self.last: str | None = None
+        self.last: tuple[str, tuple[int, int]] | None = None
+
+    def size(self) -> tuple[int, int]:
+        """(columns, rows) of the terminal written to (kubectl's 80 x 24 when unknown)."""
+        try:
+            found = os.get_terminal_size(self.out.fileno())
+        except (AttributeError, ValueError, OSError, io.UnsupportedOperation):
+            found = shutil.get_terminal_size()
+        return (found.columns or 80, found.lines or 24)
 
     def draw(self, text: str) -> None:
-        if text == self.last:
+        size = self.size() if self.tty else (0, 0)
+        if (text, size) == self.last:
             return
-        self.last = text
+        self.last = (text, size)
         if not self.tty:
             self.out.write(("---\n" if self.frames else "") + text + "\n")
         else:
-            size = shutil.get_terminal_size()
-            shown = fit(text, size.columns, size.lines)
-            body = "".join(line + "\x1b[K\n" for line in shown.split("\n"))
+            shown = fit(text, *size)
+            body = "\n".join(line + "\x1b[K" for line in shown.split("\n"))
             start = "\x1b[?25l\x1b[H\x1b[2J" if not self.frames else "\x1b[H"
             self.out.write(start + body + "\x1b[J")
         self.out.flush()
         self.frames += 1
 
     def close(self) -> None:
+        """Show the cursor again, below the last frame."""
         if self.tty and self.frames:
-            self.out.write("\x1b[?25h")
+            self.out.write("\x1b[?25h\n")
             self.out.flush()
 
 

@@ -20,7 +20,7 @@ every screen is a unit test away. The layout follows what an operator coming fro
 - the last few Events of the Rollout.
 
 Icons are Unicode by default; ``unicode=False`` gives ASCII for terminals that cannot encode
-them (the CLI decides from its output's encoding).
+them (the CLI decides from its output's encoding and the locale: ``rollout.ops.c_locale``).
 """
 
 from __future__ import annotations
@@ -32,12 +32,15 @@ from datetime import UTC, datetime
 from typing import Any
 
 from rollout.api.rollout import RolloutSpec
+from rollout.api.strategy import SetHeaderRoute
 from rollout.domain.revision import HASH_LABEL, parse_revision_number
 from rollout.domain.steps import describe, step_number, steps_of, traffic_at
 
 Obj = dict[str, Any]
 
 EVENTS_SHOWN = 5
+# The controller's note on a ReplicaSet of when it scales it down (rollout.controller.observe).
+SCALE_DOWN_AT = "rollout.dev/scale-down-at"
 
 # (unicode, ascii) per meaning
 _ICONS: dict[str, tuple[str, str]] = {
@@ -234,12 +237,19 @@ def _newest_first(
     return sorted(replica_sets, key=key, reverse=True)
 
 
-def _images(template: Obj) -> list[str]:
-    pod = template.get("spec") or {}
+def _images(template: Any) -> list[str]:
+    """The images of a pod template, init containers first. The Rollout's ``spec.template.spec``
+    is kept as written (the CRD preserves unknown fields there), so anything that is not a list
+    of objects is skipped rather than read."""
+    pod = template.get("spec") if isinstance(template, dict) else None
+    if not isinstance(pod, dict):
+        return []
     return [
         str(c.get("image", "?"))
         for key in ("initContainers", "containers")
-        for c in pod.get(key) or []
+        if isinstance(pod.get(key), list)
+        for c in pod[key]
+        if isinstance(c, dict)
     ]
 
 
@@ -301,6 +311,7 @@ def _step_lines(rollout: Obj, steps: list[Any]) -> list[tuple[str, str]]:
     weights = st.get("weights") or {}
     kind = strategy_key(rollout)
     if kind in ("canary", "mirror"):
+        routes: tuple[Any, ...] = ()
         if st.get("abort") or not isinstance(index, int):
             desired = 0 if st.get("abort") else None
             mirror = 0.0
@@ -310,13 +321,15 @@ def _step_lines(rollout: Obj, steps: list[Any]) -> list[tuple[str, str]]:
             desired, mirror = None, 0.0
         else:
             traffic = traffic_at(steps, index)
-            desired, mirror = traffic.weight, traffic.mirror
+            desired, mirror, routes = traffic.weight, traffic.mirror, traffic.header_routes
         actual = weights.get("stable" if not updating else "canary")
         lines.append(("SetWeight:", "-" if desired is None else str(desired)))
         actual_text = "-" if actual is None else str(actual)
         if updating and weights:
             actual_text += f" (stable {weights.get('stable', '-')})"
         lines.append(("ActualWeight:", actual_text))
+        for i, route in enumerate(routes):
+            lines.append(("HeaderRoute:" if i == 0 else "", header_route(route)))
         if mirror or weights.get("mirror"):
             lines.append(
                 (
@@ -336,6 +349,21 @@ def _step_lines(rollout: Obj, steps: list[Any]) -> list[tuple[str, str]]:
             )
         )
     return lines
+
+
+def header_route(route: SetHeaderRoute) -> str:
+    """A ``setHeaderRoute`` in force, as people read it: ``testers: x-canary exact "always" or
+    x-user prefix "qa-"`` (its name, then its matches: any of them, each header of one)."""
+    matches = []
+    for match in route.match:
+        conditions = []
+        for header, condition in match.headers.items():
+            for how in ("exact", "prefix", "regex"):
+                value = getattr(condition, how)
+                if value is not None:
+                    conditions.append(f'{header} {how} "{value}"')
+        matches.append(", ".join(conditions))
+    return f"{route.name}: {' or '.join(matches)}"
 
 
 def _image_lines(rollout: Obj, replica_sets: Sequence[Obj]) -> list[str]:
@@ -469,6 +497,18 @@ def _owned_pods(rs: Obj, pods: Sequence[Obj]) -> list[Obj]:
     return sorted(owned, key=lambda p: str(_meta(p).get("name", "")))
 
 
+def _scale_down(rs: Obj, now: datetime) -> str:
+    """``, scale down in 25s`` (or ``due``) for a ReplicaSet with replicas that the controller
+    will scale down (its ``rollout.dev/scale-down-at`` annotation), else ""."""
+    annotations = _meta(rs).get("annotations")
+    when = parse_time(annotations.get(SCALE_DOWN_AT) if isinstance(annotations, dict) else None)
+    if when is None or not int(_spec(rs).get("replicas") or 0):
+        return ""
+    if when <= now:
+        return ", scale down due"
+    return f", scale down in {age(now.isoformat(), when)}"
+
+
 def _tree(scene: Scene, glyph: _Glyphs) -> list[str]:
     rollout, now = scene.rollout, scene.now
     rows: list[list[str]] = [["NAME", "KIND", "STATUS", "AGE", "INFO"]]
@@ -496,7 +536,8 @@ def _tree(scene: Scene, glyph: _Glyphs) -> list[str]:
         icon, state = replica_set_state(rs)
         rst = rs.get("status") or {}
         info = (
-            f"{role_of(rollout, rs)}, desired:{int(_spec(rs).get('replicas') or 0)} "
+            f"{role_of(rollout, rs)}{_scale_down(rs, now)}, "
+            f"desired:{int(_spec(rs).get('replicas') or 0)} "
             f"ready:{int(rst.get('readyReplicas') or 0)} "
             f"available:{int(rst.get('availableReplicas') or 0)}"
         )

@@ -4,7 +4,8 @@
 ``os.openpty()`` (so ``isatty()`` is true and the window has a size), reads the master side on
 a thread and feeds every byte to a VT100 screen emulator. ``wait_for`` polls the screen with a
 deadline; ``screen()`` is its text, one line per row, as displayed (cursor moves, erases and
-redraws applied). The only module that imports ``pyte``.
+redraws applied). ``replay`` shows what given bytes draw on a screen of a given size. The only
+module that imports ``pyte``.
 """
 
 from __future__ import annotations
@@ -20,6 +21,18 @@ import time
 from collections.abc import Callable, Sequence
 
 import pyte
+
+
+def replay(raw: bytes, columns: int, lines: int) -> str:
+    """What ``raw`` (bytes written to a terminal, newlines as the terminal driver sends them)
+    shows on a fresh ``columns`` x ``lines`` screen: its rows, right-stripped, trailing empty
+    rows dropped."""
+    screen = pyte.Screen(columns, lines)
+    pyte.ByteStream(screen).feed(raw)
+    rows = [row.rstrip() for row in screen.display]
+    while rows and not rows[-1]:
+        rows.pop()
+    return "\n".join(rows)
 
 
 class Terminal:

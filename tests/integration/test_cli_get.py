@@ -276,3 +276,43 @@ def test_get_watch_without_a_terminal_prints_a_frame_per_change_in_ascii(
     assert re.search(r"error-rate\s+-- Stopped\s+0 \(max 0\.05\)", last), last
     assert f"`--+ reviews-{canary}" in last and f"`--+ reviews-{stable}" in last
     assert re.search(r"Warning\s+RolloutAborted\s+rollback to stable", last), last
+
+
+@pytest.mark.parametrize(
+    ("locale", "unicode"),
+    [
+        ({"LANG": "C"}, False),
+        ({"LC_ALL": "POSIX"}, False),
+        ({}, False),
+        ({"LANG": "C.UTF-8"}, True),
+    ],
+)
+def test_get_in_the_c_locale_draws_in_ascii(
+    cluster: Cluster,
+    namespace: str,
+    sandbox_kubeconfig: Path,
+    locale: dict[str, str],
+    unicode: bool,
+) -> None:
+    """A C or POSIX locale (or none) says the terminal may not show UTF-8: Python writes UTF-8
+    there anyway (PEP 538/540), so the screen's icons are chosen from the locale too."""
+    cluster.create_rollout(rollout_manifest(steps=[{"setWeight": 20}, {"pause": {}}]))
+    environment = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("LC_")
+        and k not in ("LANG", "LANGUAGE", "PYTHONUTF8", "PYTHONIOENCODING")
+    }
+    done = subprocess.run(
+        [ROLLOUT, "get", "reviews", "-n", namespace, "--kubeconfig", str(sandbox_kubeconfig)],
+        capture_output=True,
+        env={**environment, **locale},
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr.decode()
+    screen = done.stdout.decode("utf-8")
+    assert screen.isascii() is not unicode, screen
+    if unicode:
+        has(screen, "⟳ reviews", "Rollout")
+    else:
+        has(screen, "@ reviews", "Rollout", re.escape("?? Unknown"))

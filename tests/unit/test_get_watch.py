@@ -8,9 +8,13 @@ change of what they show, never for ages alone.
 from __future__ import annotations
 
 import copy
+import fcntl
 import io
 import json
+import os
 import queue
+import struct
+import termios
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -35,6 +39,7 @@ from rollout.cluster.access import (
     WatchEvent,
 )
 from rollout.ops import Target, watch_tree
+from tests.integration.terminal import replay
 
 RECORDED = json.loads((Path(__file__).parent / "data" / "get_scenes.json").read_text())
 NAMESPACE = "demo"
@@ -202,3 +207,84 @@ def test_an_unreachable_api_is_said_on_the_screen_then_given_up(cluster: FakeClu
     assert "connection refused" in str(result)
     frames = watching.frames()
     assert frames[-1].endswith("!! watch interrupted, retrying: GET /apis: connection refused")
+
+
+class OnATerminal:
+    """``watch_tree`` writing to the slave side of a pseudo-terminal of ``columns`` x ``lines``
+    (its own window size, as a terminal emulator sets it); what it wrote is read from the
+    master side (``raw``), as the terminal receives it."""
+
+    def __init__(self, cluster: FakeCluster, columns: int, lines: int) -> None:
+        master, slave = os.openpty()
+        self.master, self.slave = master, slave
+        self.resize(columns, lines)
+        self.out = open(slave, "w", encoding="utf-8", closefd=False)  # noqa: SIM115
+        self.raw = b""
+        self._lock = threading.Lock()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+        self.target = Target(_access(cluster), NAMESPACE, stdout=self.out)
+        self.result: int | BaseException | None = None
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def resize(self, columns: int, lines: int) -> None:
+        fcntl.ioctl(self.slave, termios.TIOCSWINSZ, struct.pack("HHHH", lines, columns, 0, 0))
+
+    def _read(self) -> None:
+        while True:
+            try:
+                chunk = os.read(self.master, 65536)
+            except OSError:
+                break
+            if not chunk:
+                break
+            with self._lock:
+                self.raw += chunk
+
+    def _run(self) -> None:
+        try:
+            self.result = watch_tree(self.target, "reviews", time.monotonic() + 3.0)
+        except BaseException as error:  # handed to the test
+            self.result = error
+
+    def received(self) -> bytes:
+        with self._lock:
+            return self.raw
+
+    def wait_for(self, check: Callable[[bytes], bool], timeout: float = 10) -> bytes:
+        deadline = time.monotonic() + timeout
+        while not check(raw := self.received()):
+            assert time.monotonic() < deadline, raw.decode(errors="replace")
+            time.sleep(0.02)
+        return raw
+
+    def close(self) -> None:
+        self.thread.join(10)
+        self.out.close()
+        os.close(self.slave)
+        self._reader.join(5)
+        os.close(self.master)
+
+
+def test_a_frame_taller_than_the_terminal_keeps_its_first_line_and_redraws_on_resize(
+    cluster: FakeCluster,
+) -> None:
+    """The recorded Rollout is minutes old: its ages change once a minute at most, so only the
+    resize can make the frame be drawn again (in the new window's size)."""
+    terminal = OnATerminal(cluster, columns=140, lines=12)
+    try:
+        raw = terminal.wait_for(lambda raw: b"more line(s)" in raw)
+        screen = replay(raw, 140, 12).splitlines()
+        assert screen[0].startswith("Name:            reviews"), screen
+        assert len(screen) == 12 and screen[-1].startswith("... "), screen
+        drawn = len(terminal.received())
+        terminal.resize(60, 8)
+        resized = terminal.wait_for(lambda raw: len(raw) > drawn, timeout=2.5)[drawn:]
+        screen = replay(resized, 60, 8).splitlines()
+        assert screen[0].startswith("Name:            reviews"), screen
+        assert len(screen) == 8 and screen[-1].startswith("... "), screen
+        terminal.thread.join(10)
+        assert terminal.result == 0
+    finally:
+        terminal.close()

@@ -9,6 +9,7 @@ are written here after kwok's: the sandbox has none.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import re
 from datetime import UTC, datetime
@@ -17,8 +18,10 @@ from typing import Any
 
 import pytest
 
+from rollout.controller import observe
+from rollout.domain.revision import HASH_LABEL
 from rollout.ops import fit
-from rollout.view import UNICODE_GLYPHS, Scene, age, render
+from rollout.view import SCALE_DOWN_AT, UNICODE_GLYPHS, Scene, age, render
 
 SCENES: dict[str, dict[str, Any]] = json.loads(
     (Path(__file__).parent / "data" / "get_scenes.json").read_text()
@@ -327,3 +330,82 @@ def test_a_spec_the_view_cannot_read_still_shows_the_status() -> None:
     assert line(screen, "Step:", "2/4").split() == ["Step:", "2/4"]
     assert line(screen, "SetWeight:", "-")
     assert line(screen, "ActualWeight:", "20 (stable 80)")
+
+
+@pytest.mark.parametrize(
+    "pod_spec",
+    [
+        {"containers": "x"},
+        {"containers": ["x", {"name": "a", "image": "i:1"}], "initContainers": {"a": 1}},
+        {"containers": [{"name": "a", "image": ["i:1"]}, None, 3]},
+    ],
+)
+def test_a_pod_template_the_api_keeps_as_written_still_renders(pod_spec: dict[str, Any]) -> None:
+    """``spec.template.spec`` is kept as written (the CRD preserves unknown fields there): a
+    Rollout not deployed yet with containers that are not objects shows the images it can
+    read, never a traceback."""
+    unseen = scene("canary_mid_step")
+    unseen.rollout["spec"]["template"]["spec"] = pod_spec
+    unseen.rollout.pop("status")
+    screen = render(dataclasses.replace(unseen, replica_sets=[]))
+    assert line(screen, "Status:", "? Unknown")
+    images = [row for row in screen.splitlines() if "(not deployed)" in row]
+    assert all(re.search(r"\S+ \(not deployed\)$", row) for row in images), screen
+
+
+def test_a_header_route_in_force_is_shown_until_the_abort() -> None:
+    """After a ``setHeaderRoute`` step, requests matching it go to the canary whatever the
+    weights: the screen says which, as long as the route is in place."""
+    routed = scene("canary_mid_step")
+    steps = routed.rollout["spec"]["strategy"]["canary"]["steps"]
+    steps.insert(
+        0,
+        {
+            "setHeaderRoute": {
+                "name": "testers",
+                "match": [
+                    {"headers": {"x-canary": {"exact": "always"}}},
+                    {"headers": {"x-user": {"prefix": "qa-"}, "x-env": {"regex": "st.*"}}},
+                ],
+            }
+        },
+    )
+    routed.rollout["status"].update(currentStepIndex=2, stepCount=5, step="3/5")
+    screen = render(routed)
+    assert line(screen, "Step:", "3/5 (analysis x20)")
+    assert line(screen, "SetWeight:", "20")
+    assert line(
+        screen,
+        "HeaderRoute:",
+        'testers: x-canary exact "always" or x-user prefix "qa-", x-env regex "st.*"',
+    )
+    routed.rollout["status"]["abort"] = True
+    assert "HeaderRoute:" not in render(routed)
+
+
+def test_a_replica_set_waiting_to_be_scaled_down_says_when() -> None:
+    """As ``kubectl argo rollouts get`` shows ``delay:25s``: a ReplicaSet the controller will
+    scale down (annotation ``rollout.dev/scale-down-at``) says in how long, or that it is due."""
+    waiting = scene("canary_mid_step")
+    old = copy.deepcopy(waiting.replica_sets[0])
+    old["metadata"].update(name="reviews-oldrevisio", uid="old-uid")
+    old["metadata"]["labels"][HASH_LABEL] = "oldrevisio"
+    old["metadata"]["annotations"] = {
+        "rollout.dev/revision": "1",
+        SCALE_DOWN_AT: "2026-12-01T10:39:45Z",
+    }
+    old["spec"]["replicas"] = 2
+    screen = render(dataclasses.replace(waiting, replica_sets=[*waiting.replica_sets, old]))
+    assert "reviews-oldrevisio" in line(screen, "old, scale down in 25s, desired:2")
+    later = render(
+        dataclasses.replace(
+            waiting,
+            replica_sets=[*waiting.replica_sets, old],
+            now=datetime(2026, 12, 1, 10, 40, tzinfo=UTC),
+        )
+    )
+    assert "reviews-oldrevisio" in line(later, "old, scale down due, desired:2")
+    old["spec"]["replicas"] = 0  # scaled down: nothing to say
+    done = render(dataclasses.replace(waiting, replica_sets=[*waiting.replica_sets, old]))
+    assert "reviews-oldrevisio" in line(done, "old, desired:0")
+    assert SCALE_DOWN_AT == observe.SCALE_DOWN_AT  # the controller's annotation
