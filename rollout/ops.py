@@ -1031,7 +1031,7 @@ def cmd_undo(target: Target, name: str, *, to_revision: int = 0) -> int:
         if to_revision:
             wanted = next((h for n, h in known if n == to_revision), None)
             if wanted is None:
-                raise ClusterError(
+                raise BadInput(
                     f'--to-revision {to_revision}: rollout "{name}" has no revision '
                     f"{to_revision}; known revisions: {listing or 'none'}"
                 )

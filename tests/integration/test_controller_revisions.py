@@ -101,7 +101,7 @@ def test_revisions_are_numbered_and_undo_takes_absolute_numbers(
     # An unknown revision: one line listing the known ones, non-zero, nothing changed.
     before = cluster.rollout()
     bad = cli(kc, ns, "undo", "reviews", "--to-revision", "7")
-    assert bad.exit_code != 0
+    assert bad.exit_code == 4  # bad input, as an unknown container in set image
     [line] = bad.stderr.strip().splitlines()
     assert "no revision 7" in line and f"1 ({v1})" in line and f"3 ({v3}, current)" in line, line
     after = cluster.rollout()
