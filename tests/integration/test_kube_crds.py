@@ -184,6 +184,8 @@ def test_the_printer_columns_are_shown_by_kubectl_get(
         "phase": "Progressing",
         "strategy": "canary",
         "currentStepIndex": 1,
+        "stepCount": 3,
+        "step": "2/3",
         "weights": {"canary": 20, "stable": 80},
     }
     custom_objects(api_client).patch_namespaced_custom_object_status(
@@ -205,4 +207,4 @@ def test_the_printer_columns_are_shown_by_kubectl_get(
         "CANARY WEIGHT",
         "AGE",
     ]
-    assert re.split(r"\s{2,}", row.strip())[:5] == ["web", "Progressing", "canary", "1", "20"]
+    assert re.split(r"\s{2,}", row.strip())[:5] == ["web", "Progressing", "canary", "2/3", "20"]
