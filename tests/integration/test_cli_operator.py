@@ -191,7 +191,7 @@ def test_promote_full_undo_and_restart(
     cluster.wait_status(lambda s: s["phase"] == "Healthy" and s.get("stableRevision") == back)
 
     bad = cli(kc, ns, "undo", "reviews", "--to-revision", "5")
-    assert bad.exit_code == 1 and len(bad.stderr.strip().splitlines()) == 1
+    assert bad.exit_code == 4 and len(bad.stderr.strip().splitlines()) == 1
 
     restarted = cli(kc, ns, "restart", "reviews")
     assert restarted.exit_code == 0
