@@ -97,6 +97,26 @@ def problems(
     return found
 
 
+def object_problems(document: Mapping[str, Any], version: str | None = None) -> list[str]:
+    """The first way a whole object (``apiVersion``, ``kind``, ...; e.g. a chart's rendered
+    Deployment) breaks the strict schema of its kind in Kubernetes ``version`` (``X.Y``;
+    default: the newest shipped), as ``["<field path>: <message>"]``; ``[]`` when it conforms.
+    Strict, as the API server's field validation: an undeclared field is an error. A kind the
+    package has no schema for (a custom resource) is ``["<apiVersion>/<kind>: no schema"]``.
+    Raises ``UnknownVersion`` for a version newer than any shipped."""
+    import kubernetes_validate
+
+    version = check_version(version) if version else latest_version()
+    try:
+        kubernetes_validate.validate(dict(document), version, strict=True)
+    except kubernetes_validate.SchemaNotFoundError:
+        return [f"{document.get('apiVersion')}/{document.get('kind')}: no schema"]
+    except kubernetes_validate.ValidationError as error:
+        where = _path("", tuple(error.path)).lstrip(".") or "(object)"
+        return [f"{where}: {error.message}"]
+    return []
+
+
 ARTICLED = {
     "integer": "an integer",
     "number": "a number",
