@@ -117,6 +117,29 @@ def test_the_chart_rendered_by_helm_is_accepted(
     assert "created" not in again, again
 
 
+def test_the_chart_with_a_53_character_release_name_is_accepted(
+    kubectl: Kubectl, namespace: str, installed: list[str]
+) -> None:
+    """Helm's longest release name: every name (Service, Role, per-shard Deployment and PDB)
+    fits in 63 characters, which the apiserver checks for the DNS-label kinds."""
+    release = f"{namespace}-{'progressive-delivery-controller' * 2}"[:53].rstrip("-")
+    assert len(release) >= 50
+    rendered = render_chart(
+        release,
+        namespace,
+        "shards[0].name=a-long-shard-name-20",
+        "shards[0].selector=shard=a",
+        "shards[1].name=rest",
+        "shards[1].selector=!shard",
+    )
+    objects = documents(rendered)
+    installed.append(rendered)
+    out = kubectl.ok("apply", "-n", namespace, "-f", "-", stdin=rendered)
+    assert out.count(" created") == len(objects), out
+    for obj in objects:
+        assert len(obj["metadata"]["name"]) <= 63, obj["metadata"]["name"]
+
+
 def test_each_shard_is_a_deployment_with_its_selector_its_lease_and_its_pdb() -> None:
     rendered = documents(
         render_chart(
