@@ -8,7 +8,9 @@ is ``spec.template.spec.containers[0].imagee: unknown field``.
 
 The package raises the first error only; ``problems`` validates again after each one, with the
 unknown fields removed or the bad value replaced by a placeholder of the right type, so that
-every unknown field and most other errors are reported at once. The package is imported lazily:
+every unknown field and most other errors are reported at once. ``object_problems`` checks a
+whole object of a built-in kind (the chart's rendered manifests, in tests/unit/test_chart.py)
+and reports the first error only. The package is imported lazily:
 ``rollout lint`` on files without a pod template, and ``rollout --help``, never load it.
 """
 

@@ -402,6 +402,9 @@ def test_secrets_none_by_default_or_only_the_named_ones() -> None:
         (("replicaCount=2", "podDisruptionBudget.minAvailable=2"), {}),
         (("replicaCount=3", "podDisruptionBudget.minAvailable=2"), {"rc-rollout-controller": 2}),
         (("podDisruptionBudget.enabled=false",), {}),
+        (("podDisruptionBudget.minAvailable=50%",), {"rc-rollout-controller": "50%"}),
+        (("podDisruptionBudget.minAvailable=100%",), {}),
+        (("replicaCount=3", "podDisruptionBudget.minAvailable=70%"), {}),  # 2.1: all 3
         (
             (
                 "shards[0].name=a",
@@ -413,9 +416,20 @@ def test_secrets_none_by_default_or_only_the_named_ones() -> None:
             {"rc-rollout-controller-a": 1},
         ),
     ],
-    ids=["defaults", "one", "zero", "min-equals-replicas", "three-min-two", "disabled", "shards"],
+    ids=[
+        "defaults",
+        "one",
+        "zero",
+        "min-equals-replicas",
+        "three-min-two",
+        "disabled",
+        "half",
+        "all",
+        "three-sixty-percent",
+        "shards",
+    ],
 )
-def test_the_pdb_never_blocks_a_drain(sets: tuple[str, ...], budgets: dict[str, int]) -> None:
+def test_the_pdb_never_blocks_a_drain(sets: tuple[str, ...], budgets: dict[str, int | str]) -> None:
     """(Before: a PodDisruptionBudget with minAvailable 1 for a single replica, which no
     eviction can ever satisfy, so `kubectl drain` of its node waits forever.) Rendered only
     where the Deployment has more replicas than the budget keeps available, per shard."""
@@ -427,6 +441,8 @@ def test_the_pdb_never_blocks_a_drain(sets: tuple[str, ...], budgets: dict[str, 
     assert found == budgets
     replicas = {d["metadata"]["name"]: d["spec"]["replicas"] for d in _kinds(objects, "Deployment")}
     for name, keep in found.items():
+        if isinstance(keep, str):  # a percentage of the pods, rounded up (as Kubernetes does)
+            keep = -(-replicas[name] * int(keep.removesuffix("%")) // 100)
         assert replicas[name] > keep  # one eviction is always allowed
         (pdb,) = [
             p for p in _kinds(objects, "PodDisruptionBudget") if p["metadata"]["name"] == name
