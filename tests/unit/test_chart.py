@@ -13,6 +13,7 @@ own YAML (template actions stripped) and values.yaml.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import re
 import shutil
@@ -253,10 +254,15 @@ RELEASE_38 = "payments-progressive-delivery-eu-west1"  # 38 characters
 RELEASE_53 = "payments-progressive-delivery-controller-eu-west1-prd"  # 53: helm's maximum
 
 
+@functools.cache
+def _helm() -> str:
+    return helm()  # looked up once: scripts/kube-build is a subprocess
+
+
 def _template(
     chart: Path, release: str, *sets: str, show_only: str | None = None
 ) -> subprocess.CompletedProcess[str]:
-    args = [helm(), "template", release, str(chart), "-n", "ops", "--kube-version", KUBE_VERSION]
+    args = [_helm(), "template", release, str(chart), "-n", "ops", "--kube-version", KUBE_VERSION]
     if show_only:
         args += ["--show-only", show_only]
     for value in sets:
@@ -530,7 +536,7 @@ def test_replicas_prefer_distinct_nodes_by_default() -> None:
     )
     objects = _render(
         "rc",
-        f"{own}",
+        own,
         own.replace(".key=pool", ".operator=Exists"),
         "topologySpreadConstraints[0].maxSkew=1",
         "topologySpreadConstraints[0].topologyKey=topology.kubernetes.io/zone",
@@ -557,7 +563,7 @@ def _notes(tmp_path: Path, *sets: str) -> str:
 
 
 def test_notes_point_at_the_leaders_logs(tmp_path: Path) -> None:
-    """(Before: `kubectl logs deploy/...`, which picks any pod: most likely a standby.)"""
+    """(Before: `kubectl logs deploy/...`, which picks any pod, often a standby.)"""
     notes = _notes(tmp_path)
     holder = "get lease rollout-controller -o jsonpath='{.spec.holderIdentity}'"
     assert f"kubectl -n ops {holder}" in notes
