@@ -8,7 +8,9 @@ is ``spec.template.spec.containers[0].imagee: unknown field``.
 
 The package raises the first error only; ``problems`` validates again after each one, with the
 unknown fields removed or the bad value replaced by a placeholder of the right type, so that
-every unknown field and most other errors are reported at once. The package is imported lazily:
+every unknown field and most other errors are reported at once. ``object_problems`` checks a
+whole object of a built-in kind (the chart's rendered manifests, in tests/unit/test_chart.py)
+and reports the first error only. The package is imported lazily:
 ``rollout lint`` on files without a pod template, and ``rollout --help``, never load it.
 """
 
@@ -95,6 +97,26 @@ def problems(
             if error.validator == "required":
                 patched.update((*where, key) for key in error.validator_value or ())
     return found
+
+
+def object_problems(document: Mapping[str, Any], version: str | None = None) -> list[str]:
+    """The first way a whole object (``apiVersion``, ``kind``, ...; e.g. a chart's rendered
+    Deployment) breaks the strict schema of its kind in Kubernetes ``version`` (``X.Y``;
+    default: the newest shipped), as ``["<field path>: <message>"]``; ``[]`` when it conforms.
+    Strict, as the API server's field validation: an undeclared field is an error. A kind the
+    package has no schema for (a custom resource) is ``["<apiVersion>/<kind>: no schema"]``.
+    Raises ``UnknownVersion`` for a version newer than any shipped."""
+    import kubernetes_validate
+
+    version = check_version(version) if version else latest_version()
+    try:
+        kubernetes_validate.validate(dict(document), version, strict=True)
+    except kubernetes_validate.SchemaNotFoundError:
+        return [f"{document.get('apiVersion')}/{document.get('kind')}: no schema"]
+    except kubernetes_validate.ValidationError as error:
+        where = _path("", tuple(error.path)).lstrip(".") or "(object)"
+        return [f"{where}: {error.message}"]
+    return []
 
 
 ARTICLED = {

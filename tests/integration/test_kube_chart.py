@@ -75,6 +75,13 @@ OVERRIDES = {
     "custom-service-account": ("serviceAccount.name=deployer-{ns}",),
     "single-replica-no-leader-election": ("replicaCount=1", "controller.leaderElect=false"),
     "no-secrets-no-pdb": ("rbac.secretsGet=false", "podDisruptionBudget.enabled=false"),
+    "named-secrets-hard-anti-affinity-three-replicas": (
+        "rbac.secretNames[0]=prometheus-token",
+        "podAntiAffinity=hard",
+        "replicaCount=3",
+        "podDisruptionBudget.minAvailable=2",
+    ),
+    "any-secret": ("rbac.secretsGet=true",),
     "two-shards-and-the-rest": (
         "shards[0].name=a",
         "shards[0].selector=shard in (a\\,x)",
@@ -108,6 +115,29 @@ def test_the_chart_rendered_by_helm_is_accepted(
     # Applied again (helm upgrade, a GitOps sync): nothing to change, no error.
     again = kubectl.ok("apply", "-n", namespace, "-f", "-", stdin=rendered)
     assert "created" not in again, again
+
+
+def test_the_chart_with_a_53_character_release_name_is_accepted(
+    kubectl: Kubectl, namespace: str, installed: list[str]
+) -> None:
+    """Helm's longest release name: every name (Service, Role, per-shard Deployment and PDB)
+    fits in 63 characters, which the apiserver checks for the DNS-label kinds."""
+    release = f"{namespace}-{'progressive-delivery-controller' * 2}"[:53].rstrip("-")
+    assert len(release) >= 50
+    rendered = render_chart(
+        release,
+        namespace,
+        "shards[0].name=a-long-shard-name-20",
+        "shards[0].selector=shard=a",
+        "shards[1].name=rest",
+        "shards[1].selector=!shard",
+    )
+    objects = documents(rendered)
+    installed.append(rendered)
+    out = kubectl.ok("apply", "-n", namespace, "-f", "-", stdin=rendered)
+    assert out.count(" created") == len(objects), out
+    for obj in objects:
+        assert len(obj["metadata"]["name"]) <= 63, obj["metadata"]["name"]
 
 
 def test_each_shard_is_a_deployment_with_its_selector_its_lease_and_its_pdb() -> None:
@@ -382,6 +412,7 @@ def test_the_controller_runs_a_gated_canary_as_the_charts_service_account_withou
         tmp_path,
         installed,
         *chart_values(namespace, gate_world),
+        f"rbac.secretNames[0]={TOKEN_SECRET}",  # `get` on that name only: no Secret by default
     )
     assert "--leader-elect" in args and f"--namespace={namespace}" in args
     chart_canary.start(kubeconfig, args)
@@ -425,7 +456,7 @@ def test_a_rule_missing_from_the_chart_is_seen_as_a_403(
     chart_canary: Canary,
     tmp_path: Path,
 ) -> None:
-    # The control for the test above: without `get secrets` (rbac.secretsGet=false) the same
+    # The control for the test above: without `get secrets` (the default) the same
     # canary's gate is refused by the apiserver, and the refusal is visible where that test
     # looks for one. The canary is held at its first weight, never promoted.
     kubeconfig, args = install_as_service_account(

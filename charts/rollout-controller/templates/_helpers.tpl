@@ -17,6 +17,21 @@
 {{- end }}
 {{- end }}
 
+{{/* The full name followed by a suffix (a dict: "root" the top context, "suffix" e.g.
+"-metrics"): the full name is cut first, so that the whole stays a DNS label of at most 63
+characters and the suffix, which tells the objects apart, is always kept. */}}
+{{- define "rollout-controller.suffixedName" -}}
+{{- $suffix := .suffix | default "" }}
+{{- $base := include "rollout-controller.fullname" .root | trunc (int (sub 63 (len $suffix))) | trimSuffix "-" }}
+{{- printf "%s%s" $base $suffix }}
+{{- end }}
+
+{{/* The name of a shard's objects (Deployment, PodDisruptionBudget, Lease): the full name, and
+"-<shard>" when sharded. A dict: "root" the top context, "shard" the shard's name or "". */}}
+{{- define "rollout-controller.shardName" -}}
+{{- include "rollout-controller.suffixedName" (dict "root" .root "suffix" (ternary (printf "-%s" .shard) "" (ne .shard ""))) }}
+{{- end }}
+
 {{- define "rollout-controller.chart" -}}
 {{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
 {{- end }}
