@@ -31,8 +31,28 @@ ROLLOUT = ROOT / "argocd" / "resource_customizations" / "rollout.dev" / "Rollout
 ACTIONS = ROLLOUT / "actions"
 HEALTH = ROLLOUT / "health.lua"
 DISCOVERY = ACTIONS / "discovery.lua"
+# Rollouts as a controller wrote them (tests/integration/test_argocd_controller.py writes them)
+CONTROLLER_FIXTURES = ROLLOUT / "testdata" / "controller"
 PINNED_TIME = 1767225600  # 2026-01-01T00:00:00Z
 ACTION_NAMES = sorted(p.parent.name for p in ACTIONS.glob("*/action.lua"))
+
+
+ARGOCD_HEALTH = {
+    "Healthy": "Healthy",
+    "Progressing": "Progressing",
+    "Paused": "Suspended",
+    "Degraded": "Degraded",
+}
+
+
+def expected_health(rollout: Any) -> str:
+    """The Argo CD health status a Rollout should have (docs/gitops.md): Progressing until the
+    controller has observed its generation, then its phase's (Paused is Suspended)."""
+    status = rollout.get("status") or {}
+    observed = status.get("observedGeneration")
+    if observed is None or observed != rollout["metadata"].get("generation"):
+        return "Progressing"
+    return ARGOCD_HEALTH[status["phase"]]
 
 
 class ArgoCDPanic(Exception):

@@ -1,29 +1,40 @@
 """The Argo CD health check and actions on the Rollouts a running controller writes.
 
-The fixtures of ``tests/unit/test_argocd_lua.py`` are written by hand; here the inputs are
-every version of a Rollout that a controller (on the sandbox, or a real apiserver) writes while
+The inputs are every version of a Rollout that a controller (on the sandbox, or a real apiserver) writes while
 a canary goes through each phase: Healthy, Progressing, Paused at a step, paused by the user,
 Degraded after an abort. On each version, ``health.lua`` must give the phase's Argo CD status,
 and every action must return no longer array than it was given and come out of Argo CD's
 result clean-up the same before its fix and after it (``tests/argocd_lua.py``). The actions are
 run as Argo CD runs them, their patches sent as Argo CD sends them (status patch to
 ``/status``, the rest to the object), and the controller must honour each one.
+
+The fixtures in ``argocd/.../Rollout/testdata/controller/`` (used by
+``tests/unit/test_argocd_lua.py``) are the first version in each state, normalized (no
+server-set metadata, timestamps pinned): ``ROLLOUT_WRITE_ARGOCD_FIXTURES=1`` rewrites them;
+otherwise this test checks that each is still a state the controller reaches, with the status
+fields it writes there.
 """
 
 from __future__ import annotations
 
+import os
+import re
 from collections.abc import Callable
 from typing import Any
 
 import pytest
+import yaml
 
 from tests.argocd_lua import (
     ACTION_NAMES,
+    CONTROLLER_FIXTURES,
     DISCOVERY,
     HEALTH,
+    PINNED_TIME,
     argocd_patches,
     clean_after_fix,
     clean_before_fix,
+    expected_health,
     grown_arrays,
     run,
 )
@@ -50,22 +61,84 @@ STEPS: list[dict[str, Any]] = [
     {"pause": {}},
     {"setWeight": 80},
 ]
-ARGOCD_HEALTH = {
-    "Healthy": "Healthy",
-    "Progressing": "Progressing",
-    "Paused": "Suspended",
-    "Degraded": "Degraded",
+WRITE_FIXTURES = "ROLLOUT_WRITE_ARGOCD_FIXTURES"
+TIMESTAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
+PINNED = "2026-01-01T00:00:00Z"
+assert PINNED_TIME == 1767225600  # PINNED
+
+
+def _status(rollout: Obj) -> Obj:
+    status: Obj = rollout.get("status") or {}
+    return status
+
+
+def _observed(rollout: Obj) -> bool:
+    return bool(_status(rollout).get("observedGeneration") == rollout["metadata"].get("generation"))
+
+
+def _in_state(phase: str, *pauses: str, requested: bool = False) -> Callable[[Obj], bool]:
+    return lambda r: (
+        _observed(r)
+        and _status(r).get("phase") == phase
+        and reasons(_status(r)) == sorted(pauses)
+        and (_status(r).get("pausedByUser") is True) == requested
+    )
+
+
+# The states of the fixtures in CONTROLLER_FIXTURES: the first version of the Rollout in each.
+STATES: dict[str, Callable[[Obj], bool]] = {
+    "healthy": _in_state("Healthy"),
+    "unobserved": lambda r: not _observed(r) and "phase" in _status(r),
+    "progressing": lambda r: (
+        _in_state("Progressing")(r)
+        and _status(r).get("canaryRevision") is not None
+        and _status(r).get("canaryRevision") != _status(r).get("stableRevision")
+    ),
+    "paused-step": _in_state("Paused", "CanaryPauseStep"),
+    "paused-step-pause-requested": _in_state("Paused", "CanaryPauseStep", requested=True),
+    "paused-step-and-user": _in_state("Paused", "CanaryPauseStep", "PausedByUser"),
+    "degraded": lambda r: _observed(r) and _status(r).get("phase") == "Degraded",
 }
 
 
-def expected_health(rollout: Obj) -> str:
-    """The Argo CD status a Rollout should have: Progressing until the controller has observed
-    its generation, then its phase's."""
-    status = rollout.get("status") or {}
-    observed = status.get("observedGeneration")
-    if observed is None or observed != rollout["metadata"].get("generation"):
-        return "Progressing"
-    return ARGOCD_HEALTH[status["phase"]]
+def normalized(rollout: Obj) -> Obj:
+    """A Rollout as a fixture: no server-set metadata or namespace, every timestamp pinned."""
+
+    def pin(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: pin(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [pin(v) for v in value]
+        if isinstance(value, str) and TIMESTAMP.match(value):
+            return PINNED
+        return value
+
+    meta = rollout["metadata"]
+    kept = {k: meta[k] for k in ("name", "generation", "labels", "annotations") if k in meta}
+    out = {k: v for k, v in rollout.items() if k != "metadata"}
+    fixture: Obj = pin(
+        {"apiVersion": out.pop("apiVersion"), "kind": out.pop("kind"), "metadata": kept, **out}
+    )
+    return fixture
+
+
+def check_fixtures(versions: list[Obj]) -> None:
+    """Each fixture in CONTROLLER_FIXTURES is a state the controller reached, with the status
+    fields it writes in that state; with ROLLOUT_WRITE_ARGOCD_FIXTURES=1, (re)written from the
+    first version in each state."""
+    for state, holds in STATES.items():
+        found = [normalized(v) for v in versions if holds(v)]
+        assert found, f"the controller never reached {state}"
+        path = CONTROLLER_FIXTURES / f"{state}.yaml"
+        if os.environ.get(WRITE_FIXTURES) == "1":
+            header = (
+                f"# Written by tests/integration/test_argocd_controller.py ({WRITE_FIXTURES}=1)\n"
+            )
+            path.write_text(header + yaml.safe_dump(found[0], sort_keys=False))
+        fixture = yaml.safe_load(path.read_text())
+        assert holds(fixture), f"{path.name} is not in state {state}"
+        shapes = {tuple(sorted(_status(f))) for f in found}
+        assert tuple(sorted(_status(fixture))) in shapes, f"{path.name}: not a status it writes"
 
 
 def action_result(name: str, live: Obj) -> Obj:
@@ -160,6 +233,7 @@ def test_actions_on_a_live_rollout_through_every_phase(
     phases = {(v.get("status") or {}).get("phase") for v in versions}
     assert {"Healthy", "Progressing", "Paused", "Degraded"} <= phases
     assert any((v.get("status") or {}).get("pausedByUser") is True for v in versions)
+    check_fixtures(versions)
     for version in versions:
         health = run(HEALTH, version)
         assert health["status"] == expected_health(version), version.get("status")

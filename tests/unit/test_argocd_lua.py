@@ -20,6 +20,7 @@ import yaml
 from tests.argocd_lua import (
     ACTION_NAMES,
     ACTIONS,
+    CONTROLLER_FIXTURES,
     DISCOVERY,
     HEALTH,
     ROLLOUT,
@@ -27,6 +28,7 @@ from tests.argocd_lua import (
     clean_after_fix,
     clean_before_fix,
     compiles,
+    expected_health,
     grown_arrays,
     run,
     run_action,
@@ -41,9 +43,13 @@ HEALTH_CASES = _load(ROLLOUT / "health_test.yaml")["tests"]
 ACTION_TESTS = _load(ACTIONS / "action_test.yaml")
 ACTION_CASES = ACTION_TESTS["actionTests"]
 DISCOVERY_CASES = ACTION_TESTS["discoveryTests"]
-FIXTURES = sorted((ROLLOUT / "testdata").glob("*.yaml")) + sorted(
+HAND_WRITTEN = sorted((ROLLOUT / "testdata").glob("*.yaml")) + sorted(
     (ACTIONS / "testdata").glob("*.yaml")
 )
+# Written from a controller's output by tests/integration/test_argocd_controller.py, which also
+# checks that they stay states the controller reaches.
+FROM_CONTROLLER = sorted(CONTROLLER_FIXTURES.glob("*.yaml"))
+FIXTURES = HAND_WRITTEN + FROM_CONTROLLER
 ARGOCD = {"before-fix": False, "after-fix": True}
 
 
@@ -51,6 +57,23 @@ ARGOCD = {"before-fix": False, "after-fix": True}
 def test_health(case: dict[str, Any]) -> None:
     obj = _load(ROLLOUT / case["inputPath"])
     assert run(HEALTH, obj) == case["healthStatus"]
+
+
+@pytest.mark.parametrize("fixture", FROM_CONTROLLER, ids=lambda p: p.name)
+def test_health_of_what_the_controller_wrote(fixture: Path) -> None:
+    obj = _load(fixture)
+    health = run(HEALTH, obj)
+    assert health["status"] == expected_health(obj)
+    if obj["status"].get("observedGeneration") == obj["metadata"]["generation"]:
+        assert health["message"] == obj["status"]["message"]
+    else:
+        assert health["message"] == "Waiting for the controller to observe the rollout's generation"
+
+
+def test_the_controller_fixtures_cover_every_phase() -> None:
+    statuses = {expected_health(_load(f)) for f in FROM_CONTROLLER}
+    assert statuses == {"Healthy", "Progressing", "Suspended", "Degraded"}
+    assert len(FROM_CONTROLLER) >= 7
 
 
 @pytest.mark.parametrize("fixed", ARGOCD.values(), ids=ARGOCD.keys())
@@ -115,7 +138,7 @@ def test_every_testdata_file_is_used() -> None:
     used = {ROLLOUT / c["inputPath"] for c in HEALTH_CASES}
     used |= {ACTIONS / c["inputPath"] for c in ACTION_CASES + DISCOVERY_CASES}
     used |= {ACTIONS / c["expectedOutputPath"] for c in ACTION_CASES}
-    assert set(FIXTURES) == used
+    assert set(HAND_WRITTEN) == used
 
 
 def test_scripts_are_lua_5_1() -> None:
