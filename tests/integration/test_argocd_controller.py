@@ -1,12 +1,13 @@
 """The Argo CD health check and actions on the Rollouts a running controller writes.
 
-The inputs are every version of a Rollout that a controller (on the sandbox, or a real apiserver) writes while
-a canary goes through each phase: Healthy, Progressing, Paused at a step, paused by the user,
-Degraded after an abort. On each version, ``health.lua`` must give the phase's Argo CD status,
-and every action must return no longer array than it was given and come out of Argo CD's
-result clean-up the same before its fix and after it (``tests/argocd_lua.py``). The actions are
-run as Argo CD runs them, their patches sent as Argo CD sends them (status patch to
-``/status``, the rest to the object), and the controller must honour each one.
+The inputs are every version of a Rollout that a controller (on the sandbox, or a real
+apiserver) writes while a canary goes through each phase: Healthy, Progressing, Paused at a
+step, paused by the user, Degraded after an abort. On each version, ``health.lua`` must give
+the phase's Argo CD status, and every action must return no longer array than it was given
+and come out of Argo CD's result clean-up the same before its fix and after it
+(``tests/argocd_lua.py``). The actions are run as Argo CD runs them, their patches sent as
+Argo CD sends them (status patch to ``/status``, the rest to the object), and the controller
+must honour each one.
 
 The fixtures in ``argocd/.../Rollout/testdata/controller/`` (used by
 ``tests/unit/test_argocd_lua.py``) are the first version in each state, normalized (no
@@ -20,11 +21,14 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from typer.testing import CliRunner
 
+from rollout.cli import app
 from tests.argocd_lua import (
     ACTION_NAMES,
     CONTROLLER_FIXTURES,
@@ -240,3 +244,23 @@ def test_actions_on_a_live_rollout_through_every_phase(
         assert set(run(DISCOVERY, version)) == set(ACTION_NAMES)
         for name in ACTION_NAMES:
             action_result(name, version)
+
+
+def test_the_cli_sees_a_pause_request_the_controller_has_not_taken(
+    cluster: Cluster, sandbox_kubeconfig: Path
+) -> None:
+    """No controller runs: the Argo CD pause action's request stays a flag. `rollout pause`
+    says it is already paused; `rollout resume` withdraws the request."""
+    cluster.create_rollout(rollout_manifest(steps=STEPS))
+    run_action(cluster, "pause")
+    assert cluster.status() == {"pausedByUser": True}
+
+    def cli(*args: str) -> tuple[int, str]:
+        kc, ns = str(sandbox_kubeconfig), cluster.namespace
+        result = CliRunner().invoke(app, [*args, "reviews", "--kubeconfig", kc, "-n", ns])
+        return result.exit_code, result.output
+
+    assert cli("pause") == (0, 'rollout "reviews" is already paused\n')
+    assert cli("resume") == (0, 'rollout "reviews" resumed\n')
+    assert "pausedByUser" not in cluster.status()
+    assert cli("resume")[1].startswith("nothing to resume")
