@@ -138,7 +138,13 @@ def test_every_testdata_file_is_used() -> None:
     used = {ROLLOUT / c["inputPath"] for c in HEALTH_CASES}
     used |= {ACTIONS / c["inputPath"] for c in ACTION_CASES + DISCOVERY_CASES}
     used |= {ACTIONS / c["expectedOutputPath"] for c in ACTION_CASES}
-    assert set(HAND_WRITTEN) == used
+    assert set(FIXTURES) == used
+
+
+def test_health_cases_use_the_controller_output_for_every_phase() -> None:
+    """Only the states no controller writes (no status, no message) are written by hand."""
+    hand = {c["inputPath"] for c in HEALTH_CASES if not c["inputPath"].startswith("testdata/c")}
+    assert hand == {"testdata/no-status.yaml", "testdata/healthy-no-message.yaml"}
 
 
 def test_scripts_are_lua_5_1() -> None:
