@@ -924,7 +924,9 @@ def _now() -> str:
 def cmd_pause(target: Target, name: str) -> int:
     def decide(obj: Obj) -> Decision:
         pauses = list(_status(obj).get("pauseConditions") or [])
-        if any(p.get("reason") == PAUSE_USER for p in pauses):
+        if _status(obj).get("pausedByUser") is True or any(
+            p.get("reason") == PAUSE_USER for p in pauses
+        ):
             return None, f'rollout "{name}" is already paused'
         pauses.append({"reason": PAUSE_USER, "startTime": _now()})
         return {"status": {"pauseConditions": pauses}}, f'rollout "{name}" paused'
@@ -936,13 +938,18 @@ def cmd_resume(target: Target, name: str) -> int:
     def decide(obj: Obj) -> Decision:
         pauses = list(_status(obj).get("pauseConditions") or [])
         kept = [p for p in pauses if p.get("reason") != PAUSE_USER]
-        if len(kept) == len(pauses):
+        # the Argo CD pause action's request, not yet turned into a pause by the controller
+        requested = _status(obj).get("pausedByUser") is True
+        if len(kept) == len(pauses) and not requested:
             return None, f'nothing to resume: rollout "{name}" is not paused by `rollout pause`'
         message = f'rollout "{name}" resumed'
         if kept:
             reasons = ", ".join(str(p.get("reason")) for p in kept)
             message += f" (still paused: {reasons}; use `rollout promote`)"
-        return {"status": {"pauseConditions": kept}}, message
+        patch: Obj = {"pauseConditions": kept}
+        if requested:
+            patch["pausedByUser"] = None
+        return {"status": patch}, message
 
     return _update(target, name, decide)
 

@@ -1,8 +1,8 @@
 """``Rollout.status``: everything the planner must remember, written only by the controller.
 
-The operator flags (``abort``, ``promoteFull``, ``pauseConditions``) are the exception: the CLI
-and Argo CD actions set them through the status subresource, so that Git never sees drift in
-``spec``. Phases: Healthy | Progressing | Paused | Degraded.
+The operator flags (``abort``, ``promoteFull``, ``pausedByUser``, ``pauseConditions``) are the
+exception: the CLI and Argo CD actions set them through the status subresource, so that Git
+never sees drift in ``spec``. Phases: Healthy | Progressing | Paused | Degraded.
 """
 
 from __future__ import annotations
@@ -162,6 +162,10 @@ class RolloutStatus(ApiModel):
     it."""
     promote_full: bool = False
     """Set by rollout promote --full: skip the remaining steps and gates."""
+    paused_by_user: bool | None = None
+    """Set to true by the Argo CD pause action: the controller turns it into a PausedByUser pause
+    condition and removes it (an action that appended to pauseConditions would make Argo CD
+    before 3.0.13 / 3.1.1 panic)."""
     aborted_at: Timestamp | None = None
     """When the update was aborted."""
     abort_reason: str | None = None

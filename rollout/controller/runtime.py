@@ -109,10 +109,13 @@ Intent = tuple[object, bool, bool, frozenset[str], object]
 
 
 def operator_intent(rollout: Obj) -> Intent:
-    """What users set: the spec's generation, the abort and promoteFull flags, the pauses;
+    """What users set: the spec's generation, the abort and promoteFull flags, the pauses (a
+    ``pausedByUser`` request counting as the PausedByUser pause it becomes);
     and the step, to tell a pause the user lifted from one the controller ended."""
     status = rollout.get("status") or {}
     pauses = frozenset(str(p.get("reason")) for p in status.get("pauseConditions") or [])
+    if status.get("pausedByUser") is True:  # the Argo CD pause action's request
+        pauses |= {"PausedByUser"}
     return (
         rollout.get("metadata", {}).get("generation"),
         bool(status.get("abort")),

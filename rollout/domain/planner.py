@@ -29,6 +29,7 @@ from rollout.api.status import (
     PAUSE_BLUE_GREEN,
     PAUSE_CANARY_STEP,
     PAUSE_INCONCLUSIVE,
+    PAUSE_USER,
     AnalysisStatus,
     PauseCondition,
     RolloutStatus,
@@ -151,6 +152,7 @@ class _Planner:
         revision = self.obs.revision
         assert revision is not None
         stable, canary = self.st.stable_revision, self.st.canary_revision
+        self._take_pause_request()
         idle = self.spec.replicas == 0 and not self._has_pause_from_user()
         if stable is None or (idle and revision != stable):
             self._deploy_at_once(revision)
@@ -617,6 +619,13 @@ class _Planner:
         if not self._has_pause(reason):
             pause = PauseCondition(reason=reason, start_time=self.stamp)
             self.st.pause_conditions = [*self.st.pause_conditions, pause]
+
+    def _take_pause_request(self) -> None:
+        """``status.pausedByUser`` (the Argo CD pause action's request, which grows no array)
+        becomes the PausedByUser pause condition, as ``rollout pause`` adds it; the flag goes."""
+        if self.st.paused_by_user:
+            self._add_pause(PAUSE_USER)
+        self.st.paused_by_user = None
 
     def _drop_pauses(self, reasons: set[str] | frozenset[str]) -> None:
         kept = [p for p in self.st.pause_conditions if p.reason not in reasons]

@@ -42,6 +42,7 @@ class Progress:
     pause_conditions: list[PauseCondition]
     abort: bool
     promote_full: bool
+    paused_by_user: bool | None
     aborted_at: Timestamp | None
     abort_reason: str | None
     analysis: AnalysisStatus | None
@@ -58,6 +59,7 @@ class Progress:
             pause_conditions=list(status.pause_conditions),
             abort=status.abort,
             promote_full=status.promote_full,
+            paused_by_user=status.paused_by_user,
             aborted_at=status.aborted_at,
             abort_reason=status.abort_reason,
             analysis=status.analysis,

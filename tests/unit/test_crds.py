@@ -710,6 +710,7 @@ def test_status_schema_accepts_a_fully_populated_status() -> None:
         pause_conditions=[PauseCondition(reason=PAUSE_CANARY_STEP, start_time=now)],
         abort=True,
         promote_full=True,
+        paused_by_user=True,
         aborted_at=now,
         abort_reason="gate failed: error-rate",
         analysis=AnalysisStatus(

@@ -55,7 +55,19 @@ def test_workload_application_respects_ignored_differences() -> None:
     (app,) = apps
     assert "RespectIgnoreDifferences=true" in app["spec"]["syncPolicy"]["syncOptions"]
     kinds = {d["kind"] for d in app["spec"]["ignoreDifferences"]}
-    assert kinds == {"VirtualService", "DestinationRule", "Service"}
+    assert kinds == {"VirtualService", "DestinationRule", "Service", "Rollout"}
     paths = " ".join(p for d in app["spec"]["ignoreDifferences"] for p in d["jqPathExpressions"])
-    for field in ("weight", "mirror", "mirrorPercentage", "rollout.dev/pod-template-hash"):
+    fields = ("weight", "mirror", "mirrorPercentage", "rollout.dev/pod-template-hash")
+    for field in (*fields, "rollout.dev/restartedAt"):  # the restart action's annotation
         assert field in paths
+
+
+def test_the_minimum_argocd_version_and_every_action_are_stated() -> None:
+    """The page names the minimum Argo CD version, the releases whose array bug the actions
+    avoid, and has a table row for every action script."""
+    text = DOC.read_text()
+    assert "**Argo CD 2.1 or later**" in text
+    assert "3.0.13 and 3.1.1" in text
+    names = sorted(p.parent.name for p in (ROLLOUT / "actions").glob("*/action.lua"))
+    rows = re.findall(r"^  \| ([a-z-]+) \| `rollout ", text, re.MULTILINE)
+    assert sorted(rows) == names

@@ -124,6 +124,36 @@ def test_pause_holds_progress_and_resume_continues() -> None:
     assert world.status.stable_revision == world.revision
 
 
+def test_a_pause_request_becomes_the_users_pause_and_the_flag_goes() -> None:
+    """status.pausedByUser (the Argo CD pause action, which grows no array) holds the rollout
+    as `rollout pause` does: the controller adds the PausedByUser condition and drops the flag;
+    resume (the condition removed) lets it continue."""
+    world = canary([{"setWeight": 10}, {"pause": {"duration": "1m"}}, {"setWeight": 50}])
+    world.set_image("v2")
+    world.settle()
+    world.status = world.status.model_copy(update={"paused_by_user": True})
+    world.tick()
+    assert world.status.paused_by_user is None
+    [user] = [p for p in world.status.pause_conditions if p.reason == "PausedByUser"]
+    assert user.start_time >= world.now
+    assert "pausedByUser" not in world.status.wire()
+    world.run_for(300)
+    assert world.status.phase == "Paused"
+    assert world.status.current_step_index == 1
+    assert world.route is not None and world.route.canary_weight == 10
+    world.resume()
+    world.run_for(31)
+    assert world.status.stable_revision == world.revision
+
+
+def test_a_pause_request_on_a_healthy_rollout_pauses_it() -> None:
+    world = canary([{"setWeight": 10}], analysis=False)
+    world.status = world.status.model_copy(update={"paused_by_user": True})
+    world.settle()
+    assert world.status.phase == "Paused" and world.status.paused_by_user is None
+    assert [p.reason for p in world.status.pause_conditions] == ["PausedByUser"]
+
+
 def test_a_failing_gate_aborts_even_while_paused_by_the_operator() -> None:
     world = canary([{"setWeight": 10}, {"pause": {}}])
     world.set_image("v2")

@@ -50,6 +50,9 @@ def test_operator_actions_are_urgent_and_the_controllers_own_pauses_are_not() ->
     assert is_operator_action(running, operator_intent(rollout(2)))
     user = operator_intent(rollout(1, pauseConditions=[{"reason": "PausedByUser"}]))
     assert is_operator_action(running, user)
+    requested = operator_intent(rollout(1, pausedByUser=True))  # the Argo CD pause action
+    assert is_operator_action(running, requested)
+    assert not is_operator_action(requested, user)  # the controller took the request
 
 
 def test_an_urgent_key_already_first_or_being_processed_stays_where_it_is() -> None:

@@ -1,13 +1,16 @@
--- `rollout pause`: add a PausedByUser pause condition, unless one is there.
+-- `rollout pause`: status.pausedByUser = true, which the controller turns into the PausedByUser
+-- pause condition. Appending that condition here would grow status.pauseConditions, and Argo CD
+-- before 3.0.13 / 3.1.1 fails on an action result with an array longer than the input's.
 if obj.status == nil then
   obj.status = {}
 end
-local pauses = obj.status.pauseConditions or {}
-for _, p in ipairs(pauses) do
+if obj.status.pausedByUser == true then
+  return obj
+end
+for _, p in ipairs(obj.status.pauseConditions or {}) do
   if p.reason == "PausedByUser" then
     return obj
   end
 end
-table.insert(pauses, {reason = "PausedByUser", startTime = os.date("!%Y-%m-%dT%H:%M:%SZ")})
-obj.status.pauseConditions = pauses
+obj.status.pausedByUser = true
 return obj

@@ -1,10 +1,11 @@
--- `rollout resume`: remove the PausedByUser pause condition; other pauses stay (promote them).
-if obj.status == nil or obj.status.pauseConditions == nil then
+-- `rollout resume`: remove the PausedByUser pause condition, and a pause request
+-- (status.pausedByUser) the controller has not taken yet; other pauses stay (promote them).
+if obj.status == nil then
   return obj
 end
 local kept = {}
-local removed = false
-for _, p in ipairs(obj.status.pauseConditions) do
+local removed = obj.status.pausedByUser == true
+for _, p in ipairs(obj.status.pauseConditions or {}) do
   if p.reason == "PausedByUser" then
     removed = true
   else
@@ -12,6 +13,9 @@ for _, p in ipairs(obj.status.pauseConditions) do
   end
 end
 if removed then
-  obj.status.pauseConditions = kept
+  obj.status.pausedByUser = nil
+  if obj.status.pauseConditions ~= nil then
+    obj.status.pauseConditions = kept
+  end
 end
 return obj
