@@ -109,7 +109,12 @@ def argo_crd(api_client: client.ApiClient) -> Iterator[None]:
     custom = custom_objects(api_client)
 
     def served() -> None:
-        custom.list_cluster_custom_object(ARGO_GROUP, "v1alpha1", "rollouts")
+        # The real apiserver serves a new CRD a moment after creating it: 404 until then.
+        try:
+            custom.list_cluster_custom_object(ARGO_GROUP, "v1alpha1", "rollouts")
+        except ApiException as exc:
+            assert exc.status != 404, "Argo's CRD is not served yet"
+            raise
 
     eventually(served, timeout=30)
     try:
