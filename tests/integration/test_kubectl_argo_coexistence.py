@@ -9,9 +9,6 @@ kube-apiserver); the Argo-like CRD is removed afterwards.
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,6 +18,7 @@ import yaml
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
+from tests.integration.kube_helpers import Kubectl
 from tests.integration.sandbox_helpers import (
     GROUP,
     VERSION,
@@ -67,38 +65,6 @@ def _argo_like_crd() -> dict[str, Any]:
             ],
         },
     }
-
-
-class Kubectl:
-    """The real ``kubectl`` with the test kubeconfig and a discovery cache of its own."""
-
-    def __init__(self, kubeconfig: Path, cache: Path) -> None:
-        binary = shutil.which("kubectl")
-        if binary is None:  # a skip would hide a broken setup
-            pytest.fail("kubectl is not on PATH", pytrace=False)
-        self.binary = binary
-        self.env = {
-            **os.environ,
-            "KUBECONFIG": str(kubeconfig),
-            "KUBECACHEDIR": str(cache),
-            "HOME": str(cache),
-        }
-
-    def __call__(self, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [self.binary, *args],
-            input=stdin,
-            env=self.env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
-
-    def ok(self, *args: str, stdin: str | None = None) -> str:
-        result = self(*args, stdin=stdin)
-        assert result.returncode == 0, (result.args, result.stdout, result.stderr)
-        return result.stdout
 
 
 @pytest.fixture

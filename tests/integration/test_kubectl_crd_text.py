@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.test_kubectl_argo_coexistence import Kubectl
+from tests.integration.kube_helpers import Kubectl
 
 pytestmark = pytest.mark.integration
 
